@@ -1,0 +1,219 @@
+//! The application interface (WSGI-style) and the built-in apps.
+//!
+//! An app receives an [`Environ`] (the PEP 3333 keys, built by the worker from the parsed
+//! request) and an [`Input`] stream holding the request body, and answers a [`Response`]:
+//! a status, headers and a [`Body`] that is bytes, a stream of chunks, or a file.
+//! Rust apps implement [`App`]; the Python WSGI adapter (its own module, later) will too.
+//! Built-ins are chosen by name: `welcome` (the default) and `echo`.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+pub mod echo;
+pub mod welcome;
+
+/// How the worker runs an app: decided once per app, never per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The app never blocks: it runs on the event-loop thread, with no thread hop.
+    Inline,
+    /// The app may block (I/O, Python): it runs on the pool of `--threads` app threads.
+    Threaded,
+}
+
+/// One request as the app sees it: the PEP 3333 environ keys, already decoded.
+#[derive(Debug, Clone, Default)]
+pub struct Environ {
+    /// REQUEST_METHOD, e.g. "GET".
+    pub method: String,
+    /// SCRIPT_NAME: the mount point (from the `SCRIPT_NAME` raw_env or header rules), usually "".
+    pub script_name: String,
+    /// PATH_INFO: the path, percent-decoded, without SCRIPT_NAME.
+    pub path_info: String,
+    /// QUERY_STRING, still encoded, without the '?'.
+    pub query_string: String,
+    /// RAW_URI: the request target exactly as received.
+    pub raw_uri: String,
+    /// CONTENT_TYPE, or "" when the request had none.
+    pub content_type: String,
+    /// CONTENT_LENGTH as the request gave it ("" when absent; chunked bodies have none).
+    pub content_length: String,
+    /// SERVER_NAME and SERVER_PORT: from Host, else from the listener.
+    pub server_name: String,
+    pub server_port: String,
+    /// SERVER_PROTOCOL: "HTTP/1.0" or "HTTP/1.1".
+    pub server_protocol: String,
+    /// REMOTE_ADDR and REMOTE_PORT: the peer (or the trusted front's client), "" on unix sockets.
+    pub remote_addr: String,
+    pub remote_port: String,
+    /// wsgi.url_scheme: "http" or "https".
+    pub url_scheme: String,
+    /// The request headers as received (name spelling kept, values latin-1 decoded), in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Environ {
+    /// The first value of a header, case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The environ as a WSGI server hands it to a Python app: every PEP 3333 CGI key, and
+    /// one `HTTP_*` key per header name. Following gunicorn: repeated headers are joined
+    /// with "," and header names containing '_' are dropped (they could spoof a dashed one).
+    pub fn cgi_vars(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = vec![
+            ("REQUEST_METHOD".into(), self.method.clone()),
+            ("SCRIPT_NAME".into(), self.script_name.clone()),
+            ("PATH_INFO".into(), self.path_info.clone()),
+            ("QUERY_STRING".into(), self.query_string.clone()),
+            ("RAW_URI".into(), self.raw_uri.clone()),
+            ("SERVER_NAME".into(), self.server_name.clone()),
+            ("SERVER_PORT".into(), self.server_port.clone()),
+            ("SERVER_PROTOCOL".into(), self.server_protocol.clone()),
+            ("REMOTE_ADDR".into(), self.remote_addr.clone()),
+            ("REMOTE_PORT".into(), self.remote_port.clone()),
+            ("wsgi.url_scheme".into(), self.url_scheme.clone()),
+        ];
+        if !self.content_type.is_empty() {
+            vars.push(("CONTENT_TYPE".into(), self.content_type.clone()));
+        }
+        if !self.content_length.is_empty() {
+            vars.push(("CONTENT_LENGTH".into(), self.content_length.clone()));
+        }
+        for (name, value) in &self.headers {
+            if name.contains('_') {
+                continue;
+            }
+            let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+            if key == "HTTP_CONTENT_TYPE" || key == "HTTP_CONTENT_LENGTH" {
+                continue;
+            }
+            match vars.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, existing)) => {
+                    existing.push(',');
+                    existing.push_str(value);
+                }
+                None => vars.push((key, value.clone())),
+            }
+        }
+        vars
+    }
+}
+
+/// The request body as the app reads it (wsgi.input). The worker has received the whole
+/// body before the app runs: small bodies sit in memory, larger ones in an unlinked temp
+/// file, so an app thread never waits on a slow client.
+pub enum Input {
+    Empty,
+    Memory(io::Cursor<Vec<u8>>),
+    Spooled(File),
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::Empty => Ok(0),
+            Input::Memory(cursor) => cursor.read(buf),
+            Input::Spooled(file) => file.read(buf),
+        }
+    }
+}
+
+/// A streamed response body: chunks pulled one at a time, on the thread that runs the app.
+pub type ChunkStream = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>;
+
+/// What the app answers with.
+pub enum Body {
+    Empty,
+    Static(&'static [u8]),
+    Bytes(Vec<u8>),
+    /// Chunks of unknown total length: sent chunked on HTTP/1.1 unless the app set
+    /// Content-Length, and close-delimited on HTTP/1.0.
+    Stream(ChunkStream),
+    /// A file sent from its current position; `len` bytes when given, else to its end.
+    File { file: File, len: Option<u64> },
+}
+
+impl Body {
+    /// The length when it is known without reading anything.
+    pub fn known_len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Static(bytes) => Some(bytes.len() as u64),
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::Stream(_) => None,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
+/// A response header list: names and values, static where they can be.
+pub type Headers = Vec<(Cow<'static, str>, Cow<'static, str>)>;
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+impl Response {
+    pub fn new(status: u16, headers: Headers, body: Body) -> Response {
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A JSON response with `application/json; charset=utf-8`.
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        Response::new(
+            status,
+            vec![(
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            Body::Bytes(body),
+        )
+    }
+}
+
+/// The one interface every application implements, Rust or (later) Python.
+pub trait App: Send + Sync + 'static {
+    /// Inline apps run on the event loop and must never block; all others run on app threads.
+    fn mode(&self) -> Mode {
+        Mode::Threaded
+    }
+
+    /// Handle one request. A panic here becomes a 500 and the worker keeps serving.
+    fn call(&self, environ: &Environ, input: &mut Input) -> Response;
+}
+
+/// Errors choosing or loading an app; the worker exits 4 on these (gunicorn's APP_LOAD_ERROR).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("unknown app {0:?}: built-in apps are \"welcome\" and \"echo\"; Python apps are module:callable")]
+    Unknown(String),
+    #[error("app {0:?} is a Python WSGI app, and this build has no Python support")]
+    PythonUnsupported(String),
+}
+
+/// The app the worker runs when none is named.
+pub const DEFAULT_APP: &str = "welcome";
+
+/// Look up an app by its APP argument.
+pub fn load(spec: &str) -> Result<Arc<dyn App>, AppError> {
+    match spec {
+        "welcome" => Ok(Arc::new(welcome::Welcome)),
+        "echo" => Ok(Arc::new(echo::Echo)),
+        other if other.contains(':') => Err(AppError::PythonUnsupported(other.to_string())),
+        other => Err(AppError::Unknown(other.to_string())),
+    }
+}
