@@ -1,0 +1,359 @@
+//! Running the app for one request and framing its answer as HTTP/1.1 bytes.
+//!
+//! Both paths use this: the event loop for inline apps, the app threads for the others.
+//! What it cannot put in the output buffer at once (a streamed or file body) it hands
+//! back as a [`BodySource`] for the loop to pull from.
+
+use std::fs::File;
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use crate::app::{App, Body, ChunkStream, Environ, Input, Response};
+use crate::clock::with_http_date;
+use crate::http::Version;
+use crate::log::{AccessLog, AccessRecord};
+
+/// Hop-by-hop headers: an app may not set them; the server owns the connection.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// What the loop knows about the request that shapes the response.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseContext {
+    pub version: Version,
+    pub is_head: bool,
+    /// The client allows keep-alive and the server is willing.
+    pub keep_alive: bool,
+}
+
+/// How the body after the head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    NoBody,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 with unknown length: the end of the body is the close of the connection.
+    UntilClose,
+}
+
+/// Where the rest of a body comes from once the head (and any bytes body) is written.
+pub enum BodySource {
+    /// An inline app's stream, pulled on the loop.
+    Iter(ChunkStream),
+    /// A file, read on the loop `remaining` bytes at a time (None = to its end).
+    File { file: File, remaining: Option<u64> },
+    /// Chunks an app thread pulls from a threaded app's stream.
+    Channel(Receiver<std::io::Result<Vec<u8>>>),
+}
+
+/// The outcome of one exchange: whether the connection may be reused, and the body still to send.
+pub struct Answer {
+    pub keep_alive: bool,
+    pub framing: Framing,
+    pub rest: Option<BodySource>,
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Call the app, catching a panic as a 500, and write the response into `out`.
+pub fn run_app(
+    app: &dyn App,
+    environ: &Environ,
+    mut input: Input,
+    ctx: ResponseContext,
+    server: &str,
+    started: Instant,
+    access: Option<&AccessLog>,
+    out: &mut Vec<u8>,
+) -> Answer {
+    let response = match catch_unwind(AssertUnwindSafe(|| app.call(environ, &mut input))) {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            crate::log_error!(
+                "Error handling request {} {}: app panicked: {what}",
+                environ.method,
+                environ.raw_uri
+            );
+            error_response(500)
+        }
+    };
+    write_response(response, ctx, server, environ, started, access, out)
+}
+
+/// A plain-text error page, as gunicorn sends for a bad request or a failing app.
+pub fn error_response(status: u16) -> Response {
+    let body = format!("{status} {}\n", reason(status)).into_bytes();
+    Response::new(
+        status,
+        vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+        Body::Bytes(body),
+    )
+}
+
+/// Frame `response` into `out`: status line, server headers, app headers (hop-by-hop
+/// dropped), then the body when it is already bytes.
+pub fn write_response(
+    response: Response,
+    ctx: ResponseContext,
+    server: &str,
+    environ: &Environ,
+    started: Instant,
+    access: Option<&AccessLog>,
+    out: &mut Vec<u8>,
+) -> Answer {
+    let Response {
+        status,
+        headers,
+        body,
+    } = response;
+    let mut keep_alive = ctx.keep_alive;
+    let mut declared_len: Option<u64> = None;
+    let mut kept: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            match value.trim().parse::<u64>() {
+                Ok(n) => declared_len = Some(n),
+                Err(_) => crate::log_warning!("app sent invalid Content-Length {value:?}: ignored"),
+            }
+            continue;
+        }
+        if is_hop_by_hop(&name) {
+            if name.eq_ignore_ascii_case("connection")
+                && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                keep_alive = false;
+            }
+            continue;
+        }
+        if name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f)
+            || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+        {
+            // A header that would split the response: refuse it rather than send it.
+            crate::log_error!("app sent an invalid header {name:?}: dropped");
+            continue;
+        }
+        kept.push((name.into_owned(), value.into_owned()));
+    }
+
+    let no_body_status = status < 200 || status == 204 || status == 304;
+    let length = declared_len.or_else(|| body.known_len());
+    let framing = if no_body_status {
+        Framing::NoBody
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else if ctx.version == Version::Http11 {
+        Framing::Chunked
+    } else {
+        keep_alive = false;
+        Framing::UntilClose
+    };
+
+    let version = match ctx.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    out.extend_from_slice(version.as_bytes());
+    out.push(b' ');
+    push_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ");
+    out.extend_from_slice(server.as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    with_http_date(|date| out.extend_from_slice(date.as_bytes()));
+    out.extend_from_slice(if keep_alive {
+        b"\r\nConnection: keep-alive".as_slice()
+    } else {
+        b"\r\nConnection: close".as_slice()
+    });
+    for (name, value) in &kept {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+    }
+    match framing {
+        Framing::Length(n) if status != 204 => {
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            push_u64(out, n);
+        }
+        Framing::Chunked if !ctx.is_head => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+
+    if let Some(log) = access {
+        log.log(&AccessRecord {
+            environ,
+            status,
+            response_headers: &kept,
+            length,
+            duration: started.elapsed(),
+        });
+    }
+
+    let send_body = !ctx.is_head && framing != Framing::NoBody;
+    // A HEAD answer ends with its head, whatever the app's body would have been.
+    let framing = if send_body { framing } else { Framing::NoBody };
+    let rest = if !send_body {
+        None
+    } else {
+        match body {
+            Body::Empty => None,
+            Body::Static(bytes) => {
+                push_limited(out, bytes, framing);
+                None
+            }
+            Body::Bytes(bytes) => {
+                push_limited(out, &bytes, framing);
+                None
+            }
+            Body::Stream(stream) => Some(BodySource::Iter(stream)),
+            Body::File { file, len } => Some(BodySource::File {
+                file,
+                remaining: len.or(declared_len),
+            }),
+        }
+    };
+    if framing == Framing::Chunked && rest.is_none() {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    Answer {
+        keep_alive,
+        framing,
+        rest,
+    }
+}
+
+/// Append a bytes body, never more than a declared Content-Length.
+fn push_limited(out: &mut Vec<u8>, bytes: &[u8], framing: Framing) {
+    match framing {
+        Framing::Length(n) => {
+            let take = bytes.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            out.extend_from_slice(&bytes[..take]);
+        }
+        Framing::Chunked => push_chunk(out, bytes),
+        _ => out.extend_from_slice(bytes),
+    }
+}
+
+/// Append one chunk in chunked transfer coding (empty data writes nothing).
+pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    use std::io::Write as _;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+impl BodySource {
+    /// Pull the next piece of body. `Ok(None)` is the end; `Err(WouldBlock)` means an app
+    /// thread has not produced the next chunk yet (the loop is woken when it has).
+    pub fn next_chunk(&mut self, scratch: &mut [u8]) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            BodySource::Iter(stream) => stream.next().transpose(),
+            BodySource::File { file, remaining } => {
+                let want = match remaining {
+                    Some(0) => return Ok(None),
+                    Some(n) => scratch.len().min(usize::try_from(*n).unwrap_or(usize::MAX)),
+                    None => scratch.len(),
+                };
+                let got = file.read(&mut scratch[..want])?;
+                if got == 0 {
+                    return match remaining {
+                        Some(n) if *n > 0 => Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "file shorter than its declared length",
+                        )),
+                        _ => Ok(None),
+                    };
+                }
+                if let Some(n) = remaining {
+                    *n -= got as u64;
+                }
+                Ok(Some(scratch[..got].to_vec()))
+            }
+            BodySource::Channel(rx) => match rx.try_recv() {
+                Ok(chunk) => chunk.map(Some),
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => Ok(None),
+            },
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The socket types a worker serves: TCP and unix listeners inherited from the master,
+//! and the connections accepted from them, each behind one enum so the loop is generic.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+use mio::event::Source;
+use mio::{Interest, Registry, Token};
+
+/// A listening socket as the master hands it over (non-blocking, close-on-exec).
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// The same listener once the worker's poll owns it.
+pub enum MioListener {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+impl MioListener {
+    pub fn from_std(listener: Listener) -> MioListener {
+        match listener {
+            Listener::Tcp(l) => MioListener::Tcp(mio::net::TcpListener::from_std(l)),
+            Listener::Unix(l) => MioListener::Unix(mio::net::UnixListener::from_std(l)),
+        }
+    }
+
+    /// Accept one connection: the stream, its peer (None on unix) and our local address.
+    pub fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>, Option<SocketAddr>)> {
+        match self {
+            MioListener::Tcp(l) => {
+                let (stream, peer) = l.accept()?;
+                // One write per response: no reason to let Nagle hold back its tail.
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().ok();
+                Ok((Stream::Tcp(stream), Some(peer), local))
+            }
+            MioListener::Unix(l) => {
+                let (stream, _) = l.accept()?;
+                Ok((Stream::Unix(stream), None, None))
+            }
+        }
+    }
+}
+
+impl Source for MioListener {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            MioListener::Tcp(l) => l.register(r, t, i),
+            MioListener::Unix(l) => l.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            MioListener::Tcp(l) => l.reregister(r, t, i),
+            MioListener::Unix(l) => l.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            MioListener::Tcp(l) => l.deregister(r),
+            MioListener::Unix(l) => l.deregister(r),
+        }
+    }
+}
+
+pub enum Stream {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}

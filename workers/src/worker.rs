@@ -1,0 +1,454 @@
+//! The worker process: one mio event loop that owns the inherited listeners, the
+//! connections and the wake-ups from app threads and signals, and a pool of app threads
+//! when the app may block. Entered in the child right after fork; never returns into
+//! the master's code (the caller exits with the code `run` gives).
+
+use std::io::{self, ErrorKind, Read};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::UnixStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::app::{self, App, Mode};
+use crate::config::WorkerConfig;
+use crate::conn::{Conn, Cx, Outcome};
+use crate::environ::ConnInfo;
+use crate::log::AccessLog;
+use crate::pool::{Pool, Wake};
+use crate::stream::{Listener, MioListener};
+
+/// Exit codes between worker and master (gunicorn's contract).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_BOOT_ERROR: i32 = 3;
+pub const EXIT_APP_LOAD_ERROR: i32 = 4;
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const LISTENER_BASE: usize = 16;
+const CONN_BASE: usize = 1 << 20;
+/// The loop looks at deadlines, the parent and the heartbeat at least this often.
+const TICK: Duration = Duration::from_millis(500);
+const SCRATCH: usize = 64 * 1024;
+
+/// Signals the worker reacts to, set by handlers and read by the loop.
+struct SignalFlags {
+    graceful: Arc<AtomicBool>,
+    fast: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    pipe: UnixStream,
+}
+
+impl SignalFlags {
+    fn install() -> io::Result<SignalFlags> {
+        use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+        let graceful = Arc::new(AtomicBool::new(false));
+        let fast = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let (read_end, write_end) = StdUnixStream::pair()?;
+        read_end.set_nonblocking(true)?;
+        write_end.set_nonblocking(true)?;
+        signal_hook::flag::register(SIGTERM, Arc::clone(&graceful))?;
+        signal_hook::flag::register(SIGINT, Arc::clone(&fast))?;
+        signal_hook::flag::register(SIGQUIT, Arc::clone(&fast))?;
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&reopen))?;
+        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGUSR1] {
+            signal_hook::low_level::pipe::register(sig, write_end.try_clone()?)?;
+        }
+        Ok(SignalFlags {
+            graceful,
+            fast,
+            reopen,
+            pipe: UnixStream::from_std(read_end),
+        })
+    }
+
+    fn drain_pipe(&mut self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.pipe.read(&mut buf) {
+                Ok(n) if n > 0 => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Hooks a worker calls into, filled by the master's process (heartbeat, lifecycle).
+pub trait WorkerHooks {
+    /// Called every loop iteration at most once per tick: prove the worker is alive.
+    fn heartbeat(&mut self) {}
+}
+
+/// No hooks: what a worker run on its own (tests, embedding) uses.
+pub struct NoHooks;
+impl WorkerHooks for NoHooks {}
+
+struct Worker {
+    poll: Poll,
+    listeners: Vec<Option<MioListener>>,
+    conns: Slab<Conn>,
+    app: Arc<dyn App>,
+    mode: Mode,
+    pool: Option<Pool>,
+    wake: Arc<Wake>,
+    cfg: WorkerConfig,
+    access: Option<AccessLog>,
+    scratch: Vec<u8>,
+    requests: u64,
+    accept_paused: bool,
+    /// Set once the worker begins its graceful stop: when it must be gone.
+    stop_by: Option<Instant>,
+    parent: nix::unistd::Pid,
+}
+
+/// Run a worker until it is told to stop. Returns the process exit code.
+pub fn run(listeners: Vec<Listener>, cfg: WorkerConfig, hooks: &mut dyn WorkerHooks) -> i32 {
+    let app = match app::load(&cfg.app) {
+        Ok(app) => app,
+        Err(err) => {
+            crate::log_error!("Exception in worker process: {err}");
+            return EXIT_APP_LOAD_ERROR;
+        }
+    };
+    match Worker::boot(listeners, cfg, app) {
+        Ok((mut worker, mut signals)) => worker.serve(&mut signals, hooks),
+        Err(err) => {
+            crate::log_error!("worker failed to boot: {err}");
+            EXIT_BOOT_ERROR
+        }
+    }
+}
+
+impl Worker {
+    fn boot(
+        listeners: Vec<Listener>,
+        cfg: WorkerConfig,
+        app: Arc<dyn App>,
+    ) -> io::Result<(Worker, SignalFlags)> {
+        let poll = Poll::new()?;
+        let wake = Arc::new(Wake::new(mio::Waker::new(poll.registry(), WAKER)?));
+        let mut signals = SignalFlags::install()?;
+        poll.registry()
+            .register(&mut signals.pipe, SIGNALS, Interest::READABLE)?;
+        let mut mio_listeners = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let mut listener = MioListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            mio_listeners.push(Some(listener));
+        }
+        let access = match &cfg.access_log {
+            Some(target) => Some(AccessLog::start(target, &cfg.access_log_format)?),
+            None => None,
+        };
+        let mode = app.mode();
+        let pool = match mode {
+            Mode::Threaded => Some(Pool::start(
+                cfg.threads.max(1),
+                cfg.worker_connections.max(1),
+                Arc::clone(&app),
+                Arc::clone(&wake),
+                cfg.server_software.clone(),
+                access.clone(),
+                cfg.timeout.max(Duration::from_secs(30)),
+            )?),
+            Mode::Inline => None,
+        };
+        let worker = Worker {
+            poll,
+            listeners: mio_listeners,
+            conns: Slab::with_capacity(64),
+            app,
+            mode,
+            pool,
+            wake,
+            cfg,
+            access,
+            scratch: vec![0; SCRATCH],
+            requests: 0,
+            accept_paused: false,
+            stop_by: None,
+            parent: nix::unistd::getppid(),
+        };
+        Ok((worker, signals))
+    }
+
+    fn serve(&mut self, signals: &mut SignalFlags, hooks: &mut dyn WorkerHooks) -> i32 {
+        crate::log_info!("Booting worker with pid: {}", std::process::id());
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let now = Instant::now();
+            let timeout = next_tick.saturating_duration_since(now);
+            self.wake.going_to_sleep();
+            let pending = self.pool.as_ref().is_some_and(|p| !p.done.is_empty());
+            let result = self.poll.poll(
+                &mut events,
+                Some(if pending { Duration::ZERO } else { timeout }),
+            );
+            self.wake.woke_up();
+            if let Err(err) = result {
+                if err.kind() != ErrorKind::Interrupted {
+                    crate::log_error!("poll failed: {err}");
+                    return EXIT_BOOT_ERROR;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    SIGNALS => signals.drain_pipe(),
+                    Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
+                        self.accept(t - LISTENER_BASE)
+                    }
+                    Token(t) => {
+                        let key = t - CONN_BASE;
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                                conn.readable = true;
+                            }
+                            if event.is_writable() || event.is_write_closed() || event.is_error() {
+                                conn.writable = true;
+                            }
+                            self.drive(key);
+                        }
+                    }
+                }
+            }
+            self.take_answers();
+
+            if signals.fast.load(Ordering::SeqCst) {
+                return EXIT_OK;
+            }
+            if signals.reopen.swap(false, Ordering::SeqCst) {
+                let _ = crate::log::reopen();
+                if let Some(access) = &self.access {
+                    access.reopen();
+                }
+            }
+            if signals.graceful.load(Ordering::SeqCst) && self.stop_by.is_none() {
+                self.begin_stop("Worker exiting");
+            }
+            if self.cfg.max_requests > 0
+                && self.requests >= self.cfg.max_requests
+                && self.stop_by.is_none()
+            {
+                self.begin_stop("Autorestarting worker after current request.");
+            }
+
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                hooks.heartbeat();
+                if nix::unistd::getppid() != self.parent {
+                    crate::log_info!("Parent changed, shutting down: {}", std::process::id());
+                    return EXIT_OK;
+                }
+                self.check_deadlines(now);
+            }
+            if let Some(stop_by) = self.stop_by {
+                if self.conns.is_empty() {
+                    break;
+                }
+                if now >= stop_by {
+                    crate::log_warning!(
+                        "graceful timeout: closing {} connection(s) still open",
+                        self.conns.len()
+                    );
+                    break;
+                }
+            }
+        }
+        if let Some(pool) = self.pool.take() {
+            if self.conns.is_empty() {
+                pool.shutdown();
+            }
+        }
+        EXIT_OK
+    }
+
+    fn cx<'a>(
+        key: usize,
+        app: &'a Arc<dyn App>,
+        mode: Mode,
+        pool: Option<&'a Pool>,
+        cfg: &'a WorkerConfig,
+        access: Option<&'a AccessLog>,
+        scratch: &'a mut [u8],
+        stopping: bool,
+        requests: &'a mut u64,
+    ) -> Cx<'a> {
+        Cx {
+            key,
+            app,
+            mode,
+            pool,
+            cfg,
+            access,
+            scratch,
+            stopping,
+            requests,
+        }
+    }
+
+    fn drive(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut cx = Self::cx(
+            key,
+            &self.app,
+            self.mode,
+            self.pool.as_ref(),
+            &self.cfg,
+            self.access.as_ref(),
+            &mut self.scratch,
+            self.stop_by.is_some(),
+            &mut self.requests,
+        );
+        if conn.drive(&mut cx) == Outcome::Close {
+            self.close(key);
+        } else if self.stop_by.is_some() && conn.is_idle() {
+            self.close(key);
+        }
+    }
+
+    fn take_answers(&mut self) {
+        let Some(pool) = self.pool.as_ref() else {
+            return;
+        };
+        let answers: Vec<_> = pool.done.try_iter().collect();
+        for done in answers {
+            let Some(conn) = self.conns.get_mut(done.key) else {
+                continue;
+            };
+            let mut cx = Self::cx(
+                done.key,
+                &self.app,
+                self.mode,
+                self.pool.as_ref(),
+                &self.cfg,
+                self.access.as_ref(),
+                &mut self.scratch,
+                self.stop_by.is_some(),
+                &mut self.requests,
+            );
+            let outcome = conn.answered(done.out, done.answer, &mut cx);
+            if outcome == Outcome::Close || (self.stop_by.is_some() && conn.is_idle()) {
+                self.close(done.key);
+            }
+        }
+        // Streams fed by app threads: drive every connection waiting on one.
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.waits_on_app_stream())
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            self.drive(key);
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            if self.conns.len() >= self.cfg.worker_connections {
+                // Full: leave the rest in the backlog for the other workers.
+                self.accept_paused = true;
+                return;
+            }
+            let Some(Some(listener)) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer, local)) => {
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    let mut conn = Conn::new(stream, ConnInfo { peer, local });
+                    if let Err(err) = self.poll.registry().register(
+                        &mut conn.stream,
+                        Token(CONN_BASE + key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        crate::log_error!("cannot register connection: {err}");
+                        continue;
+                    }
+                    entry.insert(conn);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // EMFILE and friends: back off until a connection closes.
+                    crate::log_error!("accept failed: {e}");
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accept_paused && self.stop_by.is_none() && self.conns.len() < self.cfg.worker_connections
+        {
+            self.accept_paused = false;
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        self.resume_accepting();
+    }
+
+    fn check_deadlines(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let mut cx = Self::cx(
+                key,
+                &self.app,
+                self.mode,
+                self.pool.as_ref(),
+                &self.cfg,
+                self.access.as_ref(),
+                &mut self.scratch,
+                self.stop_by.is_some(),
+                &mut self.requests,
+            );
+            if conn.check_deadline(now, &mut cx) == Outcome::Close {
+                self.close(key);
+            }
+        }
+    }
+
+    /// Stop accepting, close idle connections, and let the rest finish.
+    fn begin_stop(&mut self, why: &str) {
+        crate::log_info!("{why} (pid: {})", std::process::id());
+        self.stop_by = Some(Instant::now() + self.cfg.graceful_timeout);
+        for listener in self.listeners.iter_mut() {
+            if let Some(mut l) = listener.take() {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close(key);
+        }
+    }
+}
