@@ -6,7 +6,11 @@
 //! connection state in the worker.
 
 pub mod chunked;
+mod fields;
 pub mod parse;
 
 pub use chunked::{ChunkedDecoder, DecodeProgress};
-pub use parse::{parse_request_head, BodyKind, Header, Limits, ParseError, RequestHead, Version};
+pub use parse::{
+    parse_request_head, percent_decode_latin1, BodyKind, Header, Limits, ParseError, RequestHead,
+    TargetForm, Version,
+};

@@ -1,0 +1,316 @@
+//! Unit tests of [`super`] (the request head parser), kept beside it so parse.rs stays
+//! readable. The data-driven fixtures in workers/tests/fixtures/requests cover the
+//! smuggling catalogue; these cover incremental behaviour and the helpers.
+
+use super::*;
+
+fn parse(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
+    parse_request_head(buf, &Limits::default())
+}
+
+fn ok(buf: &[u8]) -> RequestHead {
+    match parse(buf) {
+        Ok(Some(h)) => h,
+        other => panic!(
+            "expected a head for {:?}, got {other:?}",
+            String::from_utf8_lossy(buf)
+        ),
+    }
+}
+
+fn err(buf: &[u8]) -> ParseError {
+    match parse(buf) {
+        Err(e) => e,
+        other => panic!(
+            "expected an error for {:?}, got {other:?}",
+            String::from_utf8_lossy(buf)
+        ),
+    }
+}
+
+#[test]
+fn simple_get() {
+    let buf = b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Y:  z \r\n\r\n";
+    let h = ok(buf);
+    assert_eq!(h.method, "GET");
+    assert_eq!(h.target, "/a/b?c=d");
+    assert_eq!(h.version, Version::Http11);
+    assert_eq!(h.body, BodyKind::None);
+    assert!(h.keep_alive);
+    assert!(!h.expect_continue);
+    assert_eq!(h.head_len, buf.len());
+    assert_eq!(h.header("x-y"), Some(&b"z"[..]));
+    assert_eq!(h.header("missing"), None);
+    assert_eq!(h.split_target(), ("/a/b", "c=d"));
+}
+
+#[test]
+fn every_prefix_is_incomplete_not_an_error() {
+    let buf = b"\r\nPOST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
+    let full = ok(buf);
+    for cut in 0..full.head_len {
+        assert_eq!(parse(&buf[..cut]), Ok(None), "prefix of {cut} bytes");
+    }
+    assert_eq!(full.body, BodyKind::Length(3));
+    assert_eq!(&buf[full.head_len..], b"abc");
+}
+
+#[test]
+fn leading_empty_lines_are_skipped_but_counted() {
+    let buf = b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_eq!(ok(buf).head_len, buf.len());
+    assert_eq!(
+        err(b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::BareLineFeed
+    );
+}
+
+#[test]
+fn pipelined_requests_split_at_head_len() {
+    let buf = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+    let first = ok(buf);
+    let second = ok(&buf[first.head_len..]);
+    assert_eq!(second.target, "/2");
+    assert_eq!(first.head_len + second.head_len, buf.len());
+}
+
+#[test]
+fn keep_alive_rules() {
+    assert!(!ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Close\r\n\r\n").keep_alive);
+    assert!(!ok(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+    assert!(ok(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+    assert!(ok(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n\r\n").keep_alive);
+}
+
+#[test]
+fn expect_continue_only_on_1_1() {
+    assert!(
+        ok(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+            .expect_continue
+    );
+    assert!(
+        !ok(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue
+    );
+}
+
+#[test]
+fn request_line_limit_applies_before_crlf() {
+    let limits = Limits {
+        request_line: 20,
+        fields: 10,
+        field_size: 50,
+    };
+    let long = b"GET /aaaaaaaaaaaaaaaaaaaaaaaaa";
+    assert_eq!(
+        parse_request_head(long, &limits),
+        Err(ParseError::RequestLineTooLong)
+    );
+    // Exactly at the limit is fine.
+    let exact = b"GET /aaaaaaa HTTP/1.0\r\n\r\n";
+    assert_eq!(exact.len() - 4, 21);
+    assert_eq!(
+        parse_request_head(exact, &limits),
+        Err(ParseError::RequestLineTooLong)
+    );
+    let exact = b"GET /aaaaaa HTTP/1.0\r\n\r\n";
+    assert!(matches!(parse_request_head(exact, &limits), Ok(Some(_))));
+}
+
+#[test]
+fn field_limits_apply_before_crlf() {
+    let limits = Limits {
+        request_line: 100,
+        fields: 2,
+        field_size: 10,
+    };
+    assert_eq!(
+        parse_request_head(b"GET / HTTP/1.1\r\nHost: hhhhhhhhhhhh", &limits),
+        Err(ParseError::HeaderFieldTooLong)
+    );
+    assert_eq!(
+        parse_request_head(b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n", &limits),
+        Err(ParseError::TooManyHeaders)
+    );
+    assert!(matches!(
+        parse_request_head(b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n\r\n", &limits),
+        Ok(Some(_))
+    ));
+}
+
+#[test]
+fn endless_empty_lines_are_bounded() {
+    let limits = Limits {
+        request_line: 10,
+        fields: 1,
+        field_size: 10,
+    };
+    let buf = b"\r\n".repeat(100);
+    assert_eq!(
+        parse_request_head(&buf, &limits),
+        Err(ParseError::HeadTooLarge)
+    );
+}
+
+#[test]
+fn zero_limits_mean_gunicorn_maxima() {
+    let l = Limits {
+        request_line: 0,
+        fields: 0,
+        field_size: 0,
+    }
+    .normalized();
+    assert_eq!(
+        l,
+        Limits {
+            request_line: 8190,
+            fields: 32768,
+            field_size: 8190
+        }
+    );
+}
+
+#[test]
+fn many_fields_use_the_heap_path() {
+    let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..60 {
+        buf.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+    assert_eq!(ok(&buf).headers.len(), 61);
+}
+
+#[test]
+fn early_errors_on_partial_heads() {
+    assert_eq!(err(b"GET /\0"), ParseError::NulInHead);
+    assert_eq!(err(b"GET / HTTP/1.1\rX"), ParseError::BareCarriageReturn);
+    assert_eq!(
+        err(b"GET / HTTP/1.1\r\nHost: h\n"),
+        ParseError::BareLineFeed
+    );
+}
+
+#[test]
+fn error_statuses() {
+    assert_eq!(ParseError::RequestLineTooLong.status(), 414);
+    assert_eq!(ParseError::TooManyHeaders.status(), 431);
+    assert_eq!(ParseError::HeaderFieldTooLong.status(), 431);
+    assert_eq!(ParseError::HeadTooLarge.status(), 431);
+    assert_eq!(ParseError::UnsupportedVersion.status(), 505);
+    assert_eq!(ParseError::UnsupportedTransferCoding.status(), 501);
+    assert_eq!(ParseError::InvalidChunkSize.status(), 400);
+    assert_eq!(ParseError::DuplicateContentLength.status(), 400);
+}
+
+#[test]
+fn target_forms_and_split() {
+    let h = ok(b"GET http://example.com:8080/x/y?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(h.target_form(), TargetForm::Absolute);
+    assert_eq!(h.split_target(), ("/x/y", "q=1"));
+    let h = ok(b"GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(h.split_target(), ("", ""));
+    let h = ok(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(h.target_form(), TargetForm::Asterisk);
+    let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_eq!(h.target_form(), TargetForm::Authority);
+    assert_eq!(h.split_target(), ("", ""));
+    assert_eq!(
+        err(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::AsteriskTargetWithoutOptions
+    );
+    assert_eq!(
+        err(b"GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::AuthorityTargetWithoutConnect
+    );
+    assert_eq!(
+        err(b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::ConnectWithoutAuthority
+    );
+    assert_eq!(
+        err(b"GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::InvalidTarget
+    );
+    assert_eq!(
+        err(b"GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::InvalidTarget
+    );
+    // A stray % in the query is passed through (QUERY_STRING is raw).
+    assert_eq!(
+        ok(b"GET /?off=50% HTTP/1.1\r\nHost: h\r\n\r\n").split_target(),
+        ("/", "off=50%")
+    );
+}
+
+#[test]
+fn path_info_is_latin1_of_decoded_bytes() {
+    assert_eq!(percent_decode_latin1("/a%20b"), "/a b");
+    assert_eq!(percent_decode_latin1("/caf%C3%A9"), "/caf\u{c3}\u{a9}");
+    assert_eq!(percent_decode_latin1("/%2fx%"), "//x%");
+    assert_eq!(percent_decode_latin1("/%g1%4"), "/%g1%4");
+    let h = ok(b"GET /a%2Fb%20c?x=%20 HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(h.path_info(), "/a/b c");
+}
+
+#[test]
+fn version_statuses() {
+    assert_eq!(
+        err(b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"),
+        ParseError::UnsupportedVersion
+    );
+    assert_eq!(
+        err(b"GET / HTTP/0.9\r\n\r\n"),
+        ParseError::UnsupportedVersion
+    );
+    assert_eq!(
+        err(b"GET / http/1.1\r\nHost: h\r\n\r\n"),
+        ParseError::InvalidVersion
+    );
+    assert_eq!(
+        err(b"GET / HTTP/1.10\r\nHost: h\r\n\r\n"),
+        ParseError::InvalidVersion
+    );
+    assert_eq!(err(b"GET /\r\n\r\n"), ParseError::InvalidRequestLine);
+}
+
+#[test]
+fn transfer_encoding_lists() {
+    let h = ok(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n");
+    assert_eq!(h.body, BodyKind::Chunked);
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ParseError::ChunkedRepeated
+    );
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        ParseError::ChunkedNotLast
+    );
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        ParseError::UnsupportedTransferCoding
+    );
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked,\r\n\r\n"),
+        ParseError::ChunkedNotLast
+    );
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n"),
+        ParseError::InvalidTransferEncoding
+    );
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n"),
+        ParseError::InvalidTransferEncoding
+    );
+}
+
+#[test]
+fn content_length_overflow() {
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n"),
+        ParseError::InvalidContentLength
+    );
+    let h = ok(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n");
+    assert_eq!(h.content_length(), Some(u64::MAX));
+    assert_eq!(
+        ok(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n").body,
+        BodyKind::Length(7)
+    );
+}
