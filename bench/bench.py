@@ -1,0 +1,954 @@
+#!/usr/bin/env python3
+"""rgunicorn beside nginx, gunicorn and granian on the same machine (issue 6).
+
+Run through bench/run.sh, which installs wrk/nginx, the venv and builds rgunicorn first.
+Everything binds to 127.0.0.1 only; every run is bounded in time (wrk -d, subprocess
+timeouts) and count (fixed scenario list); every process started here is stopped on exit,
+including on SIGINT/SIGTERM.
+
+Scenarios (see issue 6):
+  1 plain   HTTP/1.1 keep-alive, concurrency sweep
+  2 tls     HTTPS keep-alive end to end (TLS 1.3, one ECDSA P-256 cert for every server)
+  3 churn   a new connection per request (Connection: close), plain and TLS
+  4 memory  RSS/PSS of every process: idle, under load, holding N idle keep-alive connections
+  5 cpu     server CPU per request from /proc (utime+stime of the whole process tree), every run
+Runs are interleaved (round-robin over servers, order rotated every round) and reported as
+medians over the rounds.
+"""
+
+import argparse
+import atexit
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORK = os.path.join(HERE, "work")
+RUN = os.path.join(WORK, "run")
+RESULTS = os.path.join(HERE, "results")
+APPS = os.path.join(HERE, "apps")
+VENV_BIN = os.path.join(WORK, "venv", "bin")
+RGUNICORN = os.path.join(ROOT, "target", "release", "rgunicorn")
+
+PATH = "/api/v1/welcome/get_welcome_data"
+BODY = b'{"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke Website"}}'
+CTYPE = "application/json; charset=utf-8"
+NCPU = os.cpu_count() or 1
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+T0 = time.monotonic()
+
+
+def log(*a):
+    print(f"[{time.monotonic() - T0:6.1f}s]", *a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- /proc helpers
+
+def _stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    rest = s[s.rindex(")") + 2:].split()
+    comm = s[s.index("(") + 1:s.rindex(")")]
+    # rest[0]=state rest[1]=ppid ... utime=rest[11] stime=rest[12] cutime=rest[13] cstime=rest[14]
+    return comm, int(rest[1]), int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+
+
+def all_procs():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                out[int(d)] = _stat(d)
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def tree(roots):
+    """pids of roots and all their descendants -> (comm, ticks)."""
+    procs = all_procs()
+    kids = {}
+    for pid, (_, ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    seen, stack = {}, [r for r in roots if r in procs]
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen[p] = (procs[p][0], procs[p][2])
+        stack.extend(kids.get(p, []))
+    return seen
+
+
+def cpu_ticks(roots):
+    return sum(t for _, t in tree(roots).values())
+
+
+def mem(roots):
+    """[(pid, comm, rss_kb, pss_kb)] for every process of the tree."""
+    out = []
+    for pid, (comm, _) in sorted(tree(roots).items()):
+        rss = pss = 0
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1])
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss = int(line.split()[1])
+        except OSError:
+            continue
+        out.append({"pid": pid, "comm": comm, "rss_kb": rss, "pss_kb": pss})
+    return out
+
+
+def mem_total(procs):
+    return {"rss_kb": sum(p["rss_kb"] for p in procs), "pss_kb": sum(p["pss_kb"] for p in procs),
+            "processes": len(procs)}
+
+
+def busy_processes(seconds=1.0):
+    """Names of processes using CPU now (noise: others compile on the same cores)."""
+    a = all_procs()
+    time.sleep(seconds)
+    b = all_procs()
+    me = os.getpid()
+    busy = []
+    for pid, (comm, _, t) in b.items():
+        if pid == me or pid not in a:
+            continue
+        d = (t - a[pid][2]) / CLK / seconds
+        if d >= 0.05:
+            busy.append({"comm": comm, "cpu": round(d, 2)})
+    return sorted(busy, key=lambda x: -x["cpu"])[:8]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+# ----------------------------------------------------------------------------- processes
+
+class Proc:
+    """One started process (own session/process group), stopped on exit."""
+    ALL = []
+
+    def __init__(self, name, cmd, cwd=None, env=None, stop_sig=signal.SIGINT):
+        self.name, self.cmd, self.stop_sig = name, cmd, stop_sig
+        self.logpath = os.path.join(RUN, f"{name}.log")
+        self.logf = open(self.logpath, "ab")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.p = subprocess.Popen(cmd, cwd=cwd or RUN, env=e, stdout=self.logf, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.p.pid
+        Proc.ALL.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.kill(self.pid, self.stop_sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=6)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (workers of a master that died) goes too.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.3)
+        try:
+            self.p.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        self.logf.close()
+        if self in Proc.ALL:
+            Proc.ALL.remove(self)
+
+    def tail(self, n=8):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode("utf-8", "replace").strip().splitlines()[-n:]
+        except OSError:
+            return []
+
+
+def stop_all():
+    for p in list(reversed(Proc.ALL)):
+        try:
+            p.stop()
+        except Exception as e:  # keep stopping the others
+            log(f"stop {p.name}: {e}")
+
+
+def _on_signal(signum, _frame):
+    log(f"bench: signal {signum}, stopping every server it started")
+    stop_all()
+    sys.exit(128 + signum)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fetch(port, tls, timeout=2.0, close=False):
+    """One GET of the welcome path -> (status, headers dict lower-cased, body, tls info)."""
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", PATH, headers={"Connection": "close"} if close else {})
+        r = c.getresponse()
+        body = r.read()
+        info = {}
+        if tls and c.sock is not None:
+            info = {"version": c.sock.version(), "cipher": c.sock.cipher()[0]}
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body, info
+    finally:
+        c.close()
+
+
+class Server:
+    """A server under test: one or more Procs, a port, a scheme."""
+
+    def __init__(self, key, label, port, tls=False, group="python"):
+        self.key, self.label, self.port, self.tls, self.group = key, label, port, tls, group
+        self.procs = []
+        self.info = {}
+        self.error = None
+
+    @property
+    def roots(self):
+        return [p.pid for p in self.procs]
+
+    @property
+    def url(self):
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{PATH}"
+
+    def wait_ready(self, timeout=25.0):
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            for p in self.procs:
+                if not p.alive():
+                    self.error = f"{p.name} exited with {p.p.returncode}: " + " | ".join(p.tail(4))
+                    return False
+            try:
+                st, hdr, body, tinfo = fetch(self.port, self.tls)
+                if st == 200 and body == BODY and hdr.get("content-type") == CTYPE:
+                    self.info = {"server_header": hdr.get("server"), "headers": sorted(hdr), **tinfo}
+                    return True
+                last = f"wrong answer: {st} {hdr.get('content-type')!r} {body[:80]!r}"
+            except (OSError, http.client.HTTPException) as e:
+                last = f"{type(e).__name__}: {e}"
+            time.sleep(0.2)
+        self.error = f"not ready in {timeout:.0f}s ({last})"
+        return False
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+
+
+# ----------------------------------------------------------------------------- configs
+
+def gen_cert():
+    key, crt = os.path.join(RUN, "key.pem"), os.path.join(RUN, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout", key, "-out", crt,
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return crt, key
+
+
+def nginx_conf(name, port, tls=None, upstream=None):
+    """nginx with `return 200` (the ceiling) or proxying to a unix socket (the reference stack)."""
+    d = os.path.join(RUN, name)
+    os.makedirs(d, exist_ok=True)
+    if upstream:
+        # The reference deployment's shape: plain proxy_pass, nginx defaults otherwise.
+        loc = (f"location / {{ proxy_pass http://unix:{upstream}; proxy_set_header Host $host; "
+               "proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; }")
+    else:
+        body = BODY.decode()
+        loc = (f"location = {PATH} {{ default_type \"{CTYPE}\"; return 200 '{body}'; }}\n"
+               "        location / { return 404; }")
+    ssl_lines = ""
+    if tls:
+        crt, key = tls
+        ssl_lines = (f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3; "
+                     "ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m;")
+    conf = f"""
+user root;
+worker_processes {NCPU};
+worker_rlimit_nofile 40000;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+daemon off;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}/tmp_body;
+    proxy_temp_path {d}/tmp_proxy;
+    fastcgi_temp_path {d}/tmp_fcgi;
+    uwsgi_temp_path {d}/tmp_uwsgi;
+    scgi_temp_path {d}/tmp_scgi;
+    server {{
+        listen 127.0.0.1:{port} {'ssl ' if tls else ''}backlog=4096;
+        server_name localhost;
+        {ssl_lines}
+        {loc}
+    }}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return ["nginx", "-e", os.path.join(d, "error.log"), "-p", d, "-c", path]
+
+
+def rgunicorn_help():
+    try:
+        return subprocess.run([RGUNICORN, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def rgunicorn_front_conf(port, sock, crt, key):
+    path = os.path.join(RUN, "rgunicorn-front.toml")
+    with open(path, "w") as f:
+        f.write(f"""# generated by bench/bench.py
+bind = ["unix:{sock}"]
+workers = {NCPU}
+
+[front]
+listen = "127.0.0.1:{port}"
+certfile = "{crt}"
+keyfile = "{key}"
+upstream = "unix:{sock}"
+""")
+    return path
+
+
+# ----------------------------------------------------------------------------- servers
+
+def start(server, procs_spec, ready_timeout=25.0):
+    """procs_spec: [(name, cmd, env)]; started in order (upstreams first)."""
+    for name, cmd, env in procs_spec:
+        server.procs.append(Proc(name, cmd, env=env))
+        time.sleep(0.1)
+    if not server.wait_ready(ready_timeout):
+        log(f"SKIP {server.label}: {server.error}")
+        server.stop()
+        return False
+    log(f"  up: {server.label:34s} :{server.port}  server={server.info.get('server_header')!r}"
+        + (f" {server.info.get('version')} {server.info.get('cipher')}" if server.tls else ""))
+    return True
+
+
+def py(name):
+    return os.path.join(VENV_BIN, name)
+
+
+def gunicorn_cmd(bind, worker, app, extra=()):
+    cmd = [py("gunicorn"), "-w", str(NCPU), "-b", bind, "--chdir", APPS, "--log-level", "warning"]
+    if worker == "gthread":
+        cmd += ["-k", "gthread", "--threads", "4"]
+    return cmd + list(extra) + [app]
+
+
+def define_plain_servers(have_rg):
+    """(key, label, group, spec_fn(port) -> [(name, cmd, env)]) for scenario 1."""
+    out = []
+    if have_rg:
+        out.append(("rgunicorn", f"rgunicorn (built-in app, -w {NCPU})", "rgunicorn",
+                    lambda p: [("rgunicorn", [RGUNICORN, "-w", str(NCPU), "-b", f"127.0.0.1:{p}"], None)]))
+    out.append(("nginx", "nginx return 200", "nginx",
+                lambda p: [("nginx", nginx_conf("nginx-plain", p), None)]))
+    for worker in ("sync", "gthread"):
+        for app, mod in (("wsgi", "wsgi_app:application"), ("flask", "flask_app:app")):
+            out.append((f"gunicorn-{worker}-{app}", f"gunicorn {worker} + {'WSGI' if app == 'wsgi' else 'Flask'}",
+                        "python",
+                        (lambda w, m: lambda p: [(f"gunicorn-{w}-{m.split('_')[0]}",
+                                                  gunicorn_cmd(f"127.0.0.1:{p}", w, m), None)])(worker, mod)))
+    out.append(("granian-wsgi", "granian WSGI", "python",
+                lambda p: [("granian", [py("granian"), "--interface", "wsgi", "--workers", str(NCPU),
+                                        "--host", "127.0.0.1", "--port", str(p), "--no-ws",
+                                        "--http", "1", "--http1-header-read-timeout", "60000",
+                                        "--log-level", "warning", "--working-dir", APPS,
+                                        "wsgi_app:application"], None)]))
+    return out
+
+
+def define_tls_servers(have_rg_front, cert):
+    crt, key = cert
+    out = []
+    if have_rg_front:
+        def rg_front(p):
+            sock = os.path.join(RUN, "rgunicorn-front-upstream.sock")
+            return [("rgunicorn-front", [RGUNICORN, "-c", rgunicorn_front_conf(p, sock, crt, key)], None)]
+        out.append(("rgunicorn-front", "rgunicorn front + workers (TLS)", "rgunicorn", rg_front))
+    out.append(("nginx-tls", "nginx TLS return 200", "nginx",
+                lambda p: [("nginx-tls", nginx_conf("nginx-tls", p, tls=cert), None)]))
+
+    def reference(p):
+        sock = os.path.join(RUN, "gunicorn-ref.sock")
+        return [("gunicorn-ref", gunicorn_cmd(f"unix:{sock}", "sync", "flask_app:app"), None),
+                ("nginx-ref", nginx_conf("nginx-ref", p, tls=cert, upstream=sock), None)]
+    out.append(("reference", "nginx TLS -> gunicorn sync + Flask (unix)", "reference", reference))
+    return out
+
+
+# ----------------------------------------------------------------------------- wrk
+
+WRK_LUA = os.path.join(HERE, "wrk_report.lua")
+
+
+def wrk(server, conc, duration, close=False, sample_mem=False):
+    threads = max(1, min(NCPU, conc))
+    cmd = ["wrk", "-t", str(threads), "-c", str(conc), "-d", f"{int(duration)}s", "--timeout", "5s",
+           "-s", WRK_LUA]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    cmd.append(server.url)
+    memsample = {}
+
+    def sampler():
+        time.sleep(duration * 0.6)
+        memsample["procs"] = mem(server.roots)
+
+    th = threading.Thread(target=sampler, daemon=True) if sample_mem else None
+    t0 = cpu_ticks(server.roots)
+    w0 = time.monotonic()
+    if th:
+        th.start()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+        out = r.stdout
+    except subprocess.TimeoutExpired:
+        return {"error": "wrk timed out"}
+    wall = time.monotonic() - w0
+    t1 = cpu_ticks(server.roots)
+    if th:
+        th.join(timeout=duration + 5)
+    m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
+    if not m:
+        return {"error": "wrk: " + (r.stderr.strip() or out.strip())[-300:]}
+    res = json.loads(m.group(1))
+    secs = res["duration_us"] / 1e6
+    errors = res["err_connect"] + res["err_read"] + res["err_write"] + res["err_status"] + res["err_timeout"]
+    good = max(res["requests"] - res["err_status"], 0)
+    cpu_s = (t1 - t0) / CLK
+    res.update({
+        "rps": round(good / secs, 1) if secs else 0.0,
+        "errors": errors,
+        "server_cpu_s": round(cpu_s, 3),
+        "server_cpu_us_per_req": round(cpu_s * 1e6 / good, 2) if good else None,
+        "server_cpu_cores": round(cpu_s / wall, 3) if wall else None,
+    })
+    if sample_mem and "procs" in memsample:
+        res["mem_under_load"] = mem_total(memsample["procs"])
+        res["mem_under_load_procs"] = memsample["procs"]
+    return res
+
+
+def median_of(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(runs):
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[0].get("error") if runs else "no run"}
+    s = {k: median_of(ok, k) for k in ("rps", "lat_p50_us", "lat_p99_us", "server_cpu_us_per_req",
+                                       "server_cpu_cores", "errors")}
+    s["runs"] = len(ok)
+    s["rps_all"] = [r["rps"] for r in ok]
+    loads = [r["mem_under_load"] for r in ok if "mem_under_load" in r]
+    if loads:
+        s["mem_under_load"] = max(loads, key=lambda m: m["rss_kb"])
+    return s
+
+
+def sweep(servers, concs, reps, duration, close=False, tag=""):
+    """Interleaved: for each round, each concurrency, every server (order rotated per round)."""
+    raw = {s.key: {c: [] for c in concs} for s in servers}
+    for rnd in range(reps):
+        order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
+        for c in concs:
+            for s in order:
+                if not all(p.alive() for p in s.procs):
+                    raw[s.key][c].append({"error": f"{s.label} died: " + " | ".join(s.procs[0].tail(3))})
+                    continue
+                r = wrk(s, c, duration, close=close, sample_mem=(c == max(concs)))
+                r["round"] = rnd
+                raw[s.key][c].append(r)
+                if "error" in r:
+                    log(f"  {tag} r{rnd} c={c:<5d} {s.key:24s} ERROR {r['error']}")
+                else:
+                    log(f"  {tag} r{rnd} c={c:<5d} {s.key:24s} {r['rps']:>10.0f} req/s  p99 "
+                        f"{r['lat_p99_us'] / 1000:7.2f} ms  cpu {r['server_cpu_us_per_req'] or 0:6.1f} us/req"
+                        + (f"  errors {r['errors']}" if r["errors"] else ""))
+    return {k: {str(c): {"median": summarize(v), "runs": v} for c, v in d.items()} for k, d in raw.items()}
+
+
+def hold_conns(server, n, timeout):
+    """Open n idle keep-alive connections (each served one request), sample memory, release."""
+    before = mem(server.roots)
+    cmd = [sys.executable, os.path.join(HERE, "holdconns.py"), "--port", str(server.port), "-n", str(n),
+           "--open-timeout", str(timeout), "--hold", str(timeout + 30)]
+    if server.tls:
+        cmd.append("--tls")
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        ready = json.loads(p.stdout.readline() or "{}")
+        time.sleep(0.5)
+        held = mem(server.roots)
+        p.stdin.write("check\n")
+        p.stdin.flush()
+        check = json.loads(p.stdout.readline() or "{}")
+        p.wait(timeout=30)
+    except (ValueError, subprocess.TimeoutExpired, BrokenPipeError) as e:
+        p.kill()
+        return {"error": f"holdconns: {e}"}
+    finally:
+        if p.poll() is None:
+            p.kill()
+    time.sleep(1.0)
+    after = mem(server.roots)
+    b, h = mem_total(before), mem_total(held)
+    still = check.get("still_open", 0)
+    enough = still >= n // 2  # fewer held: the delta is mostly noise, report no per-connection cost
+    per = (h["rss_kb"] - b["rss_kb"]) * 1024 / still if enough else None
+    per_pss = (h["pss_kb"] - b["pss_kb"]) * 1024 / still if enough else None
+    extra = {} if enough else {"error": f"held only {still} of {n} (answered {ready.get('answered')})"}
+    return {**extra, "n": n, "ready": ready, "still_open": still, "before": b, "held": h, "held_procs": held,
+            "after": mem_total(after),
+            "per_conn_bytes_rss": round(per) if per is not None else None,
+            "per_conn_bytes_pss": round(per_pss) if per_pss is not None else None}
+
+
+# ----------------------------------------------------------------------------- report
+
+def fmt_rps(v):
+    return "-" if v is None else (f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}")
+
+
+def fmt_ms(us):
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def md_sweep(title, sweep_res, servers, concs, note=""):
+    lines = [f"### {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines.append("| server | " + " | ".join(f"c={c}" for c in concs) + " |")
+    lines.append("| --- | " + " | ".join("---:" for _ in concs) + " |")
+    for s in servers:
+        cells = []
+        for c in concs:
+            m = sweep_res.get(s.key, {}).get(str(c), {}).get("median", {})
+            if "error" in m or not m:
+                cells.append("error")
+            else:
+                e = f", {m['errors']:.0f} err" if m.get("errors") else ""
+                cells.append(f"{fmt_rps(m['rps'])} req/s, p99 {fmt_ms(m['lat_p99_us'])} ms, "
+                             f"{m['server_cpu_us_per_req'] or 0:.1f} µs CPU/req{e}")
+        lines.append(f"| {s.label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def targets(res):
+    """Targets of issue 6, as measured in this run: (target, measured, verdict)."""
+    out = []
+    plain = res.get("plain", {})
+    for c in ("64", "256"):
+        rg = plain.get("rgunicorn", {}).get(c, {}).get("median", {})
+        ng = plain.get("nginx", {}).get(c, {}).get("median", {})
+        if rg.get("rps") and ng.get("rps"):
+            r = rg["rps"] / ng["rps"]
+            out.append((f"plain c={c}: rgunicorn throughput >= nginx return 200",
+                        f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} req/s = {r:.2f}x", r >= 1.0))
+            out.append((f"plain c={c}: rgunicorn p99 <= nginx p99",
+                        f"{fmt_ms(rg['lat_p99_us'])} vs {fmt_ms(ng['lat_p99_us'])} ms",
+                        rg["lat_p99_us"] <= ng["lat_p99_us"]))
+            if rg.get("server_cpu_us_per_req") and ng.get("server_cpu_us_per_req"):
+                out.append((f"plain c={c}: rgunicorn CPU/request <= nginx",
+                            f"{rg['server_cpu_us_per_req']:.1f} vs {ng['server_cpu_us_per_req']:.1f} µs",
+                            rg["server_cpu_us_per_req"] <= ng["server_cpu_us_per_req"]))
+        else:
+            out.append((f"plain c={c}: rgunicorn vs nginx", "not measured (rgunicorn not runnable)", None))
+    tls = res.get("tls", {})
+    tconcs = sorted({c for d in tls.values() for c in d}, key=int)
+    for c in tconcs:
+        rg = tls.get("rgunicorn-front", {}).get(c, {}).get("median", {})
+        ng = tls.get("nginx-tls", {}).get(c, {}).get("median", {})
+        ref = tls.get("reference", {}).get(c, {}).get("median", {})
+        if rg.get("rps"):
+            r1, r2 = ratio(rg["rps"], ng.get("rps")), ratio(rg["rps"], ref.get("rps"))
+            if r1:
+                out.append((f"TLS c={c}: rgunicorn front >= 90% of nginx TLS return 200",
+                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} = {r1:.2f}x", r1 >= 0.9))
+            if r2:
+                out.append((f"TLS c={c}: rgunicorn front >= 15x the reference stack",
+                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ref['rps'])} = {r2:.1f}x", r2 >= 15))
+    if not any(r[0].startswith("TLS") for r in out):
+        out.append(("TLS: rgunicorn front vs nginx / reference", "not measured (front not runnable)", None))
+    memr = res.get("memory", {})
+    idle = memr.get("idle", {}).get("rgunicorn-front") or memr.get("idle", {}).get("rgunicorn")
+    if idle:
+        which = "master + workers + front" if memr.get("idle", {}).get("rgunicorn-front") else "master + workers (no front)"
+        mb = idle["rss_kb"] / 1024
+        out.append((f"idle RSS, {which} < 20 MB",
+                    f"{mb:.1f} MB RSS sum ({idle['pss_kb'] / 1024:.1f} MB PSS), {idle['processes']} processes",
+                    mb < 20))
+    else:
+        out.append(("idle RSS < 20 MB", "not measured", None))
+    h = memr.get("held", {}).get("rgunicorn")
+    if h and h.get("per_conn_bytes_rss") is not None:
+        out.append((f"idle keep-alive connection < 2 KB (plain, {h['still_open']} held)",
+                    f"{h['per_conn_bytes_rss']} B RSS/conn ({h['per_conn_bytes_pss']} B PSS)",
+                    h["per_conn_bytes_rss"] < 2048))
+    else:
+        out.append(("idle keep-alive connection < 2 KB", "not measured", None))
+    return out
+
+
+def markdown(res, servers_by_scn):
+    m = res["meta"]
+    L = [f"## Benchmark {m['date']} ({'quick' if m['quick'] else 'full'} run)", "",
+         f"Machine: {m['machine']['cpu']}, {m['machine']['cores']} cores, {m['machine']['mem_gb']} GB, "
+         f"Linux {m['machine']['kernel']}. Load average at start {m['load_start']}, at end {m['load_end']}.",
+         "Busy processes at start (noise): " + (", ".join(f"{b['comm']} {b['cpu']}" for b in m["busy_start"]) or "none") + ".",
+         f"Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+         f"Load generator: wrk on the same {m['machine']['cores']} cores; {m['duration_s']} s per run, "
+         f"{m['reps']} interleaved round(s), medians shown. CPU/req = user+sys of the server's whole "
+         "process tree (/proc) ÷ requests answered.", ""]
+    for line in m.get("skipped", []):
+        L.append(f"- SKIPPED: {line}")
+    if m.get("skipped"):
+        L.append("")
+    L += md_sweep("1. Plain HTTP/1.1, keep-alive", res.get("plain", {}), servers_by_scn["plain"], m["concs_plain"])
+    L += md_sweep("2. HTTPS keep-alive (TLS 1.3, ECDSA P-256)", res.get("tls", {}), servers_by_scn["tls"], m["concs_tls"])
+    L += md_sweep("3. Connection churn (Connection: close, new connection per request)",
+                  {**res.get("churn", {}), **res.get("churn_tls", {})},
+                  servers_by_scn["churn"] + servers_by_scn["churn_tls"], m["concs_churn"],
+                  note="req/s here = connections (TLS: handshakes) per second.")
+    memr = res.get("memory", {})
+    L += ["### 4. Memory (sum over every process of the server; RSS counts shared pages per process, PSS splits them)",
+          "", "| server | processes | idle RSS | idle PSS | under load RSS (max conc) | idle keep-alive conns held | RSS with them | per connection |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for s in servers_by_scn["all"]:
+        i = memr.get("idle", {}).get(s.key)
+        if not i:
+            continue
+        load = memr.get("load", {}).get(s.key)
+        h = memr.get("held", {}).get(s.key) or {}
+        per = h.get("per_conn_bytes_rss")
+        cells = [s.label, str(i["processes"]), f"{i['rss_kb'] / 1024:.1f} MB", f"{i['pss_kb'] / 1024:.1f} MB",
+                 f"{load['rss_kb'] / 1024:.1f} MB" if load else "-"]
+        if per is not None:
+            cells += [f"{h['still_open']} of {h['n']}", f"{h['held']['rss_kb'] / 1024:.1f} MB", f"{per / 1024:.2f} KB"]
+        else:
+            cells += [h.get("error", "-"), "-", "-"]
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    L += ["### Targets (issue 6), as measured in this run", "", "| target | measured | met |", "| --- | --- | :---: |"]
+    for t, meas, ok in res["targets"]:
+        L.append(f"| {t} | {meas} | {'yes' if ok else ('no' if ok is False else 'n/a')} |")
+    L.append("")
+    return "\n".join(L)
+
+
+def plot(res, servers_by_scn, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no plot")
+        return False
+    rows = [("plain", "Plain HTTP keep-alive"), ("tls", "HTTPS keep-alive")]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    for r, (scn, title) in enumerate(rows):
+        for s in servers_by_scn[scn]:
+            d = res.get(scn, {}).get(s.key, {})
+            xs, rps, p99 = [], [], []
+            for c in sorted(d, key=int):
+                m = d[c]["median"]
+                if m.get("rps"):
+                    xs.append(int(c))
+                    rps.append(m["rps"])
+                    p99.append(m["lat_p99_us"] / 1000)
+            if xs:
+                axes[r][0].plot(xs, rps, marker="o", label=s.label)
+                axes[r][1].plot(xs, p99, marker="o", label=s.label)
+        for ax, yl in ((axes[r][0], "requests/s (median)"), (axes[r][1], "p99 latency, ms (median)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrent connections")
+            ax.set_ylabel(yl)
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[r][1].set_yscale("log")
+        axes[r][0].legend(fontsize=8)
+    m = res["meta"]
+    fig.suptitle(f"rgunicorn bench {m['date']} ({'quick' if m['quick'] else 'full'}): {m['machine']['cores']} cores, "
+                 f"wrk on the same cores, load at start {m['load_start'][0]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------- meta
+
+def versions():
+    def run(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            return None
+    v = {}
+    v["rgunicorn"] = run(["git", "-C", ROOT, "log", "-1", "--format=%h %cI"])
+    v["rustc"] = run(["rustc", "--version"])
+    v["nginx"] = (run(["nginx", "-v"]) or "").replace("nginx version: ", "")
+    v["wrk"] = (run(["wrk", "--version"]) or "").split(" [")[0]
+    v["openssl"] = run(["openssl", "version"])
+    v["python"] = platform.python_version()
+    for pkg in ("gunicorn", "flask", "granian", "matplotlib"):
+        try:
+            from importlib.metadata import version
+            v[pkg] = version(pkg)
+        except Exception:
+            v[pkg] = None
+    return v
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        memkb = int(f.readline().split()[1])
+    return {"cpu": cpu, "cores": NCPU, "mem_gb": round(memkb / 1048576, 1), "kernel": platform.release()}
+
+
+# ----------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="about one minute: fewer points, one round")
+    ap.add_argument("--reps", type=int, help="interleaved rounds (default 3; quick 1)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 3; quick 1)")
+    ap.add_argument("--hold", type=int, help="idle keep-alive connections to hold (default 10000; quick 2000)")
+    ap.add_argument("--only", default="plain,tls,churn,memory", help="comma list of scenarios")
+    a = ap.parse_args()
+    quick = a.quick
+    reps = a.reps or (1 if quick else 3)
+    dur = a.duration or (1 if quick else 3)
+    nhold = a.hold or (2000 if quick else 10000)
+    concs_plain = [64, 256] if quick else [1, 16, 64, 256, 1024]
+    concs_tls = [64] if quick else [16, 64, 256]
+    concs_churn = [64]
+    only = set(a.only.split(","))
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    atexit.register(stop_all)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < nhold + 1000:
+        nhold = max(100, hard - 1000)
+        log(f"note: RLIMIT_NOFILE hard limit {hard}: holding {nhold} connections")
+
+    shutil.rmtree(RUN, ignore_errors=True)
+    os.makedirs(RUN)
+    os.makedirs(RESULTS, exist_ok=True)
+    now = dt.datetime.now()
+    stamp = now.strftime("%Y-%m-%d_%H%M") + ("_quick" if quick else "")
+    meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "quick": quick, "reps": reps, "duration_s": dur,
+            "hold_n": nhold, "concs_plain": concs_plain, "concs_tls": concs_tls, "concs_churn": concs_churn,
+            "machine": machine(), "versions": versions(), "load_start": loadavg(), "skipped": []}
+    log(f"bench: {'quick' if quick else 'full'} run, {reps} round(s) x {dur}s, load {meta['load_start']}")
+    meta["busy_start"] = busy_processes()
+    if meta["busy_start"]:
+        log("bench: busy processes now (noise): " + ", ".join(f"{b['comm']} {b['cpu']}" for b in meta["busy_start"]))
+    cert = gen_cert()
+
+    # rgunicorn availability
+    have_rg = os.access(RGUNICORN, os.X_OK)
+    if not have_rg:
+        meta["skipped"].append(f"rgunicorn: {RGUNICORN} not built (cargo build --release failed or not run)")
+        log("SKIP rgunicorn scenarios: " + meta["skipped"][-1])
+    rg_help = rgunicorn_help() if have_rg else ""
+
+    res = {"meta": meta}
+    servers_by_scn = {"plain": [], "tls": [], "churn": [], "churn_tls": [], "all": []}
+    memr = res.setdefault("memory", {"idle": {}, "load": {}, "held": {}, "idle_procs": {}, "held_procs": {}})
+
+    def bring_up(defs, scn):
+        up = []
+        for key, label, group, spec in defs:
+            s = Server(key, label, free_port(), tls=(scn == "tls"), group=group)
+            if start(s, spec(s.port)):
+                up.append(s)
+            else:
+                meta["skipped"].append(f"{label}: {s.error}")
+        for s in up:
+            # warm-up: 1 s at c=16, not recorded; then idle memory
+            wrk(s, 16, 1)
+            time.sleep(0.5)
+            procs = mem(s.roots)
+            memr["idle"][s.key] = mem_total(procs)
+            memr["idle_procs"][s.key] = procs
+        return up
+
+    def record_load(sweep_res, servers, conc):
+        for s in servers:
+            m = sweep_res.get(s.key, {}).get(str(conc), {}).get("median", {})
+            if m.get("mem_under_load"):
+                memr["load"][s.key] = m["mem_under_load"]
+
+    t_start = time.monotonic()
+    # ---- scenario 1 (+3 plain, +4 plain): all plain servers up together, interleaved
+    if only & {"plain", "churn", "memory"}:
+        log("== plain servers")
+        plain = bring_up(define_plain_servers(have_rg), "plain")
+        servers_by_scn["plain"] = plain
+        servers_by_scn["all"] += plain
+        if "plain" in only:
+            log("== scenario 1: plain keep-alive")
+            res["plain"] = sweep(plain, concs_plain, reps, dur, tag="plain")
+            record_load(res["plain"], plain, max(concs_plain))
+        if "churn" in only:
+            log("== scenario 3: connection churn, plain")
+            churners = [s for s in plain if s.key in ("rgunicorn", "nginx", "gunicorn-sync-wsgi",
+                                                      "gunicorn-sync-flask", "granian-wsgi")]
+            servers_by_scn["churn"] = churners
+            res["churn"] = sweep(churners, concs_churn, reps, dur, close=True, tag="churn")
+        if "memory" in only:
+            log(f"== scenario 4: {nhold} idle keep-alive connections")
+            holders = [s for s in plain if s.key == "nginx"]
+            for s in holders:
+                memr["held"][s.key] = h = hold_conns(s, nhold, timeout=40)
+                log(f"  held {s.key}: {h.get('still_open')} open, {h.get('per_conn_bytes_rss')} B/conn")
+        for s in plain:
+            s.stop()
+        # rgunicorn and gunicorn gthread keep idle connections only with settings above their
+        # defaults (gunicorn's keepalive=2 s, worker_connections=1000): dedicated instances.
+        if "memory" in only:
+            extra = []
+            if have_rg:
+                flags = []
+                if "--keep-alive" in rg_help:
+                    flags += ["--keep-alive", "300"]
+                if "--worker-connections" in rg_help:
+                    flags += ["--worker-connections", str(nhold + 1000)]
+                extra.append(("rgunicorn", f"rgunicorn (built-in app, -w {NCPU})", "rgunicorn",
+                              lambda p, f=flags: [("rgunicorn-hold", [RGUNICORN, "-w", str(NCPU), "-b", f"127.0.0.1:{p}"] + f, None)]))
+            extra.append(("gunicorn-gthread-wsgi", "gunicorn gthread + WSGI", "python",
+                          lambda p: [("gunicorn-gthread-hold", gunicorn_cmd(f"127.0.0.1:{p}", "gthread", "wsgi_app:application",
+                                      ["--keep-alive", "300", "--worker-connections", str(nhold + 1000)]), None)]))
+            extra.append(("granian-wsgi", "granian WSGI", "python",
+                          lambda p: [("granian-hold", [py("granian"), "--interface", "wsgi", "--workers", str(NCPU),
+                                      "--host", "127.0.0.1", "--port", str(p), "--no-ws", "--http", "1",
+                                      "--http1-header-read-timeout", "60000", "--backlog", "4096",
+                                      "--backpressure", str(nhold + 1000), "--log-level", "warning",
+                                      "--working-dir", APPS, "wsgi_app:application"], None)]))
+            for key, label, group, spec in extra:
+                s = Server(key, label, free_port(), group=group)
+                if not start(s, spec(s.port)):
+                    memr["held"][key] = {"error": s.error}
+                    continue
+                wrk(s, 16, 1)
+                memr["held"][key] = h = hold_conns(s, nhold, timeout=40)
+                log(f"  held {key}: {h.get('still_open')} open, {h.get('per_conn_bytes_rss')} B/conn")
+                s.stop()
+
+    # ---- scenario 2 (+3 TLS, +4 TLS)
+    if only & {"tls", "churn", "memory"}:
+        log("== TLS servers")
+        tls = bring_up(define_tls_servers(have_rg, cert), "tls")
+        servers_by_scn["tls"] = tls
+        servers_by_scn["all"] += tls
+        if "tls" in only:
+            log("== scenario 2: HTTPS keep-alive")
+            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls")
+            record_load(res["tls"], tls, max(concs_tls))
+        if "churn" in only:
+            log("== scenario 3: connection churn, TLS (handshakes)")
+            servers_by_scn["churn_tls"] = tls
+            res["churn_tls"] = sweep(tls, concs_churn, reps, dur, close=True, tag="churn-tls")
+        if "memory" in only:
+            ntls = min(nhold, 2000)
+            log(f"== scenario 4: {ntls} idle TLS keep-alive connections")
+            for s in tls:
+                if s.key in ("rgunicorn-front", "reference"):
+                    memr["held"][s.key] = h = hold_conns(s, ntls, timeout=40)
+                    log(f"  held {s.key}: {h.get('still_open')} open, {h.get('per_conn_bytes_rss')} B/conn")
+        for s in tls:
+            s.stop()
+
+    meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    meta["load_end"] = loadavg()
+    meta["server_info"] = {s.key: s.info for s in servers_by_scn["all"]}
+    res["targets"] = targets(res)
+    md = markdown(res, servers_by_scn)
+    base = os.path.join(RESULTS, stamp)
+    with open(base + ".json", "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    with open(base + ".md", "w") as f:
+        f.write(md + "\n")
+    png = plot(res, servers_by_scn, base + ".png")
+    print(md)
+    log(f"bench: wrote {base}.json, {base}.md" + (f", {base}.png" if png else "") + f" in {meta['elapsed_s']} s")
+
+
+if __name__ == "__main__":
+    main()
