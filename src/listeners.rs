@@ -1,0 +1,189 @@
+//! Binding the listening sockets in the master, before any worker exists, so that every
+//! worker inherits them (gunicorn's model) and a bad address stops the start early.
+//! TCP (`HOST:PORT`, `[V6]:PORT`), unix sockets (`unix:PATH`) and inherited fds (`fd://N`).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config::BindAddr;
+use rgunicorn_workers::Listener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot resolve bind address {addr:?}: {source}")]
+    Resolve { addr: String, source: io::Error },
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("cannot bind unix:{}: another process is listening there", .0.display())]
+    UnixInUse(PathBuf),
+    #[error("cannot bind unix:{}: the path exists and is not a socket", .0.display())]
+    NotASocket(PathBuf),
+    #[error("cannot use fd://{fd}: {source}")]
+    InheritedFd { fd: RawFd, source: io::Error },
+}
+
+/// A socket the master holds for the whole life of the server.
+pub enum Bound {
+    Tcp(TcpListener),
+    Unix { listener: UnixListener, path: PathBuf },
+}
+
+impl Bound {
+    /// A duplicate of the socket for one worker.
+    pub fn for_worker(&self) -> io::Result<Listener> {
+        Ok(match self {
+            Bound::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Bound::Unix { listener, .. } => Listener::Unix(listener.try_clone()?),
+        })
+    }
+
+    /// How the startup log names it: `http://127.0.0.1:8000` or `unix:/run/x.sock`.
+    pub fn describe(&self) -> String {
+        match self {
+            Bound::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => "http://?".into(),
+            },
+            Bound::Unix { path, .. } => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// The port a TCP listener got (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Bound::Tcp(l) => l.local_addr().ok(),
+            Bound::Unix { .. } => None,
+        }
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Bound::Unix { path, .. } = self {
+            // Only the master owns the socket file; workers hold duplicates of the fd.
+            if std::process::id() == MASTER_PID.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// The pid that bound the sockets: only it removes unix socket files on drop.
+pub static MASTER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn bind_all(
+    binds: &[BindAddr],
+    backlog: i32,
+    umask: u32,
+    reuse_port: bool,
+) -> Result<Vec<Bound>, ListenError> {
+    MASTER_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+    binds
+        .iter()
+        .map(|bind| match bind {
+            BindAddr::Tcp { host, port } => bind_tcp(host, *port, backlog, reuse_port),
+            BindAddr::Unix(path) => bind_unix(path, backlog, umask),
+            BindAddr::Fd(fd) => adopt_fd(*fd),
+        })
+        .collect()
+}
+
+fn bind_tcp(host: &str, port: u16, backlog: i32, reuse_port: bool) -> Result<Bound, ListenError> {
+    let shown = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let addr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map_err(|source| ListenError::Resolve {
+            addr: shown.clone(),
+            source,
+        })?
+        .next()
+        .ok_or_else(|| ListenError::Resolve {
+            addr: shown.clone(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
+        })?;
+    let bind_err = |source| ListenError::Bind {
+        addr: shown.clone(),
+        source,
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(bind_err)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(bind_err)?;
+    }
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    socket.listen(backlog).map_err(bind_err)?;
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    Ok(Bound::Tcp(socket.into()))
+}
+
+fn bind_unix(path: &Path, backlog: i32, umask: u32) -> Result<Bound, ListenError> {
+    let bind_err = |source| ListenError::Bind {
+        addr: format!("unix:{}", path.display()),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A live server answers; a stale file from a crash refuses: replace that one.
+            if UnixStream::connect(path).is_ok() {
+                return Err(ListenError::UnixInUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(bind_err)?;
+        }
+        Ok(_) => return Err(ListenError::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(bind_err)?;
+    let addr = SockAddr::unix(path).map_err(bind_err)?;
+    // The socket file's mode comes from the umask at bind time (gunicorn's --umask).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
+    let bound = socket.bind(&addr);
+    nix::sys::stat::umask(old);
+    bound.map_err(bind_err)?;
+    socket.listen(backlog).map_err(bind_err)?;
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    Ok(Bound::Unix {
+        listener: socket.into(),
+        path: path.to_path_buf(),
+    })
+}
+
+fn adopt_fd(fd: RawFd) -> Result<Bound, ListenError> {
+    let err = |source| ListenError::InheritedFd { fd, source };
+    // Refuse fds that are not open sockets before taking ownership of them.
+    nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
+        .map_err(|e| err(io::Error::from(e)))?;
+    // SAFETY: the fd was named by the operator as an inherited listening socket, it is
+    // open (getsockname succeeded) and nothing else in this process owns it.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    socket.set_nonblocking(true).map_err(err)?;
+    let _ = socket.set_cloexec(true);
+    let local = socket.local_addr().map_err(err)?;
+    if let Some(path) = local.as_pathname() {
+        let path = path.to_path_buf();
+        return Ok(Bound::Unix {
+            listener: socket.into(),
+            path,
+        });
+    }
+    if local.as_socket().is_some() {
+        return Ok(Bound::Tcp(socket.into()));
+    }
+    Err(err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "not a TCP or unix stream socket",
+    )))
+}
