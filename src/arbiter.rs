@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -20,7 +21,7 @@ use crate::config::Settings;
 use crate::listeners::{self, Bound};
 use crate::pidfile::Pidfile;
 use rgunicorn_workers::worker::{self, NoHooks, EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
-use rgunicorn_workers::{log_error, log_info, log_warning};
+use rgunicorn_workers::{log_error, log_info, log_warning, App};
 
 /// Exit codes of the master.
 pub const EXIT_OK: i32 = 0;
@@ -99,6 +100,8 @@ struct WorkerSlot {
 
 pub struct Arbiter {
     settings: Settings,
+    /// The app an embedding program passed in; otherwise workers load the named APP.
+    app: Option<Arc<dyn App>>,
     listeners: Vec<Bound>,
     workers: HashMap<Pid, WorkerSlot>,
     signals: SignalQueue,
@@ -110,7 +113,7 @@ pub struct Arbiter {
 }
 
 /// Run the server until it is stopped; returns the exit code.
-pub fn run(settings: Settings) -> i32 {
+pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
     let listeners = match listeners::bind_all(
         &settings.binds,
         settings.backlog,
@@ -143,6 +146,7 @@ pub fn run(settings: Settings) -> i32 {
     let mut arbiter = Arbiter {
         num_workers: settings.workers,
         settings,
+        app,
         listeners,
         workers: HashMap::new(),
         signals,
@@ -161,7 +165,9 @@ impl Arbiter {
             log_info!("Listening at: {} ({})", l.describe(), std::process::id());
         }
         let app = &self.settings.worker.app;
-        if app == rgunicorn_workers::app::DEFAULT_APP {
+        if self.app.is_some() {
+            log_info!("Serving the app this program embeds");
+        } else if app == rgunicorn_workers::app::DEFAULT_APP {
             log_info!("Serving the built-in welcome app (no APP given)");
         } else {
             log_info!("Serving app: {app}");
@@ -254,7 +260,7 @@ impl Arbiter {
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Child => {
                 self.signals.forget_in_child();
-                let code = worker::run(listeners, cfg, &mut NoHooks);
+                let code = worker::run(listeners, cfg, self.app.clone(), &mut NoHooks);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {

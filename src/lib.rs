@@ -2,6 +2,11 @@
 //! ([`startup`]), the master process ([`arbiter`]) with its listeners ([`listeners`]) and
 //! pidfile ([`pidfile`]), and the TLS front ([`front`]). Everything that runs inside a
 //! worker lives in the `rgunicorn-workers` crate.
+//!
+//! A Rust program embeds rgunicorn with its own app by calling [`main_with`]: it gets
+//! the whole command line, config file, master and workers, serving that app.
+
+use std::sync::Arc;
 
 pub mod arbiter;
 pub mod config;
@@ -11,3 +16,49 @@ pub mod pidfile;
 pub mod startup;
 
 pub use rgunicorn_workers as workers;
+pub use rgunicorn_workers::{App, Body, Environ, Input, Mode, Response};
+
+use config::Command;
+
+/// Run rgunicorn as its binary does, reading the process's arguments and environment.
+/// With `app`, workers serve it instead of the APP argument. Returns the exit code.
+pub fn main_with(app: Option<Arc<dyn App>>) -> i32 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = match config::load(&args, &|key| std::env::var(key).ok()) {
+        Ok(command) => command,
+        Err(err) => {
+            err.print();
+            return err.exit_code();
+        }
+    };
+    let embedded = app.is_some();
+    let check = |settings: &config::Settings| {
+        if embedded {
+            Ok(())
+        } else {
+            startup::check(settings)
+        }
+    };
+    match command {
+        Command::PrintConfig(settings) => {
+            print!("{}", settings.to_toml());
+            0
+        }
+        Command::CheckConfig(settings) => match check(&settings) {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("rgunicorn: error: {err}");
+                err.exit_code()
+            }
+        },
+        Command::Run(settings) => {
+            match startup::prepare(&settings).and_then(|()| check(&settings)) {
+                Ok(()) => arbiter::run(settings, app),
+                Err(err) => {
+                    eprintln!("rgunicorn: error: {err}");
+                    err.exit_code()
+                }
+            }
+        }
+    }
+}

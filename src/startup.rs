@@ -44,8 +44,8 @@ pub fn check(settings: &Settings) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Set up the process for the master: chdir, raw_env, the error log; verify the app
-/// loads once here, so a bad APP is reported once rather than by every worker.
+/// Set up the process for the master: chdir, raw_env, the error log. The caller then
+/// verifies the app loads once, so a bad APP is reported once rather than by every worker.
 pub fn prepare(settings: &Settings) -> Result<(), StartError> {
     if let Some(dir) = &settings.chdir {
         std::env::set_current_dir(dir).map_err(|source| StartError::Chdir {
@@ -74,7 +74,7 @@ pub fn prepare(settings: &Settings) -> Result<(), StartError> {
                 source,
             })?;
     }
-    check(settings)
+    Ok(())
 }
 
 fn target_name(target: &LogTarget) -> String {

@@ -107,8 +107,15 @@ struct Worker {
 }
 
 /// Run a worker until it is told to stop. Returns the process exit code.
-pub fn run(listeners: Vec<Listener>, cfg: WorkerConfig, hooks: &mut dyn WorkerHooks) -> i32 {
-    let app = match app::load(&cfg.app) {
+/// `app` is the app an embedding program gave; without one, the APP named in `cfg` is
+/// loaded here, after the fork.
+pub fn run(
+    listeners: Vec<Listener>,
+    cfg: WorkerConfig,
+    app: Option<Arc<dyn App>>,
+    hooks: &mut dyn WorkerHooks,
+) -> i32 {
+    let app = match app.map(Ok).unwrap_or_else(|| app::load(&cfg.app)) {
         Ok(app) => app,
         Err(err) => {
             crate::log_error!("Exception in worker process: {err}");

@@ -1,0 +1,84 @@
+//! A Rust program that embeds rgunicorn with its own app: the same command line, config
+//! file, master and workers as the `rgunicorn` binary, serving `Demo` below.
+//!
+//!     cargo run --example custom_app -- -w 2 -b 127.0.0.1:8000
+//!     curl http://127.0.0.1:8000/hello
+//!
+//! Its routes also exercise the server in the integration tests: an app that may block
+//! (it runs on the app threads), a panic, a slow answer, a streamed body and a file.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rgunicorn::{App, Body, Environ, Input, Mode, Response};
+
+struct Demo;
+
+fn query_number(environ: &Environ, key: &str, default: u64) -> u64 {
+    environ
+        .query_string
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn text(status: u16, body: String) -> Response {
+    Response::new(
+        status,
+        vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+        Body::Bytes(body.into_bytes()),
+    )
+}
+
+impl App for Demo {
+    fn mode(&self) -> Mode {
+        // This app sleeps and reads files: it must not run on the event loop.
+        Mode::Threaded
+    }
+
+    fn call(&self, environ: &Environ, input: &mut Input) -> Response {
+        match environ.path_info.as_str() {
+            "/hello" => text(200, format!("hello from pid {}\n", std::process::id())),
+            "/panic" => panic!("the demo app panics on purpose"),
+            "/slow" => {
+                std::thread::sleep(Duration::from_millis(query_number(environ, "ms", 1000)));
+                text(200, "slow done\n".into())
+            }
+            "/body" => {
+                let mut body = Vec::new();
+                match input.read_to_end(&mut body) {
+                    Ok(n) => text(200, format!("{n}\n")),
+                    Err(err) => text(500, format!("{err}\n")),
+                }
+            }
+            "/stream" => {
+                let chunks = query_number(environ, "n", 3);
+                let size = query_number(environ, "size", 5) as usize;
+                Response::new(
+                    200,
+                    vec![("Content-Type".into(), "text/plain".into())],
+                    Body::Stream(Box::new(
+                        (0..chunks).map(move |i| Ok(vec![b'a' + (i % 26) as u8; size])),
+                    )),
+                )
+            }
+            "/file" => match std::fs::File::open("Cargo.toml") {
+                Ok(file) => Response::new(
+                    200,
+                    vec![("Content-Type".into(), "text/plain".into())],
+                    Body::File { file, len: None },
+                ),
+                Err(err) => text(500, format!("{err}\n")),
+            },
+            _ => text(404, "not found\n".into()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    ExitCode::from(u8::try_from(rgunicorn::main_with(Some(Arc::new(Demo)))).unwrap_or(1))
+}
