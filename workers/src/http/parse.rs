@@ -19,9 +19,14 @@
 //! - Any transfer coding other than `chunked` (including `identity` and `gzip, chunked`)
 //!   is 501, a coding after `chunked` (or `chunked` twice) is 400. gunicorn accepts
 //!   `identity` and `gzip, chunked`; we do not decode them, so refusing is the honest answer.
+//!   Transfer-Encoding of any kind on HTTP/1.0 is 400.
+//! - The target is visible ASCII only: raw non-ASCII, `#` fragments and malformed `%XX` in
+//!   the path are 400 (gunicorn lets urlsplit cope). A stray `%` in the query is kept.
+//! - Header names keep their case; headers with `_` in the name are kept here, dropping
+//!   them (gunicorn's `header_map = drop`) is the environ builder's job.
 
 use super::fields::{
-    authority_valid, is_tchar, list_contains, list_elements, percent_escapes_valid,
+    authority_valid, is_tchar, is_token, list_contains, list_elements, percent_escapes_valid,
     split_field_line, trim_ows,
 };
 
@@ -640,6 +645,11 @@ fn check_fields(headers: &[Header], version: Version) -> Result<Framing, ParseEr
             }
             content_length = Some(parse_content_length(value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // RFC 9112 6.1: a 1.0 message with Transfer-Encoding has unreliable framing,
+            // whatever the coding; say so before judging the codings.
+            if version == Version::Http10 {
+                return Err(ParseError::TransferEncodingOnHttp10);
+            }
             te_seen = true;
             for coding in list_elements(value) {
                 if coding.eq_ignore_ascii_case(b"chunked") {
@@ -650,7 +660,7 @@ fn check_fields(headers: &[Header], version: Version) -> Result<Framing, ParseEr
                 } else if chunked {
                     // RFC 9112 6.3: chunked must be the final coding of a request.
                     return Err(ParseError::ChunkedNotLast);
-                } else if fields_token(coding) {
+                } else if is_token(coding) {
                     return Err(ParseError::UnsupportedTransferCoding);
                 } else {
                     return Err(ParseError::InvalidTransferEncoding);
@@ -668,10 +678,6 @@ fn check_fields(headers: &[Header], version: Version) -> Result<Framing, ParseEr
         return Err(ParseError::MissingHost);
     }
     let body = if te_seen {
-        // RFC 9112 6.1: a 1.0 message with Transfer-Encoding has unreliable framing.
-        if version == Version::Http10 {
-            return Err(ParseError::TransferEncodingOnHttp10);
-        }
         if !chunked {
             return Err(ParseError::InvalidTransferEncoding);
         }
@@ -695,10 +701,6 @@ fn check_fields(headers: &[Header], version: Version) -> Result<Framing, ParseEr
         keep_alive,
         expect_continue: expect_continue && version == Version::Http11,
     })
-}
-
-fn fields_token(s: &[u8]) -> bool {
-    super::fields::is_token(s)
 }
 
 /// `1*DIGIT` and nothing else: no sign, no spaces inside, no list, no overflow.
