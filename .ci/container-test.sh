@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# The backend container, tested for real (issue 5): build the Dockerfile unchanged and run
+# it as the reference deployment did, with rootful podman standing in for Docker.
+#
+#   bash .ci/container-test.sh            # from the repository root; .ci/run calls it
+#
+# 1. ../shared/container/build-and-run.sh builds the image (local stand-ins for
+#    rust:1-bookworm and debian:bookworm-slim) and starts it once with its default command
+#    on the host network: the welcome URL must answer on https://127.0.0.1:443.
+# 2. The reference command, `docker run -it -d -p 5000:443 --name web_backend web_backend:v1
+#    bash ./start.sh`: welcome JSON over https://localhost:5000 verified against the
+#    self-signed certificate start.sh made (status, content-type, Server, body), the
+#    master is PID 1, the HEALTHCHECK passes, HUP keeps it serving, TERM exits 0 in time.
+# 3. The plain `docker run -d -p 5000:443 web_backend:v1` with a development CA's
+#    certificate mounted: verified TLS, the :80 redirect, a restart, TERM exits 0.
+# 4. REQUIRE_CERT=1 without a certificate refuses to start.
+#
+# env: WORK (default /tmp/ctr-ci: podman store, base images), SHARED_DIR (default
+#      ../shared beside the repository), CONTEXT (build context, default the repository),
+#      IMAGE (default web_backend:v1), HOST_PORT (default 5000).
+# Caches: the podman store and base images under $WORK, cargo's registry and target/ in
+# buildah cache mounts (/var/tmp/buildah-cache-*). Everything is rebuilt when they are gone.
+# Functions below run through check() and traps, which shellcheck cannot follow:
+# shellcheck disable=SC2317
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
+BUILD_AND_RUN=$SHARED_DIR/container/build-and-run.sh
+CONTEXT=${CONTEXT:-$ROOT}
+export WORK=${WORK:-/tmp/ctr-ci}
+IMAGE=${IMAGE:-web_backend:v1}
+HOST_PORT=${HOST_PORT:-5000}
+REDIRECT_PORT=${REDIRECT_PORT:-5080}
+URL_PATH=/api/v1/welcome/get_welcome_data
+EXPECT_BODY='{"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke Website"}}'
+EXPECT_CT='application/json; charset=utf-8'
+GRACEFUL=8   # graceful_timeout in conf/container.toml
+# HEALTHCHECK and STOPSIGNAL are Docker image-format fields: buildah's default OCI format
+# drops HEALTHCHECK.
+export BUILDAH_FORMAT=docker
+
+t0=$SECONDS
+passed=0
+failed=0
+step() { echo "== [$((SECONDS - t0))s] $*"; }
+ok() { passed=$((passed + 1)); echo "ok   - $*"; }
+bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
+check() { # DESCRIPTION COMMAND...
+  local d=$1; shift
+  if "$@"; then ok "$d"; else bad "$d"; fi
+}
+finish() {
+  echo "container: $passed passed, $failed failed ($((SECONDS - t0))s)"
+  [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+  exit $?
+}
+
+tmp=$(mktemp -d)
+# The same podman store and configuration as build-and-run.sh (its WORK directory).
+P=(podman --root "$WORK/storage" --runroot "$WORK/runroot")
+export CONTAINERS_CONF=$WORK/containers.conf
+NAMES=(web_backend web_backend_plain web_backend_nocert)
+cleanup() {
+  for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------
+# 1. build, and a first run with the image's default command on the host network
+[ -x "$BUILD_AND_RUN" ] || [ -r "$BUILD_AND_RUN" ] || { bad "no $BUILD_AND_RUN"; finish; }
+busy=$(ss -ltnH 2>/dev/null | awk '{print $4}' | grep -E ':(443|80|5000)$' || true)
+if [ -n "$busy" ]; then
+  bad "host ports 443, 80 and 5000 must be free for the host-network run; in use: $(echo "$busy" | tr '\n' ' ')"
+  finish
+fi
+step "build and first run: $BUILD_AND_RUN $CONTEXT"
+b0=$SECONDS
+if WANT_RUST=1 IMAGE=$IMAGE CHECK_TRIES=150 \
+   CHECK_CMD="curl -fsS -k -m 2 -o /dev/null https://127.0.0.1:443$URL_PATH" \
+   bash "$BUILD_AND_RUN" "$CONTEXT" > "$tmp/build.log" 2>&1; then
+  ok "image builds and its default command serves https://127.0.0.1:443 on the host network ($((SECONDS - b0))s)"
+  grep -E '^== |^STEP|^--> |^COMMIT' "$tmp/build.log" | tail -n 40
+else
+  tail -n 80 "$tmp/build.log"
+  bad "build-and-run.sh failed ($((SECONDS - b0))s): see the log above"
+  finish
+fi
+for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
+
+# ---------------------------------------------------------------------------------------
+# helpers
+running() { [ "$("${P[@]}" inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+
+wait_https() { # NAME CAFILE: until the welcome URL answers (30 s at most)
+  for _ in $(seq 1 150); do
+    running "$1" || return 1
+    if curl -fsS -m 2 -o /dev/null --cacert "$2" "https://localhost:$HOST_PORT$URL_PATH" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+fetch() { # CAFILE -> $tmp/headers, $tmp/body, prints the status code
+  curl -sS -m 5 --cacert "$1" -D "$tmp/headers" -o "$tmp/body" -w '%{http_code}' \
+    "https://localhost:$HOST_PORT$URL_PATH" 2>"$tmp/curl.err" || cat "$tmp/curl.err" >&2
+}
+
+header() { # NAME: its value from $tmp/headers
+  tr -d '\r' < "$tmp/headers" | awk -v n="${1,,}" \
+    'BEGIN{FS=": "} tolower($1)==n {sub(/^[^:]*: */, ""); print; exit}'
+}
+
+body_is_welcome() {
+  python3 - "$tmp/body" "$EXPECT_BODY" <<'EOF'
+import json, sys
+got = open(sys.argv[1], "rb").read()
+try:
+    ok = json.loads(got) == json.loads(sys.argv[2])
+except ValueError:
+    ok = False
+if not ok:
+    print("body:", got[:300], file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+}
+
+check_welcome() { # LABEL CAFILE
+  local code ct server
+  code=$(fetch "$2")
+  check "$1: GET $URL_PATH -> 200 (got $code)" [ "$code" = 200 ]
+  ct=$(header content-type)
+  check "$1: content-type '$EXPECT_CT' (got '$ct')" [ "$ct" = "$EXPECT_CT" ]
+  server=$(header server)
+  # The front's Server header (the workers' is rgunicorn/<version>; the front's must be
+  # there, whatever its exact value).
+  check "$1: Server header from the front (got '$server')" [ -n "$server" ]
+  check "$1: welcome JSON body" body_is_welcome
+}
+
+pid1_is_master() { # NAME
+  local cmd
+  cmd=$("${P[@]}" exec "$1" cat /proc/1/cmdline 2>/dev/null | tr '\0' ' ')
+  echo "     PID 1: $cmd"
+  [[ $cmd == rgunicorn* || $cmd == */rgunicorn* ]]
+}
+
+stop_within() { # NAME SIGNAL LIMIT: send, wait for the exit, check code 0 within LIMIT s
+  local s0 code el
+  s0=$(date +%s.%N)
+  "${P[@]}" kill --signal "$2" "$1" >/dev/null
+  code=$(timeout $(($3 + 15)) "${P[@]}" wait "$1" 2>/dev/null)
+  el=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$s0" "$(date +%s.%N)")
+  check "$1: $2 -> exit code 0 (got '${code:-none}') within ${3}s (took ${el}s)" \
+    python3 -c "import sys; sys.exit(0 if sys.argv[1] == '0' and float(sys.argv[2]) <= $3 else 1)" "${code:-x}" "$el"
+}
+
+show_logs() { echo "--- $1 log (last 25 lines)"; "${P[@]}" logs "$1" 2>&1 | tail -n 25; echo "---"; }
+
+# ---------------------------------------------------------------------------------------
+# 2. the reference command: docker run -it -d -p 5000:443 --name web_backend web_backend:v1 bash ./start.sh
+step "reference run: run -it -d -p $HOST_PORT:443 --name web_backend $IMAGE bash ./start.sh"
+if "${P[@]}" run -it -d -p "$HOST_PORT:443" --name web_backend "$IMAGE" bash ./start.sh > "$tmp/run.out" 2>&1 </dev/null; then
+  ok "reference: container starts"
+else
+  cat "$tmp/run.out"; bad "reference: podman run failed"
+fi
+# start.sh made a self-signed certificate: verify against it rather than curl -k.
+for _ in $(seq 1 50); do
+  "${P[@]}" exec web_backend test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
+  running web_backend || break
+  sleep 0.2
+done
+"${P[@]}" exec web_backend cat /etc/rgunicorn/cert/server.pem > "$tmp/selfsigned.pem" 2>/dev/null
+if wait_https web_backend "$tmp/selfsigned.pem"; then
+  ok "reference: https://localhost:$HOST_PORT answers, certificate verified against the self-signed one"
+  check_welcome reference "$tmp/selfsigned.pem"
+  check "reference: the log says loudly the certificate is self-signed" \
+    bash -c "${P[*]} logs web_backend 2>&1 | grep -q 'SELF-SIGNED'"
+  check "reference: the master is PID 1 (start.sh exec'd it)" pid1_is_master web_backend
+  check "reference: HEALTHCHECK (bash ./start.sh healthcheck) passes" \
+    bash -c "${P[*]} healthcheck run web_backend >/dev/null 2>&1 || ${P[*]} exec web_backend bash /app/start.sh healthcheck"
+  check "reference: runs as uid 10001, not root" \
+    bash -c "[ \"\$(${P[*]} exec web_backend id -u)\" = 10001 ]"
+
+  # HUP: reload; requests keep succeeding during and after it
+  "${P[@]}" kill --signal HUP web_backend >/dev/null
+  fails=0
+  for _ in $(seq 1 25); do
+    code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$tmp/selfsigned.pem" "https://localhost:$HOST_PORT$URL_PATH")
+    [ "$code" = 200 ] || fails=$((fails + 1))
+    sleep 0.2
+  done
+  check "reference: HUP reload, 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
+  check "reference: still running after HUP, master still PID 1" pid1_is_master web_backend
+  check_welcome "reference after HUP" "$tmp/selfsigned.pem"
+  stop_within web_backend TERM $((GRACEFUL + 2))
+else
+  bad "reference: https://localhost:$HOST_PORT never answered"
+fi
+show_logs web_backend
+"${P[@]}" rm -f -t 2 web_backend >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------------------
+# 3. plain `docker run -d -p 5000:443 web_backend:v1` with a development CA's certificate mounted
+step "plain run with a mounted development certificate: run -d -p $HOST_PORT:443 -p $REDIRECT_PORT:80 -v certs:/etc/rgunicorn/cert:ro $IMAGE"
+bash "$ROOT/ssl_files/make-dev-cert.sh" "$tmp/ca" >/dev/null
+mkdir -p "$tmp/mount"
+cp "$tmp/ca/server.pem" "$tmp/ca/server.key" "$tmp/mount/"
+chown -R 10001:10001 "$tmp/mount"
+chmod 0755 "$tmp/mount"
+if "${P[@]}" run -d -p "$HOST_PORT:443" -p "$REDIRECT_PORT:80" -v "$tmp/mount:/etc/rgunicorn/cert:ro" \
+     --name web_backend_plain "$IMAGE" > "$tmp/run.out" 2>&1; then
+  ok "plain: container starts with the image's default command"
+else
+  cat "$tmp/run.out"; bad "plain: podman run failed"
+fi
+if wait_https web_backend_plain "$tmp/ca/ca.pem"; then
+  ok "plain: https://localhost:$HOST_PORT answers, certificate verified against the development CA"
+  check_welcome plain "$tmp/ca/ca.pem"
+  check "plain: no self-signed warning when a certificate is mounted" \
+    bash -c "! ${P[*]} logs web_backend_plain 2>&1 | grep -q 'SELF-SIGNED'"
+  loc=$(curl -s -m 5 -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$REDIRECT_PORT$URL_PATH?x=1")
+  check "plain: http :80 -> 301 to https://...$URL_PATH?x=1 (got '$loc')" \
+    bash -c "[[ '$loc' == '301 https://'*'$URL_PATH?x=1' ]]"
+  # docker restart: TERM, then the same container (its stale socket file too) starts again
+  "${P[@]}" restart -t 20 web_backend_plain >/dev/null 2>&1
+  if wait_https web_backend_plain "$tmp/ca/ca.pem"; then
+    ok "plain: serves again after a restart"
+  else
+    bad "plain: does not serve after a restart"
+  fi
+  stop_within web_backend_plain TERM $((GRACEFUL + 2))
+else
+  bad "plain: https://localhost:$HOST_PORT never answered"
+fi
+show_logs web_backend_plain
+"${P[@]}" rm -f -t 2 web_backend_plain >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------------------
+# 4. no certificate and REQUIRE_CERT=1: a clear refusal, not a self-signed certificate
+step "REQUIRE_CERT=1 without a certificate"
+out=$(timeout 60 "${P[@]}" run --name web_backend_nocert -e REQUIRE_CERT=1 "$IMAGE" 2>&1)
+code=$("${P[@]}" inspect -f '{{.State.ExitCode}}' web_backend_nocert 2>/dev/null)
+echo "$out" | tail -n 3
+check "REQUIRE_CERT=1: refuses to start (exit ${code:-none}) naming the certificate" \
+  bash -c "[ '${code:-0}' != 0 ] && grep -q 'no certificate at /etc/rgunicorn/cert/server.pem' <<< \"\$1\"" _ "$out"
+"${P[@]}" rm -f web_backend_nocert >/dev/null 2>&1
+
+finish

@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# rgunicorn as the reference deployment's backend container:
+#
+#   docker build -t web_backend:v1 .
+#   docker run -it -d -p 5000:443 --name web_backend web_backend:v1 bash ./start.sh
+#   curl -k https://localhost:5000/api/v1/welcome/get_welcome_data
+#
+# One process tree: the rgunicorn master (PID 1, via start.sh's exec) supervises the TLS
+# front (:443, :80 -> 301) and the workers (unix socket for the front, 0.0.0.0:5000 as the
+# reference gunicorn bound). See start.sh for the environment it reads.
+
+# ---- build: the whole workspace in release mode -----------------------------------------
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+# The registry and target/ are cache mounts: a rebuild after a source change compiles only
+# the workspace crates. The binaries are copied out of the cache mount into /out.
+RUN --mount=type=cache,id=rgunicorn-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=rgunicorn-target,target=/src/target \
+    cargo build --release --locked --bin rgunicorn --bin rgunicorn-front \
+ && mkdir -p /out \
+ && cp target/release/rgunicorn target/release/rgunicorn-front /out/
+
+# ---- runtime: debian slim, openssl for the self-signed fallback and the healthcheck -----
+FROM debian:bookworm-slim
+# Unpinned on purpose: bookworm's security updates replace these versions, and a pinned
+# version stops building the day it is superseded.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl libcap2-bin \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ && groupadd --system --gid 10001 rgunicorn \
+ && useradd --system --uid 10001 --gid rgunicorn --home-dir /app --no-create-home \
+      --shell /usr/sbin/nologin rgunicorn \
+ && install -d -o rgunicorn -g rgunicorn -m 0750 /run/rgunicorn /etc/rgunicorn/cert
+
+COPY --from=build /out/rgunicorn /out/rgunicorn-front /usr/local/bin/
+# The processes run as rgunicorn (uid 10001), not root. Binding 443 and 80 needs
+# CAP_NET_BIND_SERVICE: the binaries carry it as a file capability (in Docker's default
+# capability set), so nothing in the container ever runs as root. With --cap-drop ALL,
+# add --cap-add NET_BIND_SERVICE.
+RUN setcap cap_net_bind_service=+ep /usr/local/bin/rgunicorn \
+ && setcap cap_net_bind_service=+ep /usr/local/bin/rgunicorn-front
+
+WORKDIR /app
+COPY start.sh ./
+COPY conf/ ./conf/
+# Certificates put in ssl_files/ before the build (the reference deployment's way; see
+# ssl_files/README.md: mounting at run time keeps the key out of the image). Without one,
+# start.sh makes a self-signed certificate at start and says so.
+COPY --chown=rgunicorn:rgunicorn ssl_files/ /etc/rgunicorn/cert/
+RUN find /etc/rgunicorn/cert -type f -name '*.key' -exec chmod 0600 {} +
+
+USER 10001:10001
+EXPOSE 443 80
+# TERM is the graceful stop: in-flight requests finish within graceful_timeout (8 s in
+# conf/container.toml, under docker stop's 10 s).
+STOPSIGNAL SIGTERM
+# An https request through the front to the workers, with openssl s_client: no curl.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
+  CMD ["bash", "/app/start.sh", "healthcheck"]
+CMD ["bash", "./start.sh"]
