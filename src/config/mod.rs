@@ -110,8 +110,10 @@ pub struct Settings {
 impl Default for Settings {
     /// gunicorn's defaults, without any environment variable applied.
     fn default() -> Self {
-        let mut worker = WorkerConfig::default();
-        worker.forwarded_allow = apply::default_forwarded_allow();
+        let worker = WorkerConfig {
+            forwarded_allow: apply::default_forwarded_allow(),
+            ..WorkerConfig::default()
+        };
         Settings {
             binds: vec![BindAddr::Tcp {
                 host: "127.0.0.1".to_string(),

@@ -484,7 +484,9 @@ fn shipped_config_parses_and_documents_every_default() {
     }
     let f = config_file(&uncommented);
     let s = settings(&["-c", f.path().to_str().unwrap()], &[]);
-    let mut defaults = Settings::default();
-    defaults.config_file = Some(f.path().to_path_buf());
+    let defaults = Settings {
+        config_file: Some(f.path().to_path_buf()),
+        ..Settings::default()
+    };
     assert_eq!(s.to_toml(), defaults.to_toml());
 }
