@@ -1,15 +1,159 @@
 //! The TLS front: rustls over mio, doing nginx's job in the reference deployment.
 //!
-//! IMPLEMENTATION IN PROGRESS (front helper): the types below are the agreed interface.
+//! The master calls [`bind`] before forking (possibly as root: 443 and 80), then
+//! [`serve`] in the forked child; `rgunicorn-front` does both itself. Inside:
+//!
+//! - [`settings`]: the `[front]` table → [`FrontSettings`]
+//! - [`tls`]: certificate checks and the rustls configuration
+//! - [`control`]: the process's main thread (signals, reload, event loop threads)
+//! - [`event_loop`]: one mio loop per thread (accept, dispatch, deadlines)
+//! - [`conn`]: a client TLS connection and its upstream socket
+//! - [`exchange`]: one request/response crossing the proxy
+//! - [`upstream`]: sockets to the workers, the keep-alive pool, response parsing
+//! - [`headers`]: forwarded request heads, client response heads, error pages
+//! - [`redirect`]: the plain-HTTP listener answering 301
+//! - [`log`]: access (nginx combined) and error logs
 
-/// The `[front]` table of the config file, validated.
-#[derive(Debug, Clone, Default)]
-pub struct FrontSettings {}
+mod conn;
+mod control;
+mod event_loop;
+mod exchange;
+mod headers;
+pub mod log;
+mod redirect;
+pub mod settings;
+pub mod tls;
+mod upstream;
 
-impl FrontSettings {
-    /// Validate the `[front]` table. The error is one line naming the setting
-    /// (`front.certfile`), the value and what is allowed.
-    pub fn from_table(_table: &toml::Table) -> Result<FrontSettings, String> {
-        Ok(FrontSettings {})
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+pub use control::{EXIT_BOOT, EXIT_LOOP_DIED, EXIT_OK};
+pub use settings::{FrontSettings, LogTarget, UpstreamAddr};
+
+/// Listen backlog of the front's sockets (nginx's default on Linux is 511).
+const BACKLOG: i32 = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error("front.listen: cannot bind {addr}: {source}")]
+    BindTls { addr: SocketAddr, source: std::io::Error },
+    #[error("front.redirect_http: cannot bind {addr}: {source}")]
+    BindRedirect { addr: SocketAddr, source: std::io::Error },
+    #[error("front: {0}")]
+    Certificate(#[from] tls::TlsError),
+}
+
+/// The front's bound sockets: one TLS listener per event loop (SO_REUSEPORT, so the
+/// kernel spreads connections evenly), and the optional redirect listener.
+#[derive(Debug)]
+pub struct FrontListeners {
+    tls: Vec<TcpListener>,
+    redirect: Option<TcpListener>,
+}
+
+impl FrontListeners {
+    /// The actual TLS address (useful with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.first().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Every descriptor, for a master that must keep them open (e.g. across re-exec).
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        self.tls
+            .iter()
+            .chain(self.redirect.iter())
+            .map(AsRawFd::as_raw_fd)
+            .collect()
+    }
+}
+
+/// What the event loops share, swapped as a whole on reload.
+pub struct Runtime {
+    pub settings: FrontSettings,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The serving certificate's serial, for the log.
+    pub serial: String,
+}
+
+/// Check the certificate and bind the front's sockets (before forking, maybe as root).
+/// Every error is one line naming the setting or the file.
+pub fn bind(settings: &FrontSettings) -> Result<FrontListeners, FrontError> {
+    let loaded = tls::load(&settings.certfile, &settings.keyfile)?;
+    for warning in &loaded.warnings {
+        eprintln!("rgunicorn-front: warning: {warning}");
+    }
+    let threads = settings.threads.max(1);
+    let mut tls = Vec::with_capacity(threads);
+    let mut addr = settings.listen;
+    for _ in 0..threads {
+        let listener = listen(addr, threads > 1).map_err(|source| FrontError::BindTls {
+            addr: settings.listen,
+            source,
+        })?;
+        // With port 0 the first socket picks the port; the others join it.
+        if let Ok(bound) = listener.local_addr() {
+            addr = bound;
+        }
+        tls.push(listener);
+    }
+    let redirect = match settings.redirect_http {
+        Some(addr) => Some(listen(addr, false).map_err(|source| FrontError::BindRedirect { addr, source })?),
+        None => None,
+    };
+    Ok(FrontListeners { tls, redirect })
+}
+
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Run the front on `listeners` until a signal stops it; returns the exit code
+/// ([`EXIT_OK`], [`EXIT_LOOP_DIED`], or [`EXIT_BOOT`]: do not respawn). Call it in the
+/// forked child (it creates threads, polls and the rustls config). HUP reloads the
+/// certificate from the same paths.
+pub fn serve(settings: FrontSettings, listeners: FrontListeners) -> i32 {
+    let same = settings.clone();
+    control::serve(settings, listeners, &move || Ok(same.clone()))
+}
+
+/// [`serve`], with HUP taking its settings from `reload` (the standalone binary re-reads
+/// its config file). Listen addresses, threads, logs and user keep their first values.
+pub fn serve_with_reload(
+    settings: FrontSettings,
+    listeners: FrontListeners,
+    reload: &dyn Fn() -> Result<FrontSettings, String>,
+) -> i32 {
+    control::serve(settings, listeners, reload)
+}
+
+/// Read the `[front]` table of a TOML config file (what `rgunicorn-front -c` does).
+pub fn settings_from_file(path: &std::path::Path) -> Result<FrontSettings, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| format!("config file {}: {}", path.display(), e.message()))?;
+    match table.get("front") {
+        Some(toml::Value::Table(front)) => FrontSettings::from_table(front),
+        Some(_) => Err(format!("config file {}: front must be a table ([front])", path.display())),
+        None => Err(format!("config file {} has no [front] table", path.display())),
     }
 }

@@ -1,0 +1,274 @@
+//! The front process's main thread: loads the certificate, drops privileges, starts one
+//! event loop per thread, then waits for signals and for the loops to end.
+//!
+//! Signals (handlers only write to a pipe): TERM drains gracefully within
+//! `graceful_timeout`; INT and QUIT stop at once; HUP reloads the settings and the
+//! certificate (refused with a log line if the new one is bad; established connections
+//! keep theirs); USR1 reopens the log files. Exit codes: 0 after a stop, 1 when an event
+//! loop died, 3 when the front could not boot (the master's protocol: do not respawn).
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::event_loop::{Control, EventLoop, Exit, WAKER};
+use super::log::Logger;
+use super::settings::FrontSettings;
+use super::{tls, FrontListeners, Runtime};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_LOOP_DIED: i32 = 1;
+pub const EXIT_BOOT: i32 = 3;
+
+const SIGNALS: [i32; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+];
+/// Tokens 0..5 are the signal pipes; this one is the loops' "I ended" waker.
+const LOOP_ENDED: Token = Token(100);
+
+struct LoopHandle {
+    sender: Sender<Control>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<Exit>>,
+}
+
+impl LoopHandle {
+    fn send(&self, message: Control) {
+        if self.sender.send(message).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Load the certificate and build the runtime for `settings`.
+pub fn runtime(settings: FrontSettings, log: &Logger) -> Result<Arc<Runtime>, String> {
+    let loaded = tls::load(&settings.certfile, &settings.keyfile).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        log.warn(warning);
+    }
+    let config = tls::server_config(&settings, &loaded).map_err(|e| e.to_string())?;
+    Ok(Arc::new(Runtime {
+        settings,
+        tls: config,
+        serial: loaded.serial,
+    }))
+}
+
+pub fn serve(
+    settings: FrontSettings,
+    listeners: FrontListeners,
+    reload: &dyn Fn() -> Result<FrontSettings, String>,
+) -> i32 {
+    let log = match Logger::open(&settings.access_log, &settings.error_log) {
+        Ok(log) => Arc::new(log),
+        Err(err) => {
+            eprintln!("rgunicorn-front: cannot open the logs: {err}");
+            return EXIT_BOOT;
+        }
+    };
+    let runtime = match runtime(settings, &log) {
+        Ok(rt) => rt,
+        Err(err) => {
+            log.error(&err);
+            return EXIT_BOOT;
+        }
+    };
+    if let Some(user) = &runtime.settings.user {
+        if let Err(err) = drop_privileges(user) {
+            log.error(&format!("front.user: cannot switch to {user:?}: {err}"));
+            return EXIT_BOOT;
+        }
+    }
+    match run(runtime, listeners, &log, reload) {
+        Ok(code) => code,
+        Err(err) => {
+            log.error(&format!("cannot start the front: {err}"));
+            EXIT_BOOT
+        }
+    }
+}
+
+fn run(
+    runtime: Arc<Runtime>,
+    listeners: FrontListeners,
+    log: &Arc<Logger>,
+    reload: &dyn Fn() -> Result<FrontSettings, String>,
+) -> std::io::Result<i32> {
+    let mut poll = Poll::new()?;
+    // Signal handlers write one byte to their own pipe; this thread reads them.
+    let mut pipes = Vec::new();
+    for (i, &signal) in SIGNALS.iter().enumerate() {
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal, write)?;
+        let mut read = mio::net::UnixStream::from_std(read);
+        poll.registry().register(&mut read, Token(i), Interest::READABLE)?;
+        pipes.push(read);
+    }
+    unblock_signals();
+    let ended = Arc::new(Waker::new(poll.registry(), LOOP_ENDED)?);
+
+    let FrontListeners { tls, mut redirect } = listeners;
+    let mut loops = Vec::new();
+    for (i, listener) in tls.into_iter().enumerate() {
+        let loop_poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(loop_poll.registry(), WAKER)?);
+        let (sender, receiver) = bounded(16);
+        let event_loop = EventLoop::new(
+            loop_poll,
+            listener,
+            if i == 0 { redirect.take() } else { None },
+            runtime.clone(),
+            log.clone(),
+            receiver,
+        )?;
+        let ended = ended.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("front-{i}"))
+            .spawn(move || {
+                let exit = event_loop.run();
+                let _ = ended.wake();
+                exit
+            })?;
+        loops.push(LoopHandle {
+            sender,
+            waker,
+            thread: Some(thread),
+        });
+    }
+    let settings = &runtime.settings;
+    log.info(&format!(
+        "front listening on {} ({} event loops), certificate serial {}, upstream {}{}",
+        settings.listen,
+        loops.len(),
+        runtime.serial,
+        settings.upstream,
+        settings
+            .redirect_http
+            .map(|a| format!(", redirecting http on {a}"))
+            .unwrap_or_default()
+    ));
+
+    let mut current = runtime;
+    let mut stopping = false;
+    let mut events = Events::with_capacity(16);
+    loop {
+        if let Err(err) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        for event in events.iter() {
+            let Some(pipe) = pipes.get_mut(event.token().0) else {
+                continue;
+            };
+            let mut drained = [0u8; 64];
+            while matches!(pipe.read(&mut drained), Ok(n) if n > 0) {}
+            match SIGNALS[event.token().0] {
+                libc::SIGTERM => {
+                    log.info("TERM: draining connections");
+                    stopping = true;
+                    let deadline = Instant::now() + current.settings.graceful_timeout;
+                    loops.iter().for_each(|l| l.send(Control::Drain { deadline }));
+                }
+                libc::SIGINT | libc::SIGQUIT => {
+                    log.info("INT/QUIT: stopping now");
+                    stopping = true;
+                    loops.iter().for_each(|l| l.send(Control::Stop));
+                }
+                libc::SIGHUP => match reload().and_then(|s| {
+                    keep_unreloadable(&current.settings, s, log)
+                        .and_then(|s| self::runtime(s, log))
+                }) {
+                    Ok(rt) => {
+                        log.info(&format!("HUP: reloaded, certificate serial {}", rt.serial));
+                        current = rt;
+                        loops.iter().for_each(|l| l.send(Control::Reload(current.clone())));
+                    }
+                    Err(err) => log.error(&format!("HUP: reload refused, keeping the running configuration: {err}")),
+                },
+                libc::SIGUSR1 => {
+                    if let Err(err) = log.reopen() {
+                        log.error(&format!("USR1: cannot reopen the logs: {err}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Reap loops that ended.
+        let mut died = false;
+        for l in &mut loops {
+            if l.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                if let Some(thread) = l.thread.take() {
+                    died |= !stopping || thread.join().is_err();
+                }
+            }
+        }
+        if died && !stopping {
+            log.error("an event loop ended unexpectedly; stopping the front");
+            loops.iter().for_each(|l| l.send(Control::Stop));
+            for l in &mut loops {
+                if let Some(thread) = l.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            return Ok(EXIT_LOOP_DIED);
+        }
+        if loops.iter().all(|l| l.thread.is_none()) {
+            log.info("front stopped");
+            return Ok(EXIT_OK);
+        }
+    }
+}
+
+/// Listen addresses and thread counts stay as bound; say so when a reload changed them.
+fn keep_unreloadable(old: &FrontSettings, mut new: FrontSettings, log: &Logger) -> Result<FrontSettings, String> {
+    if new.listen != old.listen || new.redirect_http != old.redirect_http || new.threads != old.threads {
+        log.warn("HUP: listen, redirect_http and threads need a restart; keeping the bound sockets");
+    }
+    if new.access_log != old.access_log || new.error_log != old.error_log || new.user != old.user {
+        log.warn("HUP: access_log, error_log and user need a restart; keeping the current ones");
+    }
+    new.listen = old.listen;
+    new.redirect_http = old.redirect_http;
+    new.threads = old.threads;
+    new.access_log = old.access_log.clone();
+    new.error_log = old.error_log.clone();
+    new.user = old.user.clone();
+    Ok(new)
+}
+
+/// A master may fork us with signals blocked; the handlers above need them delivered.
+fn unblock_signals() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGUSR1] {
+        set.add(signal);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
+/// Become `user` (and its primary group) when running as root.
+fn drop_privileges(user: &str) -> Result<(), String> {
+    use nix::unistd::{geteuid, setgid, setgroups, setuid, User};
+    if !geteuid().is_root() {
+        return Ok(());
+    }
+    let found = User::from_name(user)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no such user".to_string())?;
+    setgroups(&[found.gid]).map_err(|e| format!("setgroups: {e}"))?;
+    setgid(found.gid).map_err(|e| format!("setgid: {e}"))?;
+    setuid(found.uid).map_err(|e| format!("setuid: {e}"))?;
+    Ok(())
+}

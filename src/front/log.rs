@@ -1,0 +1,283 @@
+//! The front's access log (nginx "combined") and error log (nginx's `YYYY/MM/DD HH:MM:SS
+//! [level] message`), shared by the event loops. Each line is one `write` on a file opened
+//! for appending, so lines from several threads never interleave. USR1 reopens the files.
+//! Times are UTC: the container's clock, without a time zone database.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::settings::LogTarget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// One log destination, reopenable.
+struct Sink {
+    target: LogTarget,
+    file: Mutex<Option<File>>,
+}
+
+impl Sink {
+    fn open(target: LogTarget) -> std::io::Result<Sink> {
+        let file = match &target {
+            LogTarget::File(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+            _ => None,
+        };
+        Ok(Sink {
+            target,
+            file: Mutex::new(file),
+        })
+    }
+
+    fn reopen(&self) -> std::io::Result<()> {
+        if let LogTarget::File(path) = &self.target {
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            if let Ok(mut slot) = self.file.lock() {
+                *slot = Some(file);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_line(&self, line: &str) {
+        // Logging must never take the front down: write errors are dropped.
+        let _ = match &self.target {
+            LogTarget::Off => Ok(()),
+            LogTarget::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
+            LogTarget::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            LogTarget::File(_) => match self.file.lock() {
+                Ok(guard) => match guard.as_ref() {
+                    Some(mut file) => file.write_all(line.as_bytes()),
+                    None => Ok(()),
+                },
+                Err(_) => Ok(()),
+            },
+        };
+    }
+}
+
+/// What one finished request leaves in the access log.
+pub struct AccessEntry<'a> {
+    pub remote: IpAddr,
+    pub request_line: &'a str,
+    pub status: u16,
+    pub body_bytes: u64,
+    pub referer: &'a str,
+    pub user_agent: &'a str,
+}
+
+pub struct Logger {
+    access: Sink,
+    error: Sink,
+}
+
+impl Logger {
+    pub fn open(access: &LogTarget, error: &LogTarget) -> std::io::Result<Logger> {
+        Ok(Logger {
+            access: Sink::open(access.clone())?,
+            error: Sink::open(error.clone())?,
+        })
+    }
+
+    /// For tests and early failures: stderr only.
+    pub fn stderr() -> Logger {
+        Logger {
+            access: Sink {
+                target: LogTarget::Off,
+                file: Mutex::new(None),
+            },
+            error: Sink {
+                target: LogTarget::Stderr,
+                file: Mutex::new(None),
+            },
+        }
+    }
+
+    pub fn reopen(&self) -> std::io::Result<()> {
+        self.access.reopen()?;
+        self.error.reopen()
+    }
+
+    pub fn log(&self, level: Level, message: &str) {
+        let now = Civil::now();
+        let line = format!(
+            "{:04}/{:02}/{:02} {:02}:{:02}:{:02} [{}] {}: {message}\n",
+            now.year,
+            now.month,
+            now.day,
+            now.hour,
+            now.minute,
+            now.second,
+            level.name(),
+            std::process::id(),
+        );
+        self.error.write_line(&line);
+    }
+
+    pub fn info(&self, message: &str) {
+        self.log(Level::Info, message);
+    }
+
+    pub fn warn(&self, message: &str) {
+        self.log(Level::Warn, message);
+    }
+
+    pub fn error(&self, message: &str) {
+        self.log(Level::Error, message);
+    }
+
+    /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
+    pub fn access(&self, entry: &AccessEntry<'_>) {
+        if self.access.target == LogTarget::Off {
+            return;
+        }
+        let line = format!(
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
+            entry.remote,
+            Civil::now().time_local(),
+            escape(entry.request_line),
+            entry.status,
+            entry.body_bytes,
+            escape_or_dash(entry.referer),
+            escape_or_dash(entry.user_agent),
+        );
+        self.access.write_line(&line);
+    }
+}
+
+/// nginx escapes `"`, `\` and bytes outside printable ASCII as `\xHH`.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b == b'"' || b == b'\\' || !(b' '..=b'~').contains(&b) {
+            out.push_str(&format!("\\x{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+fn escape_or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_string()
+    } else {
+        escape(text)
+    }
+}
+
+/// A UTC calendar time, without a date library.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+}
+
+impl Civil {
+    fn now() -> Civil {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Civil::from_unix(secs)
+    }
+
+    /// Howard Hinnant's days-from-civil inverse.
+    fn from_unix(secs: i64) -> Civil {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400) as u32;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+        }
+    }
+
+    /// nginx's `$time_local`: `10/Oct/2000:13:55:36 +0000`.
+    fn time_local(&self) -> String {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        format!(
+            "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
+            self.day,
+            MONTHS[(self.month as usize).clamp(1, 12) - 1],
+            self.year,
+            self.hour,
+            self.minute,
+            self.second
+        )
+    }
+}
+
+/// The HTTP `Date` header value for now (RFC 9110 IMF-fixdate).
+pub fn http_date() -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let c = Civil::from_unix(secs);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize],
+        c.day,
+        MONTHS[(c.month as usize).clamp(1, 12) - 1],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        let c = Civil::from_unix(971_186_136); // 2000-10-10 13:55:36 UTC
+        assert_eq!(c.time_local(), "10/Oct/2000:13:55:36 +0000");
+        let c = Civil::from_unix(1_709_208_000); // 2024-02-29 12:00:00
+        assert_eq!((c.year, c.month, c.day, c.hour), (2024, 2, 29, 12));
+    }
+
+    #[test]
+    fn escapes_like_nginx() {
+        assert_eq!(escape("GET /\"x\" HTTP/1.1"), "GET /\\x22x\\x22 HTTP/1.1");
+        assert_eq!(escape_or_dash(""), "-");
+    }
+}

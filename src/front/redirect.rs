@@ -1,0 +1,200 @@
+//! The plain-HTTP listener: every request gets `301` to the same URI over https.
+//!
+//! The `Location` is `https://HOST[:PORT]TARGET`: HOST is the request's `Host` without
+//! its port (or `server_name` when the request has none), PORT is `https_port` (the
+//! port clients reach `listen` on; default the port of `listen`), omitted when 443. In
+//! the reference deployment (`docker run -p 5000:443`), set `https_port = 5000`.
+//! One request per connection; the request is parsed by the workers' strict parser.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::Interest;
+
+use rgunicorn_workers::http::parse_request_head;
+
+use super::event_loop::{client_token, Ctx, Outcome};
+use super::exchange::RequestInfo;
+use super::headers::{self, reason};
+use super::log::{http_date, AccessEntry};
+use super::settings::FrontSettings;
+
+const MAX_HEAD: usize = 16 * 1024;
+
+enum State {
+    Reading { since: Instant },
+    Writing { since: Instant },
+}
+
+pub struct Redirect {
+    sock: TcpStream,
+    peer: SocketAddr,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    state: State,
+}
+
+impl Redirect {
+    pub fn new(mut sock: TcpStream, peer: SocketAddr, key: usize, ctx: &Ctx<'_>) -> io::Result<Redirect> {
+        ctx.registry
+            .register(&mut sock, client_token(key), Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Redirect {
+            sock,
+            peer,
+            buf: Vec::new(),
+            out: Vec::new(),
+            state: State::Reading { since: ctx.now },
+        })
+    }
+
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        if let State::Reading { .. } = self.state {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match self.sock.read(&mut chunk) {
+                    Ok(0) => return self.close(ctx),
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.close(ctx),
+                }
+                if self.buf.len() > MAX_HEAD {
+                    break;
+                }
+            }
+            let settings = &ctx.rt.settings;
+            match parse_request_head(&self.buf, &settings.limits) {
+                Ok(Some(head)) => {
+                    let host = headers::header(&head, "host");
+                    let info = RequestInfo::of(&head);
+                    let status = match location(host, &head.target, settings) {
+                        Some(location) => {
+                            redirect_response(&location, head.method == "HEAD", settings, &mut self.out);
+                            301
+                        }
+                        None => {
+                            headers::error_response(400, false, settings, &mut self.out);
+                            400
+                        }
+                    };
+                    self.log(ctx, &info, status);
+                }
+                Ok(None) if self.buf.len() <= MAX_HEAD => return Outcome::Open,
+                Ok(None) => {
+                    headers::error_response(431, false, settings, &mut self.out);
+                    self.log(ctx, &RequestInfo::default(), 431);
+                }
+                Err(err) => {
+                    headers::error_response(err.status(), false, settings, &mut self.out);
+                    self.log(ctx, &RequestInfo::default(), err.status());
+                }
+            }
+            self.state = State::Writing { since: ctx.now };
+        }
+        while !self.out.is_empty() {
+            match self.sock.write(&self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self.sock.shutdown(Shutdown::Write);
+        self.close(ctx)
+    }
+
+    pub fn check_timeouts(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let s = &ctx.rt.settings;
+        match self.state {
+            State::Reading { since } if ctx.now.duration_since(since) > s.client_header_timeout => self.close(ctx),
+            State::Writing { since } if ctx.now.duration_since(since) > s.send_timeout => self.close(ctx),
+            _ => Outcome::Open,
+        }
+    }
+
+    pub fn close(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let _ = ctx.registry.deregister(&mut self.sock);
+        Outcome::Closed
+    }
+
+    fn log(&self, ctx: &Ctx<'_>, info: &RequestInfo, status: u16) {
+        ctx.log.access(&AccessEntry {
+            remote: self.peer.ip(),
+            request_line: &info.request_line,
+            status,
+            body_bytes: 0,
+            referer: &info.referer,
+            user_agent: &info.user_agent,
+        });
+    }
+}
+
+/// The https URL for a request to `host` (the `Host` header) and `target`.
+pub fn location(host: Option<&str>, target: &str, settings: &FrontSettings) -> Option<String> {
+    let name = host
+        .map(strip_port)
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)))
+        .map(str::to_string)
+        .or_else(|| settings.server_name.clone())?;
+    let port = match settings.https_port {
+        443 => String::new(),
+        port => format!(":{port}"),
+    };
+    // Only origin-form targets are echoed; anything else goes to the site root.
+    let target = if target.starts_with('/') { target } else { "/" };
+    Some(format!("https://{name}{port}{target}"))
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    let host = host.trim();
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+fn redirect_response(location: &str, head_only: bool, settings: &FrontSettings, out: &mut Vec<u8>) {
+    let body = format!(
+        "<html>\r\n<head><title>301 {r}</title></head>\r\n<body>\r\n<center><h1>301 {r}</h1></center>\r\n</body>\r\n</html>\r\n",
+        r = reason(301)
+    );
+    out.extend_from_slice(b"HTTP/1.1 301 Moved Permanently\r\n");
+    if let Some(server) = &settings.server_header {
+        out.extend_from_slice(format!("Server: {server}\r\n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "Date: {}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nLocation: {location}\r\nConnection: close\r\n\r\n",
+            http_date(),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_combine() {
+        let mut s = FrontSettings::default();
+        assert_eq!(location(Some("example.com"), "/a?b", &s).as_deref(), Some("https://example.com/a?b"));
+        assert_eq!(location(Some("example.com:80"), "/", &s).as_deref(), Some("https://example.com/"));
+        s.https_port = 5000;
+        assert_eq!(location(Some("localhost:8080"), "/x", &s).as_deref(), Some("https://localhost:5000/x"));
+        assert_eq!(location(Some("[::1]:8080"), "/", &s).as_deref(), Some("https://[::1]:5000/"));
+        assert_eq!(location(None, "/", &s), None);
+        s.server_name = Some("www.example.com".into());
+        assert_eq!(location(None, "/", &s).as_deref(), Some("https://www.example.com:5000/"));
+        assert_eq!(location(Some("evil\r\nx"), "/", &s).as_deref(), Some("https://www.example.com:5000/"));
+    }
+}

@@ -1,0 +1,495 @@
+//! The `[front]` table: what the user typed, validated into [`FrontSettings`].
+//!
+//! Durations and sizes use nginx's notation (`10m`, `1m30s`, `500ms`; `1m`, `64k`), plain
+//! integers mean seconds and bytes. Every error is one line naming the setting
+//! (`front.session_timeout`), the value and what is allowed. Certificates are checked by
+//! [`super::tls`], sockets are bound by [`super::bind`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rgunicorn_workers::http::Limits;
+
+/// Where the front forwards requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    /// `unix:PATH`: the workers' unix socket (the default deployment).
+    Unix(PathBuf),
+    /// `HOST:PORT`, resolved once at start (and on reload).
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            UpstreamAddr::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// Where a log goes: `-` (stdout for the access log, stderr for the error log), `stderr`,
+/// `stdout`, a file path (appended to, reopened on USR1), or `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+    Off,
+}
+
+/// The `[front]` table of the config file, validated.
+#[derive(Debug, Clone)]
+pub struct FrontSettings {
+    /// `listen`: the TLS address (default `0.0.0.0:443`).
+    pub listen: SocketAddr,
+    /// `redirect_http`: a plain HTTP address answering 301 to https (off by default).
+    pub redirect_http: Option<SocketAddr>,
+    /// `https_port`: the port clients use to reach `listen`, for redirects (default: the
+    /// port of `listen`). Set it when a container maps another public port (`-p 5000:443`
+    /// → `https_port = 5000`). Omitted from the `Location` when it is 443.
+    pub https_port: u16,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    /// `upstream`: `unix:PATH` or `HOST:PORT`.
+    pub upstream: UpstreamAddr,
+    /// `session_timeout`: how long a TLS session (cache entry or ticket) may be resumed.
+    pub session_timeout: Duration,
+    /// `session_cache_size`: sessions kept in the server-side cache (per front process).
+    pub session_cache_size: usize,
+    /// `server_name`: used in redirects when the client sent no usable `Host`.
+    pub server_name: Option<String>,
+    /// `hsts`: the `Strict-Transport-Security` value added to every response (off by default).
+    pub hsts: Option<String>,
+    /// `client_max_body_size`: larger request bodies get 413 (default 1m as nginx; 0 = no limit).
+    pub client_max_body_size: u64,
+    /// `client_header_timeout`: the TLS handshake plus the whole request head (408 beyond).
+    pub client_header_timeout: Duration,
+    /// `client_body_timeout`: longest pause between two reads of a request body (408).
+    pub client_body_timeout: Duration,
+    /// `client_body_min_rate`: bytes per second a request body must average once it has
+    /// lasted [`MIN_RATE_GRACE`] (0 = off).
+    pub client_body_min_rate: u64,
+    /// `keepalive_timeout`: how long an idle client connection is kept.
+    pub keepalive_timeout: Duration,
+    /// `send_timeout`: longest pause of a client that does not read its response.
+    pub send_timeout: Duration,
+    /// `upstream_connect_timeout`: 504 beyond.
+    pub upstream_connect_timeout: Duration,
+    /// `upstream_read_timeout`: longest wait for the upstream's next bytes (504 before the head).
+    pub upstream_read_timeout: Duration,
+    /// `upstream_keepalive`: idle upstream connections kept per event loop (0 = no reuse).
+    pub upstream_keepalive: usize,
+    /// `upstream_keepalive_timeout`: an idle upstream connection older than this is not
+    /// reused. Keep it below the workers' `keepalive` (gunicorn's default is 2 s).
+    pub upstream_keepalive_timeout: Duration,
+    /// `graceful_timeout`: how long TERM lets in-flight requests finish.
+    pub graceful_timeout: Duration,
+    /// `worker_connections`: client connections per event loop; accepting pauses beyond.
+    pub worker_connections: usize,
+    /// `threads`: event loops (default: the number of cores).
+    pub threads: usize,
+    /// `server_header`: the `Server` the client sees (`""` to send none).
+    pub server_header: Option<String>,
+    pub access_log: LogTarget,
+    pub error_log: LogTarget,
+    /// `user`: drop to this user (and its group) after binding, when started as root.
+    pub user: Option<String>,
+    /// `limit_request_line`, `limit_request_fields`, `limit_request_field_size`: the
+    /// workers' limits, so both refuse the same requests.
+    pub limits: Limits,
+}
+
+/// How long a request body may run before `client_body_min_rate` applies.
+pub const MIN_RATE_GRACE: Duration = Duration::from_secs(5);
+
+impl Default for FrontSettings {
+    fn default() -> Self {
+        FrontSettings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            redirect_http: None,
+            https_port: 443,
+            certfile: PathBuf::new(),
+            keyfile: PathBuf::new(),
+            upstream: UpstreamAddr::Unix(PathBuf::from("/run/rgunicorn/rgunicorn.sock")),
+            session_timeout: Duration::from_secs(600),
+            session_cache_size: 20_000,
+            server_name: None,
+            hsts: None,
+            client_max_body_size: 1024 * 1024,
+            client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            client_body_min_rate: 0,
+            keepalive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_read_timeout: Duration::from_secs(60),
+            upstream_keepalive: 32,
+            upstream_keepalive_timeout: Duration::from_secs(1),
+            graceful_timeout: Duration::from_secs(30),
+            worker_connections: 1024,
+            threads: default_threads(),
+            server_header: Some("rgunicorn-front".to_string()),
+            access_log: LogTarget::Stdout,
+            error_log: LogTarget::Stderr,
+            user: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Every key the table may hold, for the "unknown setting" message.
+const KEYS: &[&str] = &[
+    "listen",
+    "redirect_http",
+    "https_port",
+    "certfile",
+    "keyfile",
+    "upstream",
+    "session_timeout",
+    "session_cache_size",
+    "server_name",
+    "hsts",
+    "client_max_body_size",
+    "client_header_timeout",
+    "client_body_timeout",
+    "client_body_min_rate",
+    "keepalive_timeout",
+    "send_timeout",
+    "upstream_connect_timeout",
+    "upstream_read_timeout",
+    "upstream_keepalive",
+    "upstream_keepalive_timeout",
+    "graceful_timeout",
+    "worker_connections",
+    "threads",
+    "server_header",
+    "server_tokens",
+    "access_log",
+    "error_log",
+    "user",
+    "limit_request_line",
+    "limit_request_fields",
+    "limit_request_field_size",
+];
+
+impl FrontSettings {
+    /// Validate the `[front]` table. The error is one line naming the setting
+    /// (`front.certfile`), the value and what is allowed.
+    pub fn from_table(table: &toml::Table) -> Result<FrontSettings, String> {
+        let mut s = FrontSettings::default();
+        for key in table.keys() {
+            if !KEYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "front.{key}: unknown setting (allowed: {})",
+                    KEYS.join(", ")
+                ));
+            }
+        }
+        let t = Table(table);
+        if let Some(v) = t.string("listen")? {
+            s.listen = socket_addr("listen", &v)?;
+        }
+        s.https_port = s.listen.port();
+        if let Some(v) = t.string("redirect_http")? {
+            s.redirect_http = Some(socket_addr("redirect_http", &v)?);
+        }
+        if let Some(port) = t.integer("https_port", 1, u16::MAX.into())? {
+            s.https_port = port as u16;
+        }
+        s.certfile = PathBuf::from(
+            t.string("certfile")?
+                .ok_or("front.certfile: missing (the PEM certificate chain the front serves)")?,
+        );
+        s.keyfile = PathBuf::from(
+            t.string("keyfile")?
+                .ok_or("front.keyfile: missing (the PEM private key of front.certfile)")?,
+        );
+        if let Some(v) = t.string("upstream")? {
+            s.upstream = upstream_addr(&v)?;
+        }
+        if let Some(d) = t.duration("session_timeout")? {
+            s.session_timeout = d;
+        }
+        if let Some(n) = t.integer("session_cache_size", 0, 10_000_000)? {
+            s.session_cache_size = n as usize;
+        }
+        s.server_name = t.string("server_name")?.filter(|v| !v.is_empty());
+        if let Some(v) = &s.server_name {
+            if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+                return Err(format!("front.server_name: {v:?} is not a host name"));
+            }
+        }
+        s.hsts = t.string("hsts")?.filter(|v| !v.is_empty() && v != "off");
+        if let Some(v) = &s.hsts {
+            header_value("hsts", v)?;
+        }
+        if let Some(n) = t.size("client_max_body_size")? {
+            s.client_max_body_size = n;
+        }
+        let durations: [(&str, &mut Duration); 8] = [
+            ("client_header_timeout", &mut s.client_header_timeout),
+            ("client_body_timeout", &mut s.client_body_timeout),
+            ("keepalive_timeout", &mut s.keepalive_timeout),
+            ("send_timeout", &mut s.send_timeout),
+            ("upstream_connect_timeout", &mut s.upstream_connect_timeout),
+            ("upstream_read_timeout", &mut s.upstream_read_timeout),
+            ("upstream_keepalive_timeout", &mut s.upstream_keepalive_timeout),
+            ("graceful_timeout", &mut s.graceful_timeout),
+        ];
+        for (key, slot) in durations {
+            if let Some(d) = t.duration(key)? {
+                if d.is_zero() && key != "upstream_keepalive_timeout" {
+                    return Err(format!("front.{key}: must be more than 0"));
+                }
+                *slot = d;
+            }
+        }
+        if let Some(n) = t.size("client_body_min_rate")? {
+            s.client_body_min_rate = n;
+        }
+        if let Some(n) = t.integer("upstream_keepalive", 0, 100_000)? {
+            s.upstream_keepalive = n as usize;
+        }
+        if let Some(n) = t.integer("worker_connections", 1, 1_000_000)? {
+            s.worker_connections = n as usize;
+        }
+        if let Some(n) = t.integer("threads", 1, 1024)? {
+            s.threads = n as usize;
+        }
+        if let Some(v) = t.0.get("server_tokens") {
+            // nginx's switch: off hides the product name entirely here (no version is ever sent).
+            match v.as_bool() {
+                Some(true) => {}
+                Some(false) => s.server_header = None,
+                None => return Err(format!("front.server_tokens: {v} is not true or false")),
+            }
+        }
+        if let Some(v) = t.string("server_header")? {
+            if v.is_empty() {
+                s.server_header = None;
+            } else {
+                header_value("server_header", &v)?;
+                s.server_header = Some(v);
+            }
+        }
+        if let Some(v) = t.string("access_log")? {
+            s.access_log = log_target(&v, LogTarget::Stdout);
+        }
+        if let Some(v) = t.string("error_log")? {
+            s.error_log = log_target(&v, LogTarget::Stderr);
+        }
+        s.user = t.string("user")?.filter(|v| !v.is_empty());
+        if let Some(n) = t.integer("limit_request_line", 0, 8190)? {
+            s.limits.request_line = if n == 0 { 8190 } else { n as usize };
+        }
+        if let Some(n) = t.integer("limit_request_fields", 0, 32768)? {
+            s.limits.fields = if n == 0 { 32768 } else { n as usize };
+        }
+        if let Some(n) = t.integer("limit_request_field_size", 0, 65536)? {
+            s.limits.field_size = if n == 0 { 65536 } else { n as usize };
+        }
+        Ok(s)
+    }
+}
+
+/// Typed access to the table, each getter producing the one-line error.
+struct Table<'a>(&'a toml::Table);
+
+impl Table<'_> {
+    fn string(&self, key: &str) -> Result<Option<String>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(v)) => Ok(Some(v.clone())),
+            Some(v) => Err(format!("front.{key}: {v} is not a string")),
+        }
+    }
+
+    fn integer(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if (min..=max).contains(n) => Ok(Some(*n)),
+            Some(v) => Err(format!("front.{key}: {v} is not an integer from {min} to {max}")),
+        }
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Some(Duration::from_secs(*n as u64))),
+            Some(toml::Value::String(v)) => parse_duration(v).map(Some).ok_or_else(|| {
+                format!("front.{key}: {v:?} is not a duration (like 30s, 10m, 1h, 500ms, 1m30s)")
+            }),
+            Some(v) => Err(format!(
+                "front.{key}: {v} is not a duration (like \"30s\", \"10m\", \"1h\", \"500ms\")"
+            )),
+        }
+    }
+
+    fn size(&self, key: &str) -> Result<Option<u64>, String> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Some(*n as u64)),
+            Some(toml::Value::String(v)) => parse_size(v)
+                .map(Some)
+                .ok_or_else(|| format!("front.{key}: {v:?} is not a size (like 512, 64k, 1m, 1g)")),
+            Some(v) => Err(format!("front.{key}: {v} is not a size (like \"64k\", \"1m\")")),
+        }
+    }
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("front.{key}: {value:?} is not an address (HOST:PORT, like 0.0.0.0:443)"))
+}
+
+fn upstream_addr(value: &str) -> Result<UpstreamAddr, String> {
+    if let Some(path) = value.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err("front.upstream: \"unix:\" needs a path (unix:/run/rgunicorn/rgunicorn.sock)".into());
+        }
+        return Ok(UpstreamAddr::Unix(PathBuf::from(path)));
+    }
+    let addr = value.strip_prefix("http://").unwrap_or(value);
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(UpstreamAddr::Tcp)
+        .ok_or_else(|| format!("front.upstream: {value:?} is neither unix:PATH nor HOST:PORT"))
+}
+
+fn header_value(key: &str, value: &str) -> Result<(), String> {
+    if value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("front.{key}: {value:?} is not a valid header value (printable ASCII)"))
+    }
+}
+
+fn log_target(value: &str, dash: LogTarget) -> LogTarget {
+    match value {
+        "-" => dash,
+        "stdout" => LogTarget::Stdout,
+        "stderr" => LogTarget::Stderr,
+        "off" | "" => LogTarget::Off,
+        path => LogTarget::File(PathBuf::from(path)),
+    }
+}
+
+/// nginx durations: a sequence of NUMBER UNIT with units ms, s, m, h, d, w (a bare number
+/// is seconds): `10m`, `1m30s`, `500ms`, `60`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let millis = match &rest[..unit] {
+            "ms" => 1,
+            "s" | "" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            _ => return None,
+        };
+        rest = &rest[unit..];
+        total = total.checked_add(Duration::from_millis(n.checked_mul(millis)?))?;
+    }
+    Some(total)
+}
+
+/// nginx sizes: bytes, or k/K, m/M, g/G multiples of 1024.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, mult) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 1024),
+        b'm' | b'M' => (&text[..text.len() - 1], 1024 * 1024),
+        b'g' | b'G' => (&text[..text.len() - 1], 1024 * 1024 * 1024),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().expect("test toml")
+    }
+
+    const BASE: &str = "certfile = \"c.pem\"\nkeyfile = \"k.pem\"\n";
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("60"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("10x"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_size("1m"), Some(1 << 20));
+        assert_eq!(parse_size("64k"), Some(65536));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("1t"), None);
+    }
+
+    #[test]
+    fn defaults() {
+        let s = FrontSettings::from_table(&table(BASE)).expect("valid");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:443");
+        assert_eq!(s.https_port, 443);
+        assert_eq!(s.session_timeout, Duration::from_secs(600));
+        assert_eq!(s.client_max_body_size, 1 << 20);
+        assert_eq!(s.server_header.as_deref(), Some("rgunicorn-front"));
+        assert!(s.redirect_http.is_none());
+    }
+
+    #[test]
+    fn issue_example() {
+        let s = FrontSettings::from_table(&table(
+            "listen = \"0.0.0.0:8443\"\nredirect_http = \"0.0.0.0:8080\"\n\
+             certfile = \"/etc/rgunicorn/cert/server.pem\"\nkeyfile = \"/etc/rgunicorn/cert/server.key\"\n\
+             upstream = \"unix:/run/rgunicorn/rgunicorn.sock\"\nsession_timeout = \"10m\"\n",
+        ))
+        .expect("valid");
+        assert_eq!(s.https_port, 8443);
+        assert_eq!(s.upstream, UpstreamAddr::Unix("/run/rgunicorn/rgunicorn.sock".into()));
+        assert_eq!(s.redirect_http.map(|a| a.port()), Some(8080));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = FrontSettings::from_table(&table("keyfile = \"k\"")).unwrap_err();
+        assert!(err.starts_with("front.certfile:"), "{err}");
+        let err = FrontSettings::from_table(&table(&format!("{BASE}session_timeout = \"ten\""))).unwrap_err();
+        assert!(err.starts_with("front.session_timeout: \"ten\""), "{err}");
+        let err = FrontSettings::from_table(&table(&format!("{BASE}upstream = \"nowhere\""))).unwrap_err();
+        assert!(err.starts_with("front.upstream:"), "{err}");
+        let err = FrontSettings::from_table(&table(&format!("{BASE}lisen = \"x\""))).unwrap_err();
+        assert!(err.starts_with("front.lisen: unknown setting"), "{err}");
+        let err = FrontSettings::from_table(&table(&format!("{BASE}threads = 0"))).unwrap_err();
+        assert!(err.starts_with("front.threads: 0"), "{err}");
+    }
+}
