@@ -273,3 +273,29 @@ fn print_config_round_trips_through_c() {
     assert!(first.contains("umask = 0o022"), "{first}");
     assert!(first.contains("limit_request_body = 1048576"), "{first}");
 }
+
+#[test]
+fn shipped_config_files_load() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(conf).expect("conf/") {
+        let path = entry.expect("conf/ entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let path = path.to_str().expect("utf-8 path");
+            let printed = ok(&["--print-config", "-c", path], &[]);
+            assert!(printed.contains("\nworkers = "), "{path}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no conf/*.toml found");
+}
+
+/// start.sh relies on this: `-b` replaces the file's whole bind list (gunicorn's
+/// precedence), it does not add to it.
+#[test]
+fn command_line_bind_replaces_the_files_list() {
+    let f = toml_file("bind = [\"unix:/tmp/f.sock\", \"0.0.0.0:5000\"]\n");
+    let path = f.path().to_str().expect("utf-8 temp path");
+    let printed = ok(&["--print-config", "-c", path, "-b", "127.0.0.1:6000"], &[]);
+    assert!(printed.contains("\nbind = [\"127.0.0.1:6000\"]\n"), "{printed}");
+}

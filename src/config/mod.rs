@@ -5,7 +5,11 @@
 //! Precedence, lowest first: defaults (some from `WEB_CONCURRENCY`, `PORT`,
 //! `FORWARDED_ALLOW_IPS`, as gunicorn), the config file (`-c`), `RGUNICORN_CMD_ARGS`, the
 //! command line. Every value of every layer is validated, even one a later layer overrides,
-//! so a bad config file is caught whatever the command line says.
+//! so a bad config file is caught whatever the command line says. A list setting given by a
+//! later layer (`-b`, `-e`) replaces the earlier list, as in gunicorn; it does not add to it.
+//! Relative paths are kept as written: they are relative to the process's working
+//! directory when used (the start directory), never to the config file; only `chdir` is
+//! made absolute here, as gunicorn does.
 //!
 //! Neighbours: `spec.rs` lists the settings, `cli.rs` parses arguments, `file.rs` reads the
 //! TOML file, `apply.rs` validates one value into [`Settings`], `print.rs` writes them back.
