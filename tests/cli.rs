@@ -297,5 +297,8 @@ fn command_line_bind_replaces_the_files_list() {
     let f = toml_file("bind = [\"unix:/tmp/f.sock\", \"0.0.0.0:5000\"]\n");
     let path = f.path().to_str().expect("utf-8 temp path");
     let printed = ok(&["--print-config", "-c", path, "-b", "127.0.0.1:6000"], &[]);
-    assert!(printed.contains("\nbind = [\"127.0.0.1:6000\"]\n"), "{printed}");
+    assert!(
+        printed.contains("\nbind = [\"127.0.0.1:6000\"]\n"),
+        "{printed}"
+    );
 }
