@@ -289,7 +289,11 @@ impl Client {
             State::Idle { .. } if self.peer_done || ctx.draining => Err(Close),
             State::Head { .. } => {
                 if self.tls.is_handshaking() {
-                    return if self.peer_done { Err(Close) } else { Ok(false) };
+                    return if self.peer_done {
+                        Err(Close)
+                    } else {
+                        Ok(false)
+                    };
                 }
                 match parse_request_head(&self.input, &ctx.rt.settings.limits) {
                     Err(err) => self.fail(ctx, None, err.status()),
@@ -303,7 +307,8 @@ impl Client {
                             Err((info, status)) => self.fail(ctx, Some(info), status),
                             Ok(exchange) => {
                                 if head.expect_continue && exchange.body.in_progress() {
-                                    self.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                                    self.output
+                                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                                 }
                                 self.state = State::Proxy(Box::new(exchange));
                                 self.attach_upstream(ctx, true)?;
@@ -373,7 +378,12 @@ impl Client {
     }
 
     /// Answer `status` from the front and close, or just close when a response has begun.
-    fn fail(&mut self, ctx: &mut Ctx<'_>, info: Option<RequestInfo>, status: u16) -> Result<bool, Close> {
+    fn fail(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        info: Option<RequestInfo>,
+        status: u16,
+    ) -> Result<bool, Close> {
         let (info, head_only) = match &self.state {
             State::Proxy(x) if !x.response_unstarted() => return Err(Close),
             State::Proxy(x) => (x.info.clone(), x.head_request),
@@ -382,7 +392,11 @@ impl Client {
         self.drop_upstream(ctx);
         let before = self.output.len();
         headers::error_response(status, head_only, &ctx.rt.settings, &mut self.output);
-        let sent = if head_only { 0 } else { (self.output.len() - before) as u64 };
+        let sent = if head_only {
+            0
+        } else {
+            (self.output.len() - before) as u64
+        };
         self.log_access(ctx, &info, status, sent);
         self.state = State::Closing { since: ctx.now };
         Ok(true)
@@ -496,12 +510,16 @@ impl Client {
         let client = self.peer.ip();
         match event {
             UpEvent::ConnectFailed(err) => {
-                ctx.log.error(&format!("connect() to {upstream} failed: {err}, client: {client}"));
+                ctx.log.error(&format!(
+                    "connect() to {upstream} failed: {err}, client: {client}"
+                ));
                 self.fail(ctx, None, 502)
             }
             UpEvent::WriteFailed(err) if !x.response_unstarted() || !x.from_upstream.is_empty() => {
                 // The workers answered early and stopped reading: keep their answer.
-                ctx.log.info(&format!("upstream {upstream} stopped reading the request: {err}"));
+                ctx.log.info(&format!(
+                    "upstream {upstream} stopped reading the request: {err}"
+                ));
                 x.to_upstream.clear();
                 x.body = RequestBody::Abandoned;
                 x.close_after = true;
@@ -512,7 +530,10 @@ impl Client {
                 Ok(true)
             }
             UpEvent::WriteFailed(_) | UpEvent::ReadFailed(_) | UpEvent::Eof
-                if reused && x.response_unstarted() && x.from_upstream.is_empty() && x.attempts < 2 =>
+                if reused
+                    && x.response_unstarted()
+                    && x.from_upstream.is_empty()
+                    && x.attempts < 2 =>
             {
                 // A pooled connection the worker closed as we sent: replay on a new one.
                 if let Some(replay) = x.replay.clone() {
@@ -523,7 +544,9 @@ impl Client {
                 }
                 self.upstream_broke(ctx, "closed the connection")
             }
-            UpEvent::WriteFailed(err) | UpEvent::ReadFailed(err) => self.upstream_broke(ctx, &err.to_string()),
+            UpEvent::WriteFailed(err) | UpEvent::ReadFailed(err) => {
+                self.upstream_broke(ctx, &err.to_string())
+            }
             UpEvent::Eof => self.upstream_broke(ctx, "prematurely closed the connection"),
         }
     }
@@ -550,7 +573,9 @@ impl Client {
             Err(Close)
         } else {
             match &self.state {
-                State::Idle { since } if now.duration_since(*since) > s.keepalive_timeout => Err(Close),
+                State::Idle { since } if now.duration_since(*since) > s.keepalive_timeout => {
+                    Err(Close)
+                }
                 State::Idle { .. } if ctx.draining => Err(Close),
                 State::Head { since } if now.duration_since(*since) > s.client_header_timeout => {
                     if self.tls.is_handshaking() {
@@ -560,7 +585,9 @@ impl Client {
                     }
                 }
                 State::Proxy(_) => self.proxy_deadline(ctx),
-                State::Closing { since } if now.duration_since(*since) > s.send_timeout => Err(Close),
+                State::Closing { since } if now.duration_since(*since) > s.send_timeout => {
+                    Err(Close)
+                }
                 State::Lingering { until } if now > *until => Err(Close),
                 _ => Ok(()),
             }
@@ -587,18 +614,34 @@ impl Client {
         let too_slow = s.client_body_min_rate > 0
             && elapsed > MIN_RATE_GRACE
             && (x.body_received as f64) < s.client_body_min_rate as f64 * elapsed.as_secs_f64();
-        let body_stalled =
-            x.body.in_progress() && (too_slow || now.duration_since(x.last_read) > s.client_body_timeout);
-        let waiting_upstream = !matches!(x.response, Response::Done { .. }) && self.output.len() < BUF_CAP;
-        let upstream_stalled = waiting_upstream && now.duration_since(x.last_upstream) > s.upstream_read_timeout;
+        let body_stalled = x.body.in_progress()
+            && (too_slow || now.duration_since(x.last_read) > s.client_body_timeout);
+        let waiting_upstream =
+            !matches!(x.response, Response::Done { .. }) && self.output.len() < BUF_CAP;
+        let upstream_stalled =
+            waiting_upstream && now.duration_since(x.last_upstream) > s.upstream_read_timeout;
         let (status, message, level) = if connecting {
-            (504, format!("upstream {} timed out connecting, client: {client}", s.upstream), Level::Error)
+            (
+                504,
+                format!(
+                    "upstream {} timed out connecting, client: {client}",
+                    s.upstream
+                ),
+                Level::Error,
+            )
         } else if body_stalled {
-            (408, format!("client {client} timed out sending the request body"), Level::Info)
+            (
+                408,
+                format!("client {client} timed out sending the request body"),
+                Level::Info,
+            )
         } else if upstream_stalled {
             (
                 504,
-                format!("upstream {} timed out reading the response, client: {client}", s.upstream),
+                format!(
+                    "upstream {} timed out reading the response, client: {client}",
+                    s.upstream
+                ),
                 Level::Error,
             )
         } else {

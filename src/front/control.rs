@@ -112,12 +112,14 @@ fn run(
         write.set_nonblocking(true)?;
         signal_hook::low_level::pipe::register(signal, write)?;
         let mut read = mio::net::UnixStream::from_std(read);
-        poll.registry().register(&mut read, Token(i), Interest::READABLE)?;
+        poll.registry()
+            .register(&mut read, Token(i), Interest::READABLE)?;
         pipes.push(read);
     }
     unblock_signals();
     let ended = Arc::new(Waker::new(poll.registry(), LOOP_ENDED)?);
 
+    let (tls_addr, redirect_addr) = (listeners.tls_addr(), listeners.redirect_addr());
     let FrontListeners { tls, mut redirect } = listeners;
     let mut loops = Vec::new();
     for (i, listener) in tls.into_iter().enumerate() {
@@ -146,15 +148,13 @@ fn run(
             thread: Some(thread),
         });
     }
-    let settings = &runtime.settings;
     log.info(&format!(
         "front listening on {} ({} event loops), certificate serial {}, upstream {}{}",
-        settings.listen,
+        tls_addr.map_or_else(|| runtime.settings.listen.to_string(), |a| a.to_string()),
         loops.len(),
         runtime.serial,
-        settings.upstream,
-        settings
-            .redirect_http
+        runtime.settings.upstream,
+        redirect_addr
             .map(|a| format!(", redirecting http on {a}"))
             .unwrap_or_default()
     ));
@@ -179,7 +179,9 @@ fn run(
                     log.info("TERM: draining connections");
                     stopping = true;
                     let deadline = Instant::now() + current.settings.graceful_timeout;
-                    loops.iter().for_each(|l| l.send(Control::Drain { deadline }));
+                    loops
+                        .iter()
+                        .for_each(|l| l.send(Control::Drain { deadline }));
                 }
                 libc::SIGINT | libc::SIGQUIT => {
                     log.info("INT/QUIT: stopping now");
@@ -187,15 +189,18 @@ fn run(
                     loops.iter().for_each(|l| l.send(Control::Stop));
                 }
                 libc::SIGHUP => match reload().and_then(|s| {
-                    keep_unreloadable(&current.settings, s, log)
-                        .and_then(|s| self::runtime(s, log))
+                    keep_unreloadable(&current.settings, s, log).and_then(|s| self::runtime(s, log))
                 }) {
                     Ok(rt) => {
                         log.info(&format!("HUP: reloaded, certificate serial {}", rt.serial));
                         current = rt;
-                        loops.iter().for_each(|l| l.send(Control::Reload(current.clone())));
+                        loops
+                            .iter()
+                            .for_each(|l| l.send(Control::Reload(current.clone())));
                     }
-                    Err(err) => log.error(&format!("HUP: reload refused, keeping the running configuration: {err}")),
+                    Err(err) => log.error(&format!(
+                        "HUP: reload refused, keeping the running configuration: {err}"
+                    )),
                 },
                 libc::SIGUSR1 => {
                     if let Err(err) = log.reopen() {
@@ -232,9 +237,18 @@ fn run(
 }
 
 /// Listen addresses and thread counts stay as bound; say so when a reload changed them.
-fn keep_unreloadable(old: &FrontSettings, mut new: FrontSettings, log: &Logger) -> Result<FrontSettings, String> {
-    if new.listen != old.listen || new.redirect_http != old.redirect_http || new.threads != old.threads {
-        log.warn("HUP: listen, redirect_http and threads need a restart; keeping the bound sockets");
+fn keep_unreloadable(
+    old: &FrontSettings,
+    mut new: FrontSettings,
+    log: &Logger,
+) -> Result<FrontSettings, String> {
+    if new.listen != old.listen
+        || new.redirect_http != old.redirect_http
+        || new.threads != old.threads
+    {
+        log.warn(
+            "HUP: listen, redirect_http and threads need a restart; keeping the bound sockets",
+        );
     }
     if new.access_log != old.access_log || new.error_log != old.error_log || new.user != old.user {
         log.warn("HUP: access_log, error_log and user need a restart; keeping the current ones");
@@ -252,7 +266,13 @@ fn keep_unreloadable(old: &FrontSettings, mut new: FrontSettings, log: &Logger) 
 fn unblock_signals() {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     let mut set = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP, Signal::SIGUSR1] {
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         set.add(signal);
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);

@@ -173,11 +173,13 @@ impl EventLoop {
         control: Receiver<Control>,
     ) -> io::Result<EventLoop> {
         let mut listener = TcpListener::from_std(listener);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let redirect = match redirect {
             Some(l) => {
                 let mut l = TcpListener::from_std(l);
-                poll.registry().register(&mut l, REDIRECT, Interest::READABLE)?;
+                poll.registry()
+                    .register(&mut l, REDIRECT, Interest::READABLE)?;
                 Some(l)
             }
             None => None,
@@ -260,7 +262,8 @@ impl EventLoop {
         for key in self.conns.keys() {
             self.with_conn(key, Conn::check_timeouts);
         }
-        self.pool.expire(self.runtime.settings.upstream_keepalive_timeout);
+        self.pool
+            .expire(self.runtime.settings.upstream_keepalive_timeout);
     }
 
     fn accept(&mut self, redirect: bool) {
@@ -269,7 +272,11 @@ impl EventLoop {
                 self.accept_paused = true;
                 return;
             }
-            let listener = if redirect { &self.redirect } else { &self.listener };
+            let listener = if redirect {
+                &self.redirect
+            } else {
+                &self.listener
+            };
             let Some(listener) = listener else {
                 return;
             };
@@ -295,13 +302,16 @@ impl EventLoop {
             let conn = if redirect {
                 Redirect::new(sock, peer, key, &ctx).map(|r| Conn::Redirect(Box::new(r)))
             } else {
-                Client::new(sock, peer, key, self.runtime.tls.clone(), &ctx).map(|c| Conn::Tls(Box::new(c)))
+                Client::new(sock, peer, key, self.runtime.tls.clone(), &ctx)
+                    .map(|c| Conn::Tls(Box::new(c)))
             };
             match conn {
                 Ok(conn) => {
                     self.conns.insert(conn);
                 }
-                Err(err) => self.log.error(&format!("cannot set up a connection from {peer}: {err}")),
+                Err(err) => self
+                    .log
+                    .error(&format!("cannot set up a connection from {peer}: {err}")),
             }
         }
     }

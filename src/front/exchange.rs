@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::time::Instant;
 
-use rgunicorn_workers::http::{BodyKind, ChunkedDecoder, DecodeProgress, ParseError, RequestHead, Version};
+use rgunicorn_workers::http::{
+    BodyKind, ChunkedDecoder, DecodeProgress, ParseError, RequestHead, Version,
+};
 
 use super::headers::{self, ClientFraming};
 use super::settings::FrontSettings;
@@ -31,7 +33,9 @@ impl RequestInfo {
         RequestInfo {
             request_line: format!("{} {} {}", head.method, head.target, version),
             referer: headers::header(head, "referer").unwrap_or("").to_string(),
-            user_agent: headers::header(head, "user-agent").unwrap_or("").to_string(),
+            user_agent: headers::header(head, "user-agent")
+                .unwrap_or("")
+                .to_string(),
         }
     }
 }
@@ -39,7 +43,9 @@ impl RequestInfo {
 /// The request body still to come from the client.
 #[derive(Debug)]
 pub enum RequestBody {
-    Length { left: u64 },
+    Length {
+        left: u64,
+    },
     Chunked(Box<ChunkedDecoder>),
     /// All of it has been queued for the workers.
     Done,
@@ -170,7 +176,12 @@ impl Exchange {
     }
 
     /// Move request body bytes from `input` (client plaintext) to the upstream queue.
-    pub fn take_body(&mut self, input: &mut Vec<u8>, max: u64, now: Instant) -> Result<bool, ExchangeError> {
+    pub fn take_body(
+        &mut self,
+        input: &mut Vec<u8>,
+        max: u64,
+        now: Instant,
+    ) -> Result<bool, ExchangeError> {
         let room = BUF_CAP.saturating_sub(self.to_upstream.len());
         if room == 0 || input.is_empty() {
             return Ok(false);
@@ -213,12 +224,18 @@ impl Exchange {
     }
 
     /// Turn bytes from the workers into bytes for the client (`out`, bounded by BUF_CAP).
-    pub fn give_response(&mut self, out: &mut Vec<u8>, settings: &FrontSettings, draining: bool) -> Result<bool, ExchangeError> {
+    pub fn give_response(
+        &mut self,
+        out: &mut Vec<u8>,
+        settings: &FrontSettings,
+        draining: bool,
+    ) -> Result<bool, ExchangeError> {
         let mut progress = false;
         loop {
             match &mut self.response {
                 Response::AwaitingHead => {
-                    let Some(head) = parse_response_head(&self.from_upstream, self.head_request)? else {
+                    let Some(head) = parse_response_head(&self.from_upstream, self.head_request)?
+                    else {
                         return Ok(progress);
                     };
                     self.from_upstream.drain(..head.head_len);
@@ -231,7 +248,11 @@ impl Exchange {
                     let client = match head.framing {
                         Framing::None => ClientFraming::None,
                         Framing::Length(n) => ClientFraming::Length(n),
-                        Framing::Chunked | Framing::UntilClose if self.version == Version::Http11 => ClientFraming::Chunked,
+                        Framing::Chunked | Framing::UntilClose
+                            if self.version == Version::Http11 =>
+                        {
+                            ClientFraming::Chunked
+                        }
                         Framing::Chunked | Framing::UntilClose => ClientFraming::UntilClose,
                     };
                     // Keep the client only when this response is framed and its whole
@@ -279,7 +300,9 @@ impl Exchange {
                     }
                     let (consumed, done) = match body {
                         ResponseBody::Length { left } => {
-                            let n = (*left).min(self.from_upstream.len() as u64).min(room as u64) as usize;
+                            let n = (*left)
+                                .min(self.from_upstream.len() as u64)
+                                .min(room as u64) as usize;
                             out.extend_from_slice(&self.from_upstream[..n]);
                             self.body_sent += n as u64;
                             *left -= n as u64;
@@ -347,13 +370,18 @@ impl Exchange {
 
     /// The exchange is over: response complete and request body no longer expected.
     pub fn finished(&self) -> bool {
-        matches!(self.response, Response::Done { .. }) && (!self.body.in_progress() || self.close_after)
+        matches!(self.response, Response::Done { .. })
+            && (!self.body.in_progress() || self.close_after)
     }
 
     /// The upstream connection can serve another request.
     pub fn upstream_reusable(&self) -> bool {
-        matches!(self.response, Response::Done { upstream_reusable: true })
-            && matches!(self.body, RequestBody::Done)
+        matches!(
+            self.response,
+            Response::Done {
+                upstream_reusable: true
+            }
+        ) && matches!(self.body, RequestBody::Done)
             && self.to_upstream.is_empty()
             && self.from_upstream.is_empty()
     }
@@ -412,7 +440,10 @@ mod tests {
         assert!(x.give_response(&mut out, &settings, false).expect("ok"));
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.ends_with("Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with("Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+            "{text}"
+        );
         assert!(x.finished() && x.upstream_reusable());
     }
 
@@ -420,7 +451,8 @@ mod tests {
     fn until_close_to_http10_client_closes() {
         let settings = FrontSettings::default();
         let mut x = exchange(Version::Http10);
-        x.from_upstream.extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nhello");
+        x.from_upstream
+            .extend_from_slice(b"HTTP/1.0 200 OK\r\n\r\nhello");
         let mut out = Vec::new();
         x.give_response(&mut out, &settings, false).expect("ok");
         assert!(x.close_after);

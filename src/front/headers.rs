@@ -69,8 +69,17 @@ pub fn header<'a>(head: &'a RequestHead, name: &str) -> Option<&'a str> {
 }
 
 /// Append the head forwarded to the workers for `head` from `client` to `out`.
-pub fn upstream_request(head: &RequestHead, client: IpAddr, settings: &FrontSettings, out: &mut Vec<u8>) {
-    let tokens = connection_tokens(head.headers.iter().map(|h| (h.name.as_str(), h.value.as_slice())));
+pub fn upstream_request(
+    head: &RequestHead,
+    client: IpAddr,
+    settings: &FrontSettings,
+    out: &mut Vec<u8>,
+) {
+    let tokens = connection_tokens(
+        head.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice())),
+    );
     // Keep-alive with the workers is always HTTP/1.1, whatever the client spoke.
     let _ = write!(out, "{} {} HTTP/1.1\r\n", head.method, head.target);
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
@@ -81,7 +90,10 @@ pub fn upstream_request(head: &RequestHead, client: IpAddr, settings: &FrontSett
             forwarded_for.push(&h.value);
             continue;
         }
-        if is_listed(name, HOP_BY_HOP) || is_listed(name, FRONT_OWNED) || tokens.iter().any(|t| name.eq_ignore_ascii_case(t)) {
+        if is_listed(name, HOP_BY_HOP)
+            || is_listed(name, FRONT_OWNED)
+            || tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
+        {
             continue;
         }
         if name.eq_ignore_ascii_case("host") {
@@ -156,7 +168,12 @@ pub fn client_response(
     out: &mut Vec<u8>,
 ) {
     let tokens = connection_tokens(resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    let reason = if !resp.reason.is_empty() && resp.reason.bytes().all(|b| b == b' ' || b == b'\t' || (b'!'..=b'~').contains(&b)) {
+    let reason = if !resp.reason.is_empty()
+        && resp
+            .reason
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || (b'!'..=b'~').contains(&b))
+    {
         resp.reason.as_str()
     } else {
         reason(resp.status)
@@ -221,7 +238,11 @@ pub fn error_response(status: u16, head_only: bool, settings: &FrontSettings, ou
     }
     push_header(out, "Date", http_date().as_bytes());
     push_header(out, "Content-Type", b"text/html");
-    let _ = write!(out, "Content-Length: {}\r\nConnection: close\r\n", body.len());
+    let _ = write!(
+        out,
+        "Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     if let Some(hsts) = &settings.hsts {
         push_header(out, "Strict-Transport-Security", hsts.as_bytes());
     }
@@ -331,7 +352,14 @@ mod tests {
             head_len: 0,
         };
         let mut out = Vec::new();
-        client_response(&resp, ClientFraming::Chunked, true, Version::Http11, &settings, &mut out);
+        client_response(
+            &resp,
+            ClientFraming::Chunked,
+            true,
+            Version::Http11,
+            &settings,
+            &mut out,
+        );
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(
             text,

@@ -38,9 +38,15 @@ const BACKLOG: i32 = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
     #[error("front.listen: cannot bind {addr}: {source}")]
-    BindTls { addr: SocketAddr, source: std::io::Error },
+    BindTls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("front.redirect_http: cannot bind {addr}: {source}")]
-    BindRedirect { addr: SocketAddr, source: std::io::Error },
+    BindRedirect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("front: {0}")]
     Certificate(#[from] tls::TlsError),
 }
@@ -103,7 +109,9 @@ pub fn bind(settings: &FrontSettings) -> Result<FrontListeners, FrontError> {
         tls.push(listener);
     }
     let redirect = match settings.redirect_http {
-        Some(addr) => Some(listen(addr, false).map_err(|source| FrontError::BindRedirect { addr, source })?),
+        Some(addr) => {
+            Some(listen(addr, false).map_err(|source| FrontError::BindRedirect { addr, source })?)
+        }
         None => None,
     };
     Ok(FrontListeners { tls, redirect })
@@ -147,13 +155,20 @@ pub fn serve_with_reload(
 
 /// Read the `[front]` table of a TOML config file (what `rgunicorn-front -c` does).
 pub fn settings_from_file(path: &std::path::Path) -> Result<FrontSettings, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| format!("config file {}: {}", path.display(), e.message()))?;
     match table.get("front") {
         Some(toml::Value::Table(front)) => FrontSettings::from_table(front),
-        Some(_) => Err(format!("config file {}: front must be a table ([front])", path.display())),
-        None => Err(format!("config file {} has no [front] table", path.display())),
+        Some(_) => Err(format!(
+            "config file {}: front must be a table ([front])",
+            path.display()
+        )),
+        None => Err(format!(
+            "config file {} has no [front] table",
+            path.display()
+        )),
     }
 }

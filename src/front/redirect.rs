@@ -37,9 +37,17 @@ pub struct Redirect {
 }
 
 impl Redirect {
-    pub fn new(mut sock: TcpStream, peer: SocketAddr, key: usize, ctx: &Ctx<'_>) -> io::Result<Redirect> {
-        ctx.registry
-            .register(&mut sock, client_token(key), Interest::READABLE | Interest::WRITABLE)?;
+    pub fn new(
+        mut sock: TcpStream,
+        peer: SocketAddr,
+        key: usize,
+        ctx: &Ctx<'_>,
+    ) -> io::Result<Redirect> {
+        ctx.registry.register(
+            &mut sock,
+            client_token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         Ok(Redirect {
             sock,
             peer,
@@ -71,7 +79,12 @@ impl Redirect {
                     let info = RequestInfo::of(&head);
                     let status = match location(host, &head.target, settings) {
                         Some(location) => {
-                            redirect_response(&location, head.method == "HEAD", settings, &mut self.out);
+                            redirect_response(
+                                &location,
+                                head.method == "HEAD",
+                                settings,
+                                &mut self.out,
+                            );
                             301
                         }
                         None => {
@@ -110,8 +123,12 @@ impl Redirect {
     pub fn check_timeouts(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
         let s = &ctx.rt.settings;
         match self.state {
-            State::Reading { since } if ctx.now.duration_since(since) > s.client_header_timeout => self.close(ctx),
-            State::Writing { since } if ctx.now.duration_since(since) > s.send_timeout => self.close(ctx),
+            State::Reading { since } if ctx.now.duration_since(since) > s.client_header_timeout => {
+                self.close(ctx)
+            }
+            State::Writing { since } if ctx.now.duration_since(since) > s.send_timeout => {
+                self.close(ctx)
+            }
             _ => Outcome::Open,
         }
     }
@@ -137,7 +154,11 @@ impl Redirect {
 pub fn location(host: Option<&str>, target: &str, settings: &FrontSettings) -> Option<String> {
     let name = host
         .map(strip_port)
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b)))
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        })
         .map(str::to_string)
         .or_else(|| settings.server_name.clone())?;
     let port = match settings.https_port {
@@ -187,14 +208,32 @@ mod tests {
     #[test]
     fn host_and_port_combine() {
         let mut s = FrontSettings::default();
-        assert_eq!(location(Some("example.com"), "/a?b", &s).as_deref(), Some("https://example.com/a?b"));
-        assert_eq!(location(Some("example.com:80"), "/", &s).as_deref(), Some("https://example.com/"));
+        assert_eq!(
+            location(Some("example.com"), "/a?b", &s).as_deref(),
+            Some("https://example.com/a?b")
+        );
+        assert_eq!(
+            location(Some("example.com:80"), "/", &s).as_deref(),
+            Some("https://example.com/")
+        );
         s.https_port = 5000;
-        assert_eq!(location(Some("localhost:8080"), "/x", &s).as_deref(), Some("https://localhost:5000/x"));
-        assert_eq!(location(Some("[::1]:8080"), "/", &s).as_deref(), Some("https://[::1]:5000/"));
+        assert_eq!(
+            location(Some("localhost:8080"), "/x", &s).as_deref(),
+            Some("https://localhost:5000/x")
+        );
+        assert_eq!(
+            location(Some("[::1]:8080"), "/", &s).as_deref(),
+            Some("https://[::1]:5000/")
+        );
         assert_eq!(location(None, "/", &s), None);
         s.server_name = Some("www.example.com".into());
-        assert_eq!(location(None, "/", &s).as_deref(), Some("https://www.example.com:5000/"));
-        assert_eq!(location(Some("evil\r\nx"), "/", &s).as_deref(), Some("https://www.example.com:5000/"));
+        assert_eq!(
+            location(None, "/", &s).as_deref(),
+            Some("https://www.example.com:5000/")
+        );
+        assert_eq!(
+            location(Some("evil\r\nx"), "/", &s).as_deref(),
+            Some("https://www.example.com:5000/")
+        );
     }
 }

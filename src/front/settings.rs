@@ -221,7 +221,10 @@ impl FrontSettings {
         }
         s.server_name = t.string("server_name")?.filter(|v| !v.is_empty());
         if let Some(v) = &s.server_name {
-            if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+            if !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            {
                 return Err(format!("front.server_name: {v:?} is not a host name"));
             }
         }
@@ -239,7 +242,10 @@ impl FrontSettings {
             ("send_timeout", &mut s.send_timeout),
             ("upstream_connect_timeout", &mut s.upstream_connect_timeout),
             ("upstream_read_timeout", &mut s.upstream_read_timeout),
-            ("upstream_keepalive_timeout", &mut s.upstream_keepalive_timeout),
+            (
+                "upstream_keepalive_timeout",
+                &mut s.upstream_keepalive_timeout,
+            ),
             ("graceful_timeout", &mut s.graceful_timeout),
         ];
         for (key, slot) in durations {
@@ -314,7 +320,9 @@ impl Table<'_> {
         match self.0.get(key) {
             None => Ok(None),
             Some(toml::Value::Integer(n)) if (min..=max).contains(n) => Ok(Some(*n)),
-            Some(v) => Err(format!("front.{key}: {v} is not an integer from {min} to {max}")),
+            Some(v) => Err(format!(
+                "front.{key}: {v} is not an integer from {min} to {max}"
+            )),
         }
     }
 
@@ -338,7 +346,9 @@ impl Table<'_> {
             Some(toml::Value::String(v)) => parse_size(v)
                 .map(Some)
                 .ok_or_else(|| format!("front.{key}: {v:?} is not a size (like 512, 64k, 1m, 1g)")),
-            Some(v) => Err(format!("front.{key}: {v} is not a size (like \"64k\", \"1m\")")),
+            Some(v) => Err(format!(
+                "front.{key}: {v} is not a size (like \"64k\", \"1m\")"
+            )),
         }
     }
 }
@@ -348,13 +358,18 @@ fn socket_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
         .to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| format!("front.{key}: {value:?} is not an address (HOST:PORT, like 0.0.0.0:443)"))
+        .ok_or_else(|| {
+            format!("front.{key}: {value:?} is not an address (HOST:PORT, like 0.0.0.0:443)")
+        })
 }
 
 fn upstream_addr(value: &str) -> Result<UpstreamAddr, String> {
     if let Some(path) = value.strip_prefix("unix:") {
         if path.is_empty() {
-            return Err("front.upstream: \"unix:\" needs a path (unix:/run/rgunicorn/rgunicorn.sock)".into());
+            return Err(
+                "front.upstream: \"unix:\" needs a path (unix:/run/rgunicorn/rgunicorn.sock)"
+                    .into(),
+            );
         }
         return Ok(UpstreamAddr::Unix(PathBuf::from(path)));
     }
@@ -367,10 +382,15 @@ fn upstream_addr(value: &str) -> Result<UpstreamAddr, String> {
 }
 
 fn header_value(key: &str, value: &str) -> Result<(), String> {
-    if value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
         Ok(())
     } else {
-        Err(format!("front.{key}: {value:?} is not a valid header value (printable ASCII)"))
+        Err(format!(
+            "front.{key}: {value:?} is not a valid header value (printable ASCII)"
+        ))
     }
 }
 
@@ -475,7 +495,10 @@ mod tests {
         ))
         .expect("valid");
         assert_eq!(s.https_port, 8443);
-        assert_eq!(s.upstream, UpstreamAddr::Unix("/run/rgunicorn/rgunicorn.sock".into()));
+        assert_eq!(
+            s.upstream,
+            UpstreamAddr::Unix("/run/rgunicorn/rgunicorn.sock".into())
+        );
         assert_eq!(s.redirect_http.map(|a| a.port()), Some(8080));
     }
 
@@ -483,9 +506,11 @@ mod tests {
     fn errors_name_the_setting() {
         let err = FrontSettings::from_table(&table("keyfile = \"k\"")).unwrap_err();
         assert!(err.starts_with("front.certfile:"), "{err}");
-        let err = FrontSettings::from_table(&table(&format!("{BASE}session_timeout = \"ten\""))).unwrap_err();
+        let err = FrontSettings::from_table(&table(&format!("{BASE}session_timeout = \"ten\"")))
+            .unwrap_err();
         assert!(err.starts_with("front.session_timeout: \"ten\""), "{err}");
-        let err = FrontSettings::from_table(&table(&format!("{BASE}upstream = \"nowhere\""))).unwrap_err();
+        let err = FrontSettings::from_table(&table(&format!("{BASE}upstream = \"nowhere\"")))
+            .unwrap_err();
         assert!(err.starts_with("front.upstream:"), "{err}");
         let err = FrontSettings::from_table(&table(&format!("{BASE}lisen = \"x\""))).unwrap_err();
         assert!(err.starts_with("front.lisen: unknown setting"), "{err}");

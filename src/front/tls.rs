@@ -23,7 +23,10 @@ use super::FrontSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read certificate file {path}: {source}")]
-    ReadCert { path: PathBuf, source: std::io::Error },
+    ReadCert {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate file {path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("certificate file {path}: cannot parse the certificate: {reason}")]
@@ -33,7 +36,10 @@ pub enum TlsError {
     #[error("certificate file {path} is not valid before {not_before}")]
     NotYetValid { path: PathBuf, not_before: String },
     #[error("cannot read key file {path}: {source}")]
-    ReadKey { path: PathBuf, source: std::io::Error },
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key file {path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
     NoKey { path: PathBuf },
     #[error("key file {path}: unsupported private key: {reason}")]
@@ -91,10 +97,11 @@ pub fn load(certfile: &Path, keyfile: &Path) -> Result<Loaded, TlsError> {
         .ok_or_else(|| TlsError::NoKey {
             path: keyfile.to_path_buf(),
         })?;
-    let signing = provider::sign::any_supported_type(&key).map_err(|err| TlsError::UnsupportedKey {
-        path: keyfile.to_path_buf(),
-        reason: err.to_string(),
-    })?;
+    let signing =
+        provider::sign::any_supported_type(&key).map_err(|err| TlsError::UnsupportedKey {
+            path: keyfile.to_path_buf(),
+            reason: err.to_string(),
+        })?;
     let certified = CertifiedKey::new(chain, signing);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
@@ -114,10 +121,11 @@ pub fn load(certfile: &Path, keyfile: &Path) -> Result<Loaded, TlsError> {
 
 /// Refuse an expired or not yet valid leaf; return its serial in hex.
 fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<String, TlsError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|err| TlsError::ParseCert {
-        path: path.to_path_buf(),
-        reason: err.to_string(),
-    })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|err| TlsError::ParseCert {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        })?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -138,7 +146,10 @@ fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<String, TlsE
 }
 
 /// The rustls server configuration for `settings`, with `loaded` as its certificate.
-pub fn server_config(settings: &FrontSettings, loaded: &Loaded) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    settings: &FrontSettings,
+    loaded: &Loaded,
+) -> Result<Arc<ServerConfig>, TlsError> {
     // rustls's ring suites are exactly Mozilla's "intermediate" list: TLS 1.3 AES-GCM and
     // ChaCha20, TLS 1.2 ECDHE with AES-GCM and ChaCha20; no CBC, no RSA key exchange.
     let provider = Arc::new(provider::default_provider());
@@ -255,7 +266,11 @@ impl StoresServerSessions for SessionCache {
                 None => break,
             }
         }
-        if inner.entries.insert(key.clone(), (value, unix_now())).is_none() {
+        if inner
+            .entries
+            .insert(key.clone(), (value, unix_now()))
+            .is_none()
+        {
             inner.order.push_back(key);
         }
         true

@@ -106,14 +106,24 @@ impl Write for Stream {
 }
 
 impl Source for Stream {
-    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
         }
     }
 
-    fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
@@ -193,12 +203,17 @@ pub struct ResponseHead {
 }
 
 /// Parse one response head from `buf`; `Ok(None)` while incomplete.
-pub fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<ResponseHead>, UpstreamError> {
+pub fn parse_response_head(
+    buf: &[u8],
+    request_was_head: bool,
+) -> Result<Option<ResponseHead>, UpstreamError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => return Err(UpstreamError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
+            return Err(UpstreamError::HeadTooLarge)
+        }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(err) => return Err(UpstreamError::MalformedHead(err.to_string())),
     };
@@ -217,7 +232,9 @@ pub fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<
             for part in text.split(',') {
                 let part = part.trim();
                 if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(UpstreamError::MalformedHead(format!("Content-Length {text:?}")));
+                    return Err(UpstreamError::MalformedHead(format!(
+                        "Content-Length {text:?}"
+                    )));
                 }
                 let n: u64 = part.parse().map_err(|_| UpstreamError::ConflictingLength)?;
                 if content_length.is_some_and(|old| old != n) {
@@ -245,26 +262,27 @@ pub fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<
     if status == 101 {
         return Err(UpstreamError::Upgrade);
     }
-    let framing = if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
-        Framing::None
-    } else if transfer_encoding {
-        // RFC 9112 6.3: Transfer-Encoding overrides Content-Length; such a message must
-        // not be reused (it may be a smuggling attempt).
-        if content_length.is_some() {
-            close = true;
-        }
-        if chunked {
-            Framing::Chunked
+    let framing =
+        if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
+            Framing::None
+        } else if transfer_encoding {
+            // RFC 9112 6.3: Transfer-Encoding overrides Content-Length; such a message must
+            // not be reused (it may be a smuggling attempt).
+            if content_length.is_some() {
+                close = true;
+            }
+            if chunked {
+                Framing::Chunked
+            } else {
+                close = true;
+                Framing::UntilClose
+            }
+        } else if let Some(n) = content_length {
+            Framing::Length(n)
         } else {
             close = true;
             Framing::UntilClose
-        }
-    } else if let Some(n) = content_length {
-        Framing::Length(n)
-    } else {
-        close = true;
-        Framing::UntilClose
-    };
+        };
     if transfer_encoding {
         content_length = None;
     }
@@ -280,21 +298,34 @@ pub fn parse_response_head(buf: &[u8], request_was_head: bool) -> Result<Option<
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &bytes[start..end.max(start)]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     /// Reading hex digits of a chunk size.
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// Skipping a chunk extension (or whitespace) up to the end of the size line.
-    Extension { value: u64 },
+    Extension {
+        value: u64,
+    },
     /// In a chunk's data, this many bytes left.
     Data(u64),
     /// The CRLF after a chunk's data.
-    DataEnd { seen_cr: bool },
+    DataEnd {
+        seen_cr: bool,
+    },
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
     /// Inside a trailer line (discarded).
@@ -312,7 +343,10 @@ pub struct ChunkDecoder {
 impl Default for ChunkDecoder {
     fn default() -> Self {
         ChunkDecoder {
-            state: ChunkState::Size { value: 0, digits: 0 },
+            state: ChunkState::Size {
+                value: 0,
+                digits: 0,
+            },
         }
     }
 }
@@ -324,7 +358,12 @@ impl ChunkDecoder {
 
     /// Decode from `input`, appending at most `room` data bytes to `out`. Returns the
     /// input bytes consumed.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>, room: usize) -> Result<usize, UpstreamError> {
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        room: usize,
+    ) -> Result<usize, UpstreamError> {
         let mut i = 0;
         let mut room = room;
         while i < input.len() {
@@ -338,7 +377,9 @@ impl ChunkDecoder {
                     Some(_) => return Err(UpstreamError::MalformedChunk),
                     None if digits == 0 => return Err(UpstreamError::MalformedChunk),
                     None if b == b'\n' => self.after_size(value),
-                    None if matches!(b, b';' | b' ' | b'\t' | b'\r') => ChunkState::Extension { value },
+                    None if matches!(b, b';' | b' ' | b'\t' | b'\r') => {
+                        ChunkState::Extension { value }
+                    }
                     None => return Err(UpstreamError::MalformedChunk),
                 },
                 ChunkState::Extension { value } => match b {
@@ -349,7 +390,9 @@ impl ChunkDecoder {
                     if room == 0 {
                         return Ok(i);
                     }
-                    let n = (input.len() - i).min(room).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = (input.len() - i)
+                        .min(room)
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
                     out.extend_from_slice(&input[i..i + n]);
                     room -= n;
                     i += n;
@@ -363,7 +406,10 @@ impl ChunkDecoder {
                 }
                 ChunkState::DataEnd { seen_cr } => match b {
                     b'\r' if !seen_cr => ChunkState::DataEnd { seen_cr: true },
-                    b'\n' => ChunkState::Size { value: 0, digits: 0 },
+                    b'\n' => ChunkState::Size {
+                        value: 0,
+                        digits: 0,
+                    },
                     _ => return Err(UpstreamError::MalformedChunk),
                 },
                 ChunkState::TrailerStart => match b {
@@ -404,16 +450,27 @@ mod tests {
         let h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false)
             .expect("ok")
             .expect("complete");
-        assert_eq!((h.status, h.framing, h.close, h.head_len), (200, Framing::Length(5), false, 38));
-        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false)
-            .expect("ok")
-            .expect("complete");
+        assert_eq!(
+            (h.status, h.framing, h.close, h.head_len),
+            (200, Framing::Length(5), false, 38)
+        );
+        let h = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        )
+        .expect("ok")
+        .expect("complete");
         assert_eq!(h.framing, Framing::Chunked);
-        let h = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n", false).expect("ok").expect("complete");
-        assert_eq!((h.framing, h.close), (Framing::UntilClose, true));
-        let h = parse_response_head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false)
+        let h = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n", false)
             .expect("ok")
             .expect("complete");
+        assert_eq!((h.framing, h.close), (Framing::UntilClose, true));
+        let h = parse_response_head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+        )
+        .expect("ok")
+        .expect("complete");
         assert_eq!((h.framing, h.content_length), (Framing::None, Some(9)));
         let h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
             .expect("ok")
@@ -425,13 +482,24 @@ mod tests {
         )
         .expect("ok")
         .expect("complete");
-        assert_eq!((h.framing, h.close, h.content_length), (Framing::Chunked, true, None));
-        assert_eq!(parse_response_head(b"HTTP/1.1 200 OK\r\nCont", false), Ok(None));
         assert_eq!(
-            parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false),
+            (h.framing, h.close, h.content_length),
+            (Framing::Chunked, true, None)
+        );
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\nCont", false),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_response_head(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false
+            ),
             Err(UpstreamError::ConflictingLength)
         );
-        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false).is_err());
+        assert!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false).is_err()
+        );
     }
 
     #[test]
@@ -440,9 +508,13 @@ mod tests {
         for split in 0..body.len() {
             let mut dec = ChunkDecoder::default();
             let mut out = Vec::new();
-            let n = dec.decode(&body[..split], &mut out, usize::MAX).expect("ok");
+            let n = dec
+                .decode(&body[..split], &mut out, usize::MAX)
+                .expect("ok");
             assert_eq!(n, split);
-            let m = dec.decode(&body[split..], &mut out, usize::MAX).expect("ok");
+            let m = dec
+                .decode(&body[split..], &mut out, usize::MAX)
+                .expect("ok");
             assert_eq!(n + m, body.len());
             assert!(dec.is_done());
             assert_eq!(out, b"hello world");
@@ -453,8 +525,12 @@ mod tests {
     fn chunk_room_is_respected() {
         let mut dec = ChunkDecoder::default();
         let mut out = Vec::new();
-        let n = dec.decode(b"a\r\n0123456789\r\n0\r\n\r\n", &mut out, 4).expect("ok");
+        let n = dec
+            .decode(b"a\r\n0123456789\r\n0\r\n\r\n", &mut out, 4)
+            .expect("ok");
         assert_eq!((n, out.as_slice()), (7, &b"0123"[..]));
-        assert!(ChunkDecoder::default().decode(b"zz\r\n", &mut out, 9).is_err());
+        assert!(ChunkDecoder::default()
+            .decode(b"zz\r\n", &mut out, 9)
+            .is_err());
     }
 }

@@ -1,0 +1,546 @@
+//! The TLS front end to end: the real `rgunicorn-front` (and the real `rgunicorn` workers
+//! running the echo app, or a scripted upstream) over real sockets, with real TLS clients:
+//! curl, `openssl s_client` and a rustls client. Certificates are made at test time.
+
+mod front_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use front_support::*;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("front-test")
+        .tempdir()
+        .expect("tempdir")
+}
+
+fn openssl(args: &[&str], stdin: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("openssl output");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn curl_reaches_the_echo_app_with_forwarded_headers_and_front_server_header() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let sock = dir.path().join("w.sock");
+    let _workers = start_workers(&sock);
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", sock.display()),
+        "hsts = \"max-age=31536000\"",
+    );
+    let url = format!("https://localhost:{}/api/v1/x?y=1", front.addr.port());
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--cacert"])
+        .arg(certs.ca_path())
+        .args([
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", front.addr.port()),
+        ])
+        .args([
+            "-H",
+            "X-Forwarded-For: 203.0.113.9",
+            "-H",
+            "X-Real-IP: 6.6.6.6",
+        ])
+        .args(["-H", "Connection: keep-alive, X-Hop", "-H", "X-Hop: secret"])
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\r\nServer: rgunicorn-front\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nStrict-Transport-Security: max-age=31536000\r\n"),
+        "{text}"
+    );
+    let body = &text[text.find("\r\n\r\n").expect("body") + 4..];
+    let json: serde_json::Value = serde_json::from_str(body).expect("json");
+    assert_eq!(json["scheme"], "https");
+    assert_eq!(json["path"], "/api/v1/x");
+    assert_eq!(json["query"], "y=1");
+    assert_eq!(json["remote_addr"], "127.0.0.1");
+    let headers: Vec<(String, String)> = json["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap_or("").to_lowercase(),
+                h[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+    assert_eq!(get("x-forwarded-proto"), ["https"]);
+    assert_eq!(
+        get("x-forwarded-host"),
+        [format!("localhost:{}", front.addr.port())]
+    );
+    assert_eq!(get("x-real-ip"), ["127.0.0.1"]);
+    assert!(
+        get("x-hop").is_empty() && get("connection").is_empty(),
+        "{headers:?}"
+    );
+}
+
+#[test]
+fn openssl_versions_and_session_resumption() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front(dir.path(), &format!("unix:{}", upstream.path.display()), "");
+    let connect = front.addr.to_string();
+    let ca = certs.ca_path().display().to_string();
+    for old in ["-tls1", "-tls1_1"] {
+        let out = openssl(
+            &[
+                "s_client",
+                "-connect",
+                &connect,
+                old,
+                "-servername",
+                "localhost",
+            ],
+            b"",
+        );
+        assert!(
+            !out.contains("Cipher is TLS") && !out.contains("Cipher is ECDHE"),
+            "{old} accepted:\n{out}"
+        );
+    }
+    let request = b"GET /count HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for (version, name) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let sess = dir.path().join(format!("sess{version}"));
+        let sess = sess.display().to_string();
+        let base = [
+            "s_client",
+            "-connect",
+            &connect,
+            version,
+            "-servername",
+            "localhost",
+            "-CAfile",
+            &ca,
+            "-ign_eof",
+        ];
+        let first = openssl(&[&base[..], &["-sess_out", &sess]].concat(), request);
+        assert!(first.contains(&format!("New, {name}")), "{first}");
+        assert!(first.contains("Verify return code: 0 (ok)"), "{first}");
+        assert!(
+            first.contains("conn="),
+            "no response through {name}:\n{first}"
+        );
+        let second = openssl(&[&base[..], &["-sess_in", &sess]].concat(), request);
+        assert!(
+            second.contains(&format!("Reused, {name}")),
+            "{name} session not reused:\n{second}"
+        );
+    }
+}
+
+#[test]
+fn redirect_listener_answers_301_to_https() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let front = start_front(
+        dir.path(),
+        "unix:/nonexistent.sock",
+        "redirect_http = \"127.0.0.1:0\"\nhttps_port = 5000",
+    );
+    let addr = front.redirect.expect("redirect address");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-i",
+            &format!(
+                "http://localhost:{}/api/v1/welcome/get_welcome_data?a=b",
+                addr.port()
+            ),
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 301"), "{text}");
+    assert!(
+        text.contains(
+            "\r\nLocation: https://localhost:5000/api/v1/welcome/get_welcome_data?a=b\r\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\r\nServer: rgunicorn-front\r\n"), "{text}");
+}
+
+#[test]
+fn keepalive_is_reused_on_both_sides_and_streams_big_bodies() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", upstream.path.display()),
+        "threads = 1",
+    );
+    let config = client_config(&certs.ca_pem);
+    let mut tls = connect(&config, front.addr);
+    for n in 1..=3 {
+        write!(tls, "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+        let resp = read_response(&mut tls, false).expect("response");
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.text(),
+            format!("conn=1 req={n}"),
+            "upstream connection not reused"
+        );
+    }
+    // A 20 MB chunked download crosses within bounded buffers, re-chunked for the client.
+    write!(tls, "GET /big/20000000 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let resp = read_response(&mut tls, false).expect("big response");
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.body.len(), 20_000_000);
+    assert!(resp.body.iter().all(|b| *b == b'x'));
+    // HTTP/1.0-style until-close body: the front re-chunks it and keeps the client.
+    write!(
+        tls,
+        "GET /until-close/100000 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .expect("write");
+    let resp = read_response(&mut tls, false).expect("until-close response");
+    assert_eq!(resp.body.len(), 100_000);
+    write!(tls, "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let resp = read_response(&mut tls, false).expect("after");
+    assert_eq!(resp.status, 200);
+    let hwm = std::fs::read_to_string(format!("/proc/{}/status", front.proc.child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+        });
+    if let Some(kb) = hwm {
+        assert!(
+            kb < 64 * 1024,
+            "front peak memory {kb} kB after a 20 MB download"
+        );
+    }
+}
+
+#[test]
+fn large_streamed_upload_reaches_the_app() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let sock = dir.path().join("w.sock");
+    let _workers = start_workers(&sock);
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", sock.display()),
+        "client_max_body_size = \"20m\"",
+    );
+    let config = client_config(&certs.ca_pem);
+    let mut tls = connect(&config, front.addr);
+    let size = 8 * 1024 * 1024;
+    // Chunked upload: decoded by the front, re-encoded for the workers.
+    write!(
+        tls,
+        "POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .expect("head");
+    let chunk = vec![b'a'; 64 * 1024];
+    for _ in 0..size / chunk.len() {
+        write!(tls, "{:x}\r\n", chunk.len()).expect("size");
+        tls.write_all(&chunk).expect("chunk");
+        tls.write_all(b"\r\n").expect("crlf");
+    }
+    tls.write_all(b"0\r\n\r\n").expect("last");
+    let resp = read_response(&mut tls, false).expect("response");
+    assert_eq!(
+        resp.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)])
+    );
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+    assert_eq!(json["body_length"], size);
+    // Content-Length upload on the same connection.
+    write!(
+        tls,
+        "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
+    )
+    .expect("head");
+    for _ in 0..size / chunk.len() {
+        tls.write_all(&chunk).expect("body");
+    }
+    let resp = read_response(&mut tls, false).expect("response");
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+    assert_eq!(json["body_length"], size);
+}
+
+#[test]
+fn errors_502_504_413_and_slow_clients_408() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", upstream.path.display()),
+        "upstream_read_timeout = \"1s\"\nclient_header_timeout = \"1s\"\nclient_body_timeout = \"1s\"\nclient_max_body_size = \"1k\"",
+    );
+    let config = client_config(&certs.ca_pem);
+
+    let resp = get(&config, front.addr, "/hang").expect("504");
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.header("server"), Some("rgunicorn-front"));
+
+    let mut tls = connect(&config, front.addr);
+    write!(
+        tls,
+        "POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
+    )
+    .expect("write");
+    assert_eq!(read_response(&mut tls, false).expect("413").status, 413);
+
+    let mut tls = connect(&config, front.addr);
+    write!(
+        tls,
+        "POST /count HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .expect("write");
+    let _ = write!(tls, "800\r\n{}\r\n", "z".repeat(0x800));
+    assert_eq!(
+        read_response(&mut tls, false).expect("413 chunked").status,
+        413
+    );
+
+    // Slowloris: half a head, then silence.
+    let started = Instant::now();
+    let mut tls = connect(&config, front.addr);
+    write!(tls, "GET /count HTTP/1.1\r\nHost: loc").expect("write");
+    let resp = read_response(&mut tls, false).expect("408");
+    assert_eq!(resp.status, 408);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest);
+
+    // A body that stops arriving.
+    let mut tls = connect(&config, front.addr);
+    write!(
+        tls,
+        "POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc"
+    )
+    .expect("write");
+    assert_eq!(
+        read_response(&mut tls, false).expect("408 body").status,
+        408
+    );
+
+    // Workers gone: 502.
+    let down = tempdir();
+    let certs2 = Certs::new(down.path());
+    certs2.write_leaf(1);
+    let front2 = start_front(
+        down.path(),
+        &format!("unix:{}", down.path().join("none.sock").display()),
+        "",
+    );
+    let resp = get(&client_config(&certs2.ca_pem), front2.addr, "/").expect("502");
+    assert_eq!(resp.status, 502);
+    assert!(resp.text().contains("502 Bad Gateway"));
+}
+
+#[test]
+fn bad_certificates_stop_the_start_with_one_line_naming_the_file() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    let run = |extra: &str| {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(
+            &config,
+            format!("[front]\nlisten = \"127.0.0.1:0\"\nupstream = \"unix:/x.sock\"\n{extra}\n"),
+        )
+        .expect("config");
+        let out = Command::new(env!("CARGO_BIN_EXE_rgunicorn-front"))
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let d = dir.path().display();
+    let (code, err) = run(&format!(
+        "certfile = \"{d}/missing.pem\"\nkeyfile = \"{d}/missing.key\""
+    ));
+    assert_eq!(code, Some(3));
+    assert!(
+        err.contains("missing.pem") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let (cert, key) = certs.leaf(9, Some(()));
+    std::fs::write(dir.path().join("old.pem"), cert).expect("write");
+    std::fs::write(dir.path().join("old.key"), key).expect("write");
+    let (code, err) = run(&format!(
+        "certfile = \"{d}/old.pem\"\nkeyfile = \"{d}/old.key\""
+    ));
+    assert_eq!(code, Some(3));
+    assert!(err.contains("old.pem") && err.contains("expired"), "{err}");
+
+    certs.write_leaf(1);
+    let (_, other_key) = certs.leaf(2, None);
+    std::fs::write(dir.path().join("other.key"), other_key).expect("write");
+    let (code, err) = run(&format!(
+        "certfile = \"{d}/server.pem\"\nkeyfile = \"{d}/other.key\""
+    ));
+    assert_eq!(code, Some(3));
+    assert!(
+        err.contains("other.key") && err.contains("does not match"),
+        "{err}"
+    );
+
+    let (code, err) = run(&format!(
+        "certfile = \"{d}/server.pem\"\nkeyfile = \"{d}/server.key\"\nsession_timeout = \"soon\""
+    ));
+    assert_eq!(code, Some(3));
+    assert!(
+        err.contains("front.session_timeout") && err.contains("soon"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hup_reloads_the_certificate_without_failing_requests() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front(dir.path(), &format!("unix:{}", upstream.path.display()), "");
+    let config = client_config(&certs.ca_pem);
+    let mut established = connect(&config, front.addr);
+    assert_eq!(peer_serial(&established), "01");
+
+    // Load during the reload: every request must succeed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (stop, failures, done, config, addr) = (
+            stop.clone(),
+            failures.clone(),
+            done.clone(),
+            config.clone(),
+            front.addr,
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match get(&config, addr, "/count") {
+                    Ok(r) if r.status == 200 => done.fetch_add(1, Ordering::SeqCst),
+                    _ => failures.fetch_add(1, Ordering::SeqCst),
+                };
+            }
+        })
+    };
+
+    // A bad new certificate is refused and the old one kept.
+    std::fs::write(dir.path().join("server.pem"), "not a certificate").expect("write");
+    front.proc.signal(libc::SIGHUP);
+    assert!(front
+        .proc
+        .wait_line("reload refused", Duration::from_secs(10))
+        .is_some());
+    assert_eq!(peer_serial(&connect(&config, front.addr)), "01");
+
+    certs.write_leaf(2);
+    front.proc.signal(libc::SIGHUP);
+    assert!(front
+        .proc
+        .wait_line("certificate serial 02", Duration::from_secs(10))
+        .is_some());
+    assert_eq!(peer_serial(&connect(&config, front.addr)), "02");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load thread");
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "{} ok",
+        done.load(Ordering::SeqCst)
+    );
+    assert!(done.load(Ordering::SeqCst) > 0);
+
+    // The connection made before the reload still works.
+    write!(
+        established,
+        "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .expect("write");
+    assert_eq!(
+        read_response(&mut established, false)
+            .expect("old conn")
+            .status,
+        200
+    );
+}
+
+#[test]
+fn term_lets_in_flight_requests_finish() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let mut front = start_front(dir.path(), &format!("unix:{}", upstream.path.display()), "");
+    let config = client_config(&certs.ca_pem);
+    let mut tls = connect(&config, front.addr);
+    write!(tls, "GET /slow/1000 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    front.proc.signal(libc::SIGTERM);
+    let resp = read_response(&mut tls, false).expect("in-flight response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(front.proc.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(TcpStream::connect(front.addr).is_err() || get(&config, front.addr, "/count").is_err());
+}

@@ -1,0 +1,459 @@
+//! Helpers for tests/front.rs: certificates made at test time (rcgen), the real binaries
+//! started on port 0 and temp unix sockets, a scripted upstream over a unix socket, and a
+//! rustls client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SerialNumber};
+
+/// A test CA and a leaf for localhost, written as PEM files in `dir`.
+pub struct Certs {
+    pub dir: PathBuf,
+    pub ca_pem: String,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Certs {
+    pub fn new(dir: &Path) -> Certs {
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "rgunicorn test CA");
+        let ca_cert = params.self_signed(&ca_key).expect("ca cert");
+        let ca_pem = ca_cert.pem();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).expect("write ca");
+        Certs {
+            dir: dir.to_path_buf(),
+            ca_pem,
+            ca_cert,
+            ca_key,
+        }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Write a leaf for localhost with `serial` to server.pem/server.key.
+    pub fn write_leaf(&self, serial: u8) {
+        let (cert, key) = self.leaf(serial, None);
+        std::fs::write(self.dir.join("server.pem"), cert).expect("write cert");
+        let key_path = self.dir.join("server.key");
+        std::fs::write(&key_path, key).expect("write key");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod key");
+    }
+
+    /// A leaf PEM and key PEM; `not_after` in the past makes it expired.
+    pub fn leaf(&self, serial: u8, expired: Option<()>) -> (String, String) {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        params.serial_number = Some(SerialNumber::from(vec![serial]));
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        if expired.is_some() {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params
+            .signed_by(&key, &self.ca_cert, &self.ca_key)
+            .expect("sign leaf");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Wait for a stderr line containing `needle`; returns it.
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut cmd: Command) -> Proc {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var_os("FRONT_TEST_VERBOSE").is_some() {
+                eprintln!("  | {line}");
+            }
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Proc {
+        child,
+        stderr_lines: rx,
+    }
+}
+
+/// The real worker server running the built-in echo app on a unix socket.
+pub fn start_workers(socket: &Path) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgunicorn"));
+    cmd.arg("-b")
+        .arg(format!("unix:{}", socket.display()))
+        .args(["-w", "1", "echo"]);
+    let proc = spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "workers did not come up on {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc
+}
+
+/// A running front and its actual addresses.
+pub struct Front {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub redirect: Option<SocketAddr>,
+    pub config: PathBuf,
+}
+
+/// Write `dir/front.toml` with `[front]` holding `extra` plus the test certificate, and
+/// start `rgunicorn-front` on it; waits until it listens.
+pub fn start_front(dir: &Path, upstream: &str, extra: &str) -> Front {
+    let config = dir.join("front.toml");
+    let text = format!(
+        "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\nthreads = 2\naccess_log = \"off\"\n{extra}\n",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display(),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgunicorn-front"));
+    cmd.arg("-c").arg(&config);
+    let proc = spawn(cmd);
+    let line = proc
+        .wait_line("front listening on ", Duration::from_secs(20))
+        .expect("front did not start");
+    let addr = line
+        .split("front listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("listening address");
+    let redirect = line
+        .split("redirecting http on ")
+        .nth(1)
+        .and_then(|rest| rest.trim().parse().ok());
+    Front {
+        proc,
+        addr,
+        redirect,
+        config,
+    }
+}
+
+/// A rustls client configuration trusting the test CA.
+pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca pem")).expect("add ca");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to the front, handshake done.
+pub fn connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Tls {
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config.clone(), name).expect("client conn");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    tls
+}
+
+/// The serial of the certificate the server presented, as hex.
+pub fn peer_serial(tls: &Tls) -> String {
+    let certs = tls.conn.peer_certificates().expect("peer certs");
+    let (_, cert) = x509_parser::parse_x509_certificate(certs[0].as_ref()).expect("parse cert");
+    cert.raw_serial_as_string()
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Read one response (Content-Length, chunked, or until close) from `stream`.
+pub fn read_response(stream: &mut impl Read, head_request: bool) -> std::io::Result<Resp> {
+    let mut reader = ByteReader { inner: stream };
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(reader.byte()?);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(resp);
+    }
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                line.push(reader.byte()?);
+            }
+            let size_text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {size_text:?}")))?;
+            let mut chunk = vec![0u8; size + 2];
+            reader.inner.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            resp.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = resp
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        resp.body = vec![0u8; len];
+        reader.inner.read_exact(&mut resp.body)?;
+    } else {
+        let _ = reader.inner.read_to_end(&mut resp.body);
+    }
+    Ok(resp)
+}
+
+struct ByteReader<'a, R: Read> {
+    inner: &'a mut R,
+}
+
+impl<R: Read> ByteReader<'_, R> {
+    fn byte(&mut self) -> std::io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.inner.read_exact(&mut b)?;
+        Ok(b[0])
+    }
+}
+
+/// One GET over a fresh TLS connection.
+pub fn get(
+    config: &Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<Resp> {
+    let mut tls = connect(config, addr);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    tls.flush()?;
+    read_response(&mut tls, false)
+}
+
+/// A scripted upstream on a unix socket: answers by path.
+/// - `/count`: `conn=<connection number> req=<request number on it>`, keep-alive
+/// - `/slow/<ms>`: the same after sleeping
+/// - `/hang`: never answers
+/// - `/big/<bytes>`: a chunked body of that many `x`
+/// - `/until-close/<bytes>`: HTTP/1.0-style body ended by closing
+pub struct TestUpstream {
+    pub path: PathBuf,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl TestUpstream {
+    pub fn start(path: &Path) -> TestUpstream {
+        let listener = UnixListener::bind(path).expect("bind test upstream");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let id = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::spawn(move || serve_upstream(stream, id));
+            }
+        });
+        TestUpstream {
+            path: path.to_path_buf(),
+            connections,
+        }
+    }
+}
+
+fn serve_upstream(stream: UnixStream, id: usize) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut out = stream;
+    for n in 1.. {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+        let result = if path == "/count" {
+            let body = format!("conn={id} req={n}");
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else if let Some(ms) = path.strip_prefix("/slow/") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            let body = format!("conn={id} req={n}");
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        } else if path == "/hang" {
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        } else if let Some(size) = path.strip_prefix("/big/") {
+            let mut left: usize = size.parse().unwrap_or(0);
+            let chunk = vec![b'x'; 60_000];
+            let mut result =
+                out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            while left > 0 && result.is_ok() {
+                let n = left.min(chunk.len());
+                result = write!(out, "{n:x}\r\n")
+                    .and_then(|_| out.write_all(&chunk[..n]))
+                    .and_then(|_| out.write_all(b"\r\n"));
+                left -= n;
+            }
+            result.and_then(|_| out.write_all(b"0\r\n\r\n"))
+        } else if let Some(size) = path.strip_prefix("/until-close/") {
+            let size: usize = size.parse().unwrap_or(0);
+            let _ = out.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+            let _ = out.write_all(&vec![b'y'; size]);
+            return;
+        } else {
+            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
