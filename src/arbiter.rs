@@ -190,16 +190,16 @@ impl Arbiter {
                         self.num_workers += 1;
                         log_info!("Number of workers: {}", self.num_workers);
                     }
-                    SIGTTOU => {
-                        if self.num_workers > 1 {
-                            self.num_workers -= 1;
-                            log_info!("Number of workers: {}", self.num_workers);
-                        }
+                    SIGTTOU if self.num_workers > 1 => {
+                        self.num_workers -= 1;
+                        log_info!("Number of workers: {}", self.num_workers);
                     }
                     SIGUSR1 => self.reopen_logs(),
                     SIGHUP => self.reload(),
                     SIGWINCH => log_info!("SIGWINCH ignored: not daemonized"),
-                    SIGUSR2 => log_warning!("SIGUSR2 (binary upgrade) is not supported yet: ignored"),
+                    SIGUSR2 => {
+                        log_warning!("SIGUSR2 (binary upgrade) is not supported yet: ignored")
+                    }
                     _ => {}
                 }
             }

@@ -31,7 +31,10 @@ pub enum ListenError {
 /// A socket the master holds for the whole life of the server.
 pub enum Bound {
     Tcp(TcpListener),
-    Unix { listener: UnixListener, path: PathBuf },
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
 }
 
 impl Bound {
@@ -149,7 +152,9 @@ fn bind_unix(path: &Path, backlog: i32, umask: u32) -> Result<Bound, ListenError
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(bind_err)?;
     let addr = SockAddr::unix(path).map_err(bind_err)?;
     // The socket file's mode comes from the umask at bind time (gunicorn's --umask).
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        umask as libc::mode_t,
+    ));
     let bound = socket.bind(&addr);
     nix::sys::stat::umask(old);
     bound.map_err(bind_err)?;

@@ -125,7 +125,10 @@ mod tests {
 
     #[test]
     fn handles_leap_days_and_epoch() {
-        assert_eq!(Civil::from_unix(0).http_date(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            Civil::from_unix(0).http_date(),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
         // 2024-02-29 12:00:00 UTC
         assert_eq!(
             Civil::from_unix(1_709_208_000).http_date(),

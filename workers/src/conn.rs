@@ -15,13 +15,12 @@ use crate::app::{App, Environ, Input, Mode};
 use crate::config::WorkerConfig;
 use crate::environ::{self, ConnInfo};
 use crate::http::{
-    parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, ParseError, RequestHead,
-    Version,
+    parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, ParseError, RequestHead, Version,
 };
 use crate::log::AccessLog;
 use crate::pool::{Job, Pool};
 use crate::respond::{
-    error_response, push_chunk, run_app, write_response, Answer, BodySource, Framing,
+    call_app, error_response, push_chunk, write_response, Answer, BodySource, Exchange, Framing,
     ResponseContext,
 };
 use crate::stream::Stream;
@@ -181,12 +180,18 @@ impl Conn {
         let cfg = cx.cfg;
         let idle = now.saturating_duration_since(self.last_active);
         match &self.state {
-            State::Head { started: Some(t) } if now.saturating_duration_since(*t) >= cfg.header_timeout => {
+            State::Head { started: Some(t) }
+                if now.saturating_duration_since(*t) >= cfg.header_timeout =>
+            {
                 self.fail(408, cx);
                 self.drive(cx)
             }
             State::Head { started: None } if self.out_pos >= self.out.len() => {
-                let limit = if self.served == 0 { cfg.header_timeout } else { cfg.keepalive };
+                let limit = if self.served == 0 {
+                    cfg.header_timeout
+                } else {
+                    cfg.keepalive
+                };
                 if idle >= limit {
                     Outcome::Close
                 } else {
@@ -196,7 +201,8 @@ impl Conn {
             State::Body(p) => {
                 let elapsed = now.saturating_duration_since(p.started);
                 let grace = std::time::Duration::from_secs(5);
-                let wanted = (elapsed.saturating_sub(grace).as_secs_f64() * cfg.min_body_rate as f64) as u64;
+                let wanted =
+                    (elapsed.saturating_sub(grace).as_secs_f64() * cfg.min_body_rate as f64) as u64;
                 if elapsed > grace && p.received < wanted || idle >= cfg.header_timeout {
                     crate::log_info!("body too slow from {}: closing", self.peer_name());
                     self.fail(408, cx);
@@ -227,7 +233,10 @@ impl Conn {
             match parse_request_head(&self.inbuf, &cx.cfg.limits) {
                 Ok(Some(head)) => return self.start_request(head, cx),
                 Ok(None) => {
-                    if let State::Head { started: started @ None } = &mut self.state {
+                    if let State::Head {
+                        started: started @ None,
+                    } = &mut self.state
+                    {
                         *started = Some(Instant::now());
                     }
                 }
@@ -281,23 +290,23 @@ impl Conn {
             is_head: false,
             keep_alive: false,
         };
-        write_response(
-            error_response(status),
+        let environ = Environ::default();
+        let ex = Exchange {
+            environ: &environ,
             ctx,
-            &cx.cfg.server_software,
-            &Environ::default(),
-            Instant::now(),
-            None,
-            &mut self.out,
-        );
+            server: &cx.cfg.server_software,
+            started: Instant::now(),
+            access: None,
+        };
+        write_response(error_response(status), &ex, &mut self.out);
         self.state = State::Closing;
     }
 
     fn start_request(&mut self, head: RequestHead, cx: &mut Cx) -> Step {
         self.inbuf.drain(..head.head_len);
         let started = Instant::now();
-        let retiring = cx.stopping
-            || (cx.cfg.max_requests > 0 && *cx.requests + 1 >= cx.cfg.max_requests);
+        let retiring =
+            cx.stopping || (cx.cfg.max_requests > 0 && *cx.requests + 1 >= cx.cfg.max_requests);
         let ctx = ResponseContext {
             version: head.version,
             is_head: head.method == "HEAD",
@@ -315,7 +324,7 @@ impl Conn {
                 }
                 BodyFraming::Length { remaining: n }
             }
-            BodyKind::Chunked => BodyFraming::Chunked(ChunkedDecoder::new()),
+            BodyKind::Chunked => BodyFraming::Chunked(ChunkedDecoder::with_limits(&cx.cfg.limits)),
         };
         if head.expect_continue && head.version == Version::Http11 && self.inbuf.is_empty() {
             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -339,7 +348,10 @@ impl Conn {
         let spill_at = cx.cfg.body_buffer_size;
         let done = match &mut pending.framing {
             BodyFraming::Length { remaining } => {
-                let take = self.inbuf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let take = self
+                    .inbuf
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 if take > 0 {
                     if let Err(err) = pending.sink.write(&self.inbuf[..take], spill_at) {
                         crate::log_error!("cannot buffer request body: {err}");
@@ -428,16 +440,15 @@ impl Conn {
                 Step::Again
             }
             _ => {
-                let answer = run_app(
-                    cx.app.as_ref(),
-                    &environ,
-                    input,
+                let response = call_app(cx.app.as_ref(), &environ, input);
+                let ex = Exchange {
+                    environ: &environ,
                     ctx,
-                    &cx.cfg.server_software,
+                    server: &cx.cfg.server_software,
                     started,
-                    cx.access,
-                    &mut self.out,
-                );
+                    access: cx.access,
+                };
+                let answer = write_response(response, &ex, &mut self.out);
                 self.after_answer(answer);
                 Step::Again
             }
@@ -605,7 +616,6 @@ impl Sink {
         })
     }
 }
-
 
 impl Conn {
     /// Waiting for a chunk an app thread is producing.

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::app::Environ;
 use crate::config::ForwardedAllow;
-use crate::http::{RequestHead, Version};
+use crate::http::{percent_decode_latin1, RequestHead, Version};
 
 /// What the connection contributes to the environ.
 #[derive(Debug, Clone)]
@@ -67,9 +67,11 @@ pub fn build(head: &RequestHead, conn: &ConnInfo, trust: &ForwardedAllow) -> Env
             }
         }
         // The trusted proxy appends the client it saw last; X-Real-IP is that same client.
-        let client = find("x-real-ip")
-            .map(str::trim)
-            .or_else(|| find("x-forwarded-for").and_then(|v| v.rsplit(',').next()).map(str::trim));
+        let client = find("x-real-ip").map(str::trim).or_else(|| {
+            find("x-forwarded-for")
+                .and_then(|v| v.rsplit(',').next())
+                .map(str::trim)
+        });
         if let Some(ip) = client.and_then(|c| c.parse::<IpAddr>().ok()) {
             remote_addr = ip.to_string();
             remote_port = String::new();
@@ -121,44 +123,16 @@ pub fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
-/// PATH_INFO: %XX decoded to bytes, then read as latin-1 (gunicorn's unquote_to_wsgi_str).
-pub fn percent_decode_latin1(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(char::from(h * 16 + l));
-                i += 3;
-                continue;
-            }
-        }
-        out.push(char::from(bytes[i]));
-        i += 1;
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn decodes_percent_escapes_as_latin1() {
-        assert_eq!(percent_decode_latin1("/a%20b"), "/a b");
-        assert_eq!(percent_decode_latin1("/%e9"), "/\u{e9}");
-        assert_eq!(percent_decode_latin1("/bad%zz%4"), "/bad%zz%4");
-        assert_eq!(percent_decode_latin1("/end%41"), "/endA");
-    }
-
-    #[test]
     fn splits_hosts() {
-        assert_eq!(split_host("example.com:8080"), ("example.com", Some("8080")));
+        assert_eq!(
+            split_host("example.com:8080"),
+            ("example.com", Some("8080"))
+        );
         assert_eq!(split_host("[::1]:5000"), ("::1", Some("5000")));
         assert_eq!(split_host("example.com"), ("example.com", None));
     }

@@ -232,14 +232,23 @@ fn compile(format: &str) -> Vec<Atom> {
 }
 
 fn braced(name: &str, kind: char) -> Option<String> {
-    let inner = name.strip_prefix('{')?.strip_suffix(kind)?.strip_suffix('}')?;
+    let inner = name
+        .strip_prefix('{')?
+        .strip_suffix(kind)?
+        .strip_suffix('}')?;
     Some(inner.to_ascii_lowercase())
 }
 
 fn render(atoms: &[Atom], rec: &AccessRecord, out: &mut String) {
     use std::fmt::Write as _;
     let env = rec.environ;
-    let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     for atom in atoms {
         match atom {
             Atom::Text(text) => out.push_str(text),
@@ -253,7 +262,10 @@ fn render(atoms: &[Atom], rec: &AccessRecord, out: &mut String) {
             )),
             Atom::Environ(name) => {
                 let vars = env.cgi_vars();
-                let value = vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+                let value = vars
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str());
                 out.push_str(&dash(value.unwrap_or("")));
             }
             Atom::Var(var) => {
@@ -262,7 +274,11 @@ fn render(atoms: &[Atom], rec: &AccessRecord, out: &mut String) {
                     "l" => write!(out, "-"),
                     "u" => write!(out, "-"),
                     "t" => write!(out, "{}", Civil::now().access_log_time()),
-                    "r" => write!(out, "{} {} {}", env.method, env.raw_uri, env.server_protocol),
+                    "r" => write!(
+                        out,
+                        "{} {} {}",
+                        env.method, env.raw_uri, env.server_protocol
+                    ),
                     "s" => write!(out, "{}", rec.status),
                     "m" => write!(out, "{}", env.method),
                     "U" => write!(out, "{}", env.path_info),
@@ -312,8 +328,9 @@ mod tests {
             length: Some(12),
             duration: std::time::Duration::from_micros(1500),
         };
-        let atoms =
-            compile(r#"%(h)s "%(r)s" %(s)s %(b)s %(B)s "%(a)s" %(f)s %(D)s %(M)s %({content-type}o)s %({User-Agent}i)s %(U)s %(q)s"#);
+        let atoms = compile(
+            r#"%(h)s "%(r)s" %(s)s %(b)s %(B)s "%(a)s" %(f)s %(D)s %(M)s %({content-type}o)s %({User-Agent}i)s %(U)s %(q)s"#,
+        );
         let mut out = String::new();
         render(&atoms, &rec, &mut out);
         assert_eq!(

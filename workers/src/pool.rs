@@ -11,13 +11,15 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::app::{App, Environ, Input};
 use crate::log::AccessLog;
-use crate::respond::{run_app, Answer, BodySource, ResponseContext};
+use crate::respond::{call_app, write_response, Answer, BodySource, Exchange, ResponseContext};
 
 /// Wakes the event loop at most once per sleep: the loop clears `awake` just before it
 /// blocks in poll, and whoever flips it back sends the one eventfd write.
 pub struct Wake {
     waker: mio::Waker,
     awake: AtomicBool,
+    /// The worker is retiring: answers made from now on say `Connection: close`.
+    retiring: AtomicBool,
 }
 
 impl Wake {
@@ -25,7 +27,16 @@ impl Wake {
         Wake {
             waker,
             awake: AtomicBool::new(true),
+            retiring: AtomicBool::new(false),
         }
+    }
+
+    pub fn set_retiring(&self) {
+        self.retiring.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::SeqCst)
     }
 
     pub fn wake(&self) {
@@ -60,6 +71,10 @@ pub struct Done {
     pub out: Vec<u8>,
     pub answer: Answer,
 }
+
+/// The app threads cannot take the job (they have all died).
+#[derive(Debug)]
+pub struct PoolGone;
 
 pub struct Pool {
     jobs: Option<Sender<Job>>,
@@ -116,10 +131,10 @@ impl Pool {
 
     /// Hand a job to the threads. The channel holds as many jobs as the worker holds
     /// connections, so this only fails if every thread has died.
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
+    pub fn submit(&self, job: Job) -> Result<(), PoolGone> {
         match &self.jobs {
-            Some(tx) => tx.try_send(job).map_err(|e| e.into_inner()),
-            None => Err(job),
+            Some(tx) => tx.try_send(job).map_err(|_| PoolGone),
+            None => Err(PoolGone),
         }
     }
 
@@ -134,17 +149,21 @@ impl Pool {
 
 fn app_thread(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>) {
     while let Ok(job) = jobs.recv() {
+        let response = call_app(shared.app.as_ref(), &job.environ, job.input);
+        let mut ctx = job.ctx;
+        // Checked after the app ran: a stop that began meanwhile must close this connection.
+        if shared.wake.is_retiring() {
+            ctx.keep_alive = false;
+        }
         let mut out = Vec::with_capacity(512);
-        let mut answer = run_app(
-            shared.app.as_ref(),
-            &job.environ,
-            job.input,
-            job.ctx,
-            &shared.server,
-            job.started,
-            shared.access.as_ref(),
-            &mut out,
-        );
+        let ex = Exchange {
+            environ: &job.environ,
+            ctx,
+            server: &shared.server,
+            started: job.started,
+            access: shared.access.as_ref(),
+        };
+        let mut answer = write_response(response, &ex, &mut out);
         // A stream must be pulled here, where the app's code may block; the loop
         // takes the chunks from a small bounded channel as the client reads them.
         let stream = match answer.rest.take() {

@@ -108,18 +108,9 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Call the app, catching a panic as a 500, and write the response into `out`.
-pub fn run_app(
-    app: &dyn App,
-    environ: &Environ,
-    mut input: Input,
-    ctx: ResponseContext,
-    server: &str,
-    started: Instant,
-    access: Option<&AccessLog>,
-    out: &mut Vec<u8>,
-) -> Answer {
-    let response = match catch_unwind(AssertUnwindSafe(|| app.call(environ, &mut input))) {
+/// Call the app, catching a panic as a 500.
+pub fn call_app(app: &dyn App, environ: &Environ, mut input: Input) -> Response {
+    match catch_unwind(AssertUnwindSafe(|| app.call(environ, &mut input))) {
         Ok(response) => response,
         Err(panic) => {
             let what = panic
@@ -134,8 +125,16 @@ pub fn run_app(
             );
             error_response(500)
         }
-    };
-    write_response(response, ctx, server, environ, started, access, out)
+    }
+}
+
+/// Everything a response is framed with besides the app's answer.
+pub struct Exchange<'a> {
+    pub environ: &'a Environ,
+    pub ctx: ResponseContext,
+    pub server: &'a str,
+    pub started: Instant,
+    pub access: Option<&'a AccessLog>,
 }
 
 /// A plain-text error page, as gunicorn sends for a bad request or a failing app.
@@ -150,15 +149,14 @@ pub fn error_response(status: u16) -> Response {
 
 /// Frame `response` into `out`: status line, server headers, app headers (hop-by-hop
 /// dropped), then the body when it is already bytes.
-pub fn write_response(
-    response: Response,
-    ctx: ResponseContext,
-    server: &str,
-    environ: &Environ,
-    started: Instant,
-    access: Option<&AccessLog>,
-    out: &mut Vec<u8>,
-) -> Answer {
+pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> Answer {
+    let Exchange {
+        environ,
+        ctx,
+        server,
+        started,
+        access,
+    } = *ex;
     let Response {
         status,
         headers,
@@ -177,7 +175,9 @@ pub fn write_response(
         }
         if is_hop_by_hop(&name) {
             if name.eq_ignore_ascii_case("connection")
-                && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+                && value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
             {
                 keep_alive = false;
             }
@@ -235,7 +235,9 @@ pub fn write_response(
             out.extend_from_slice(b"\r\nContent-Length: ");
             push_u64(out, n);
         }
-        Framing::Chunked if !ctx.is_head => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
+        Framing::Chunked if !ctx.is_head => {
+            out.extend_from_slice(b"\r\nTransfer-Encoding: chunked")
+        }
         _ => {}
     }
     out.extend_from_slice(b"\r\n\r\n");

@@ -145,8 +145,11 @@ impl Worker {
         let mut mio_listeners = Vec::with_capacity(listeners.len());
         for (i, listener) in listeners.into_iter().enumerate() {
             let mut listener = MioListener::from_std(listener);
-            poll.registry()
-                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            poll.registry().register(
+                &mut listener,
+                Token(LISTENER_BASE + i),
+                Interest::READABLE,
+            )?;
             mio_listeners.push(Some(listener));
         }
         let access = match &cfg.access_log {
@@ -278,48 +281,22 @@ impl Worker {
         EXIT_OK
     }
 
-    fn cx<'a>(
-        key: usize,
-        app: &'a Arc<dyn App>,
-        mode: Mode,
-        pool: Option<&'a Pool>,
-        cfg: &'a WorkerConfig,
-        access: Option<&'a AccessLog>,
-        scratch: &'a mut [u8],
-        stopping: bool,
-        requests: &'a mut u64,
-    ) -> Cx<'a> {
-        Cx {
-            key,
-            app,
-            mode,
-            pool,
-            cfg,
-            access,
-            scratch,
-            stopping,
-            requests,
-        }
-    }
-
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut cx = Self::cx(
+        let mut cx = Cx {
             key,
-            &self.app,
-            self.mode,
-            self.pool.as_ref(),
-            &self.cfg,
-            self.access.as_ref(),
-            &mut self.scratch,
-            self.stop_by.is_some(),
-            &mut self.requests,
-        );
-        if conn.drive(&mut cx) == Outcome::Close {
-            self.close(key);
-        } else if self.stop_by.is_some() && conn.is_idle() {
+            app: &self.app,
+            mode: self.mode,
+            pool: self.pool.as_ref(),
+            cfg: &self.cfg,
+            access: self.access.as_ref(),
+            scratch: &mut self.scratch,
+            stopping: self.stop_by.is_some(),
+            requests: &mut self.requests,
+        };
+        if conn.drive(&mut cx) == Outcome::Close || (self.stop_by.is_some() && conn.is_idle()) {
             self.close(key);
         }
     }
@@ -333,17 +310,17 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(done.key) else {
                 continue;
             };
-            let mut cx = Self::cx(
-                done.key,
-                &self.app,
-                self.mode,
-                self.pool.as_ref(),
-                &self.cfg,
-                self.access.as_ref(),
-                &mut self.scratch,
-                self.stop_by.is_some(),
-                &mut self.requests,
-            );
+            let mut cx = Cx {
+                key: done.key,
+                app: &self.app,
+                mode: self.mode,
+                pool: self.pool.as_ref(),
+                cfg: &self.cfg,
+                access: self.access.as_ref(),
+                scratch: &mut self.scratch,
+                stopping: self.stop_by.is_some(),
+                requests: &mut self.requests,
+            };
             let outcome = conn.answered(done.out, done.answer, &mut cx);
             if outcome == Outcome::Close || (self.stop_by.is_some() && conn.is_idle()) {
                 self.close(done.key);
@@ -400,7 +377,9 @@ impl Worker {
     }
 
     fn resume_accepting(&mut self) {
-        if self.accept_paused && self.stop_by.is_none() && self.conns.len() < self.cfg.worker_connections
+        if self.accept_paused
+            && self.stop_by.is_none()
+            && self.conns.len() < self.cfg.worker_connections
         {
             self.accept_paused = false;
             for i in 0..self.listeners.len() {
@@ -422,17 +401,17 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let mut cx = Self::cx(
+            let mut cx = Cx {
                 key,
-                &self.app,
-                self.mode,
-                self.pool.as_ref(),
-                &self.cfg,
-                self.access.as_ref(),
-                &mut self.scratch,
-                self.stop_by.is_some(),
-                &mut self.requests,
-            );
+                app: &self.app,
+                mode: self.mode,
+                pool: self.pool.as_ref(),
+                cfg: &self.cfg,
+                access: self.access.as_ref(),
+                scratch: &mut self.scratch,
+                stopping: self.stop_by.is_some(),
+                requests: &mut self.requests,
+            };
             if conn.check_deadline(now, &mut cx) == Outcome::Close {
                 self.close(key);
             }
@@ -443,6 +422,7 @@ impl Worker {
     fn begin_stop(&mut self, why: &str) {
         crate::log_info!("{why} (pid: {})", std::process::id());
         self.stop_by = Some(Instant::now() + self.cfg.graceful_timeout);
+        self.wake.set_retiring();
         for listener in self.listeners.iter_mut() {
             if let Some(mut l) = listener.take() {
                 let _ = self.poll.registry().deregister(&mut l);
