@@ -514,3 +514,36 @@ fn worker_answers_python_http_client() {
     let _ = (&out.stdout[..]).read_to_string(&mut sink);
     assert!(sink.contains("ok"));
 }
+
+#[test]
+fn access_log_uses_gunicorn_atoms() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let log_arg = log.display().to_string();
+    let server = Server::start(&[
+        "--access-logfile",
+        &log_arg,
+        "--access-logformat",
+        r#"%(h)s "%(r)s" %(s)s %(b)s "%(a)s" %(m)s %(U)s %(q)s %(H)s %({x-test}i)s %({content-type}o)s"#,
+    ]);
+    let resp = exchange(
+        server.addr,
+        format!("GET {WELCOME_PATH}?a=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: tester/1\r\nX-Test: yes\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(resp.status, 200);
+    let want = format!(
+        r#"127.0.0.1 "GET {WELCOME_PATH}?a=1 HTTP/1.1" 200 67 "tester/1" GET {WELCOME_PATH} a=1 HTTP/1.1 yes application/json; charset=utf-8"#
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().any(|l| l == want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access log has {text:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

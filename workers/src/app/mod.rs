@@ -137,7 +137,10 @@ pub enum Body {
     /// Content-Length, and close-delimited on HTTP/1.0.
     Stream(ChunkStream),
     /// A file sent from its current position; `len` bytes when given, else to its end.
-    File { file: File, len: Option<u64> },
+    File {
+        file: File,
+        len: Option<u64>,
+    },
 }
 
 impl Body {
@@ -215,5 +218,40 @@ pub fn load(spec: &str) -> Result<Arc<dyn App>, AppError> {
         "echo" => Ok(Arc::new(echo::Echo)),
         other if other.contains(':') => Err(AppError::PythonUnsupported(other.to_string())),
         other => Err(AppError::Unknown(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgi_vars_follow_gunicorn_header_rules() {
+        let environ = Environ {
+            method: "POST".into(),
+            content_type: "text/plain".into(),
+            content_length: "3".into(),
+            headers: vec![
+                ("X-Multi".into(), "a".into()),
+                ("x-multi".into(), "b".into()),
+                ("X_Spoofed".into(), "evil".into()),
+                ("Content-Type".into(), "text/plain".into()),
+                ("User-Agent".into(), "t".into()),
+            ],
+            ..Environ::default()
+        };
+        let vars = environ.cgi_vars();
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HTTP_X_MULTI"), Some("a,b"));
+        assert_eq!(
+            get("HTTP_X_SPOOFED"),
+            None,
+            "underscore headers are dropped"
+        );
+        assert_eq!(get("HTTP_CONTENT_TYPE"), None);
+        assert_eq!(get("CONTENT_TYPE"), Some("text/plain"));
+        assert_eq!(get("CONTENT_LENGTH"), Some("3"));
+        assert_eq!(get("HTTP_USER_AGENT"), Some("t"));
+        assert_eq!(get("REQUEST_METHOD"), Some("POST"));
     }
 }
