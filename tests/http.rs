@@ -547,3 +547,16 @@ fn access_log_uses_gunicorn_atoms() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn half_closed_client_still_gets_every_answer() {
+    let server = Server::start_bin(&custom_app_bin(), &[], &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reader = Reader::new(stream);
+    assert_eq!(reader.response(false).unwrap().text(), "slow done\n");
+    assert!(reader.response(false).unwrap().text().starts_with("hello"));
+}

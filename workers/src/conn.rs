@@ -256,6 +256,11 @@ impl Conn {
         }
         loop {
             match self.stream.read(cx.scratch) {
+                Ok(0) if self.out_pos < self.out.len() => {
+                    // The client half-closed after its last request: deliver the answers first.
+                    self.state = State::Closing;
+                    return Step::Again;
+                }
                 Ok(0) => return Step::Close,
                 Ok(n) => {
                     self.inbuf.extend_from_slice(&cx.scratch[..n]);
