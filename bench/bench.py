@@ -142,6 +142,18 @@ def busy_processes(seconds=1.0):
     return sorted(busy, key=lambda x: -x["cpu"])[:8]
 
 
+def system_busy_ticks():
+    """All CPUs' non-idle ticks since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4]  # minus idle and iowait
+
+
+def children_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return [float(x) for x in f.read().split()[:3]]
@@ -363,6 +375,9 @@ listen = "127.0.0.1:{port}"
 certfile = "{crt}"
 keyfile = "{key}"
 upstream = "unix:{sock}"
+# parity with the nginx configs here: no access log; room for the idle-connection test
+access_log = "off"
+worker_connections = 20000
 """)
     return path
 
@@ -456,6 +471,7 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
 
     th = threading.Thread(target=sampler, daemon=True) if sample_mem else None
     t0 = cpu_ticks(server.roots)
+    sys0, ch0 = system_busy_ticks(), children_cpu_s()
     w0 = time.monotonic()
     if th:
         th.start()
@@ -466,6 +482,7 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         return {"error": "wrk timed out"}
     wall = time.monotonic() - w0
     t1 = cpu_ticks(server.roots)
+    sys1, ch1 = system_busy_ticks(), children_cpu_s()
     if th:
         th.join(timeout=duration + 5)
     m = re.search(r"^WRKJSON (\{.*\})$", out, re.M)
@@ -482,6 +499,9 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         "server_cpu_s": round(cpu_s, 3),
         "server_cpu_us_per_req": round(cpu_s * 1e6 / good, 2) if good else None,
         "server_cpu_cores": round(cpu_s / wall, 3) if wall else None,
+        "wrk_cpu_cores": round((ch1 - ch0) / wall, 3) if wall else None,
+        # noise: CPU that neither the server nor wrk used during the run (others' compiles...)
+        "other_cpu_cores": round(max(0.0, (sys1 - sys0) / CLK - cpu_s - (ch1 - ch0)) / wall, 3) if wall else None,
     })
     if sample_mem and "procs" in memsample:
         res["mem_under_load"] = mem_total(memsample["procs"])
@@ -499,7 +519,7 @@ def summarize(runs):
     if not ok:
         return {"error": runs[0].get("error") if runs else "no run"}
     s = {k: median_of(ok, k) for k in ("rps", "lat_p50_us", "lat_p99_us", "server_cpu_us_per_req",
-                                       "server_cpu_cores", "errors")}
+                                       "server_cpu_cores", "wrk_cpu_cores", "other_cpu_cores", "errors")}
     s["runs"] = len(ok)
     s["rps_all"] = [r["rps"] for r in ok]
     loads = [r["mem_under_load"] for r in ok if "mem_under_load" in r]
@@ -526,6 +546,7 @@ def sweep(servers, concs, reps, duration, close=False, tag=""):
                 else:
                     log(f"  {tag} r{rnd} c={c:<5d} {s.key:24s} {r['rps']:>10.0f} req/s  p99 "
                         f"{r['lat_p99_us'] / 1000:7.2f} ms  cpu {r['server_cpu_us_per_req'] or 0:6.1f} us/req"
+                        f"  other {r['other_cpu_cores']:.2f} cores"
                         + (f"  errors {r['errors']}" if r["errors"] else ""))
     return {k: {str(c): {"median": summarize(v), "runs": v} for c, v in d.items()} for k, d in raw.items()}
 
@@ -665,7 +686,10 @@ def markdown(res, servers_by_scn):
          f"Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
          f"Load generator: wrk on the same {m['machine']['cores']} cores; {m['duration_s']} s per run, "
          f"{m['reps']} interleaved round(s), medians shown. CPU/req = user+sys of the server's whole "
-         "process tree (/proc) ÷ requests answered.", ""]
+         "process tree (/proc) ÷ requests answered.",
+         (f"Noise: during the runs, processes other than the server and wrk used a median of "
+          f"{m['noise_other_cpu_cores']['median']} cores (max {m['noise_other_cpu_cores']['max']}) of {m['machine']['cores']}."
+          if m.get("noise_other_cpu_cores") else ""), ""]
     for line in m.get("skipped", []):
         L.append(f"- SKIPPED: {line}")
     if m.get("skipped"):
@@ -678,7 +702,11 @@ def markdown(res, servers_by_scn):
                   note="req/s here = connections (TLS: handshakes) per second.")
     memr = res.get("memory", {})
     L += ["### 4. Memory (sum over every process of the server; RSS counts shared pages per process, PSS splits them)",
-          "", "| server | processes | idle RSS | idle PSS | under load RSS (max conc) | idle keep-alive conns held | RSS with them | per connection |",
+          "", f"Idle connections: each opened, sent one request, got its answer, then held ({m['hold_n']} plain, "
+          f"{min(m['hold_n'], 2000)} TLS); per connection = (RSS holding them - RSS just before) / connections still open. "
+          "rgunicorn, gunicorn gthread and granian hold them on instances with a longer keep-alive and more "
+          "worker connections than their defaults; nginx's configs here set worker_connections 20000 "
+          "(preallocated per worker: part of its idle RSS).", "", "| server | processes | idle RSS | idle PSS | under load RSS (max conc) | idle keep-alive conns held | RSS with them | per connection |",
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in servers_by_scn["all"]:
         i = memr.get("idle", {}).get(s.key)
@@ -725,14 +753,18 @@ def plot(res, servers_by_scn, path):
             if xs:
                 axes[r][0].plot(xs, rps, marker="o", label=s.label)
                 axes[r][1].plot(xs, p99, marker="o", label=s.label)
-        for ax, yl in ((axes[r][0], "requests/s (median)"), (axes[r][1], "p99 latency, ms (median)")):
+        concs = res["meta"]["concs_plain" if scn == "plain" else "concs_tls"]
+        for ax, yl in ((axes[r][0], "requests/s (median, log)"), (axes[r][1], "p99 latency, ms (median, log)")):
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks(concs)
+            ax.set_xticklabels([str(c) for c in concs])
             ax.set_xlabel("concurrent connections")
             ax.set_ylabel(yl)
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
-        axes[r][1].set_yscale("log")
-        axes[r][0].legend(fontsize=8)
+        if axes[r][0].get_legend_handles_labels()[0]:
+            axes[r][0].legend(fontsize=8)
     m = res["meta"]
     fig.suptitle(f"rgunicorn bench {m['date']} ({'quick' if m['quick'] else 'full'}): {m['machine']['cores']} cores, "
                  f"wrk on the same cores, load at start {m['load_start'][0]}")
@@ -935,6 +967,11 @@ def main():
         for s in tls:
             s.stop()
 
+    others = [r["other_cpu_cores"] for scn in ("plain", "tls", "churn", "churn_tls")
+              for d in res.get(scn, {}).values() for c in d.values() for r in c["runs"]
+              if r.get("other_cpu_cores") is not None]
+    if others:
+        meta["noise_other_cpu_cores"] = {"median": round(statistics.median(others), 2), "max": round(max(others), 2)}
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
     meta["load_end"] = loadavg()
     meta["server_info"] = {s.key: s.info for s in servers_by_scn["all"]}
