@@ -337,7 +337,7 @@ fn errors_502_504_413_and_slow_clients_408() {
     let mut tls = connect(&config, front.addr);
     write!(
         tls,
-        "POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
+        "POST /hang HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
     )
     .expect("write");
     assert_eq!(read_response(&mut tls, false).expect("413").status, 413);
@@ -345,7 +345,7 @@ fn errors_502_504_413_and_slow_clients_408() {
     let mut tls = connect(&config, front.addr);
     write!(
         tls,
-        "POST /count HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "POST /hang HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     .expect("write");
     let _ = write!(tls, "800\r\n{}\r\n", "z".repeat(0x800));
@@ -492,7 +492,11 @@ fn hup_reloads_the_certificate_without_failing_requests() {
         .proc
         .wait_line("reload refused", Duration::from_secs(10))
         .is_some());
-    assert_eq!(peer_serial(&connect(&config, front.addr)), "01");
+    // Fresh client configs: a resumed session would report the old certificate.
+    assert_eq!(
+        peer_serial(&connect(&client_config(&certs.ca_pem), front.addr)),
+        "01"
+    );
 
     certs.write_leaf(2);
     front.proc.signal(libc::SIGHUP);
@@ -500,7 +504,12 @@ fn hup_reloads_the_certificate_without_failing_requests() {
         .proc
         .wait_line("certificate serial 02", Duration::from_secs(10))
         .is_some());
-    assert_eq!(peer_serial(&connect(&config, front.addr)), "02");
+    // The loops take the new config a moment after the log line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while peer_serial(&connect(&client_config(&certs.ca_pem), front.addr)) != "02" {
+        assert!(Instant::now() < deadline, "new certificate not served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     load.join().expect("load thread");

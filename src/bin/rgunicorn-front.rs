@@ -11,7 +11,12 @@ use clap::Parser;
 #[command(name = "rgunicorn-front", version)]
 struct Args {
     /// The config file whose [front] table configures the front.
-    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = "conf/rgunicorn.toml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "conf/rgunicorn.toml"
+    )]
     config: PathBuf,
     /// Check the configuration and the certificate, then exit.
     #[arg(long)]
@@ -34,8 +39,14 @@ fn run(args: &Args) -> i32 {
     if args.check_config {
         return match rgunicorn::front::tls::load(&settings.certfile, &settings.keyfile) {
             Ok(loaded) => {
-                loaded.warnings.iter().for_each(|w| eprintln!("rgunicorn-front: warning: {w}"));
-                println!("rgunicorn-front: configuration ok, certificate serial {}", loaded.serial);
+                loaded
+                    .warnings
+                    .iter()
+                    .for_each(|w| eprintln!("rgunicorn-front: warning: {w}"));
+                println!(
+                    "rgunicorn-front: configuration ok, certificate serial {}",
+                    loaded.serial
+                );
                 0
             }
             Err(err) => {

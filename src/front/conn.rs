@@ -122,7 +122,7 @@ impl Client {
 
     fn work(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
         loop {
-            let mut progress = self.read_client()?;
+            let mut progress = self.read_client(ctx)?;
             progress |= self.advance(ctx)?;
             progress |= self.pump_upstream(ctx)?;
             progress |= self.advance(ctx)?;
@@ -178,7 +178,7 @@ impl Client {
     }
 
     /// TLS records in, plaintext into `input` while it has room.
-    fn read_client(&mut self) -> Result<bool, Close> {
+    fn read_client(&mut self, ctx: &Ctx<'_>) -> Result<bool, Close> {
         if let State::Lingering { .. } = self.state {
             let mut scratch = [0u8; 4096];
             return match self.sock.read(&mut scratch) {
@@ -228,7 +228,9 @@ impl Client {
                 }
                 Ok(_) => {
                     progress = true;
-                    if self.tls.process_new_packets().is_err() {
+                    if let Err(err) = self.tls.process_new_packets() {
+                        ctx.log
+                            .info(&format!("TLS error with client {}: {err}", self.peer.ip()));
                         // Flush the alert rustls queued, once, then give up.
                         let _ = self.tls.write_tls(&mut self.sock);
                         return Err(Close);
@@ -236,7 +238,13 @@ impl Client {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progress),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(Close),
+                Err(err) => {
+                    ctx.log.info(&format!(
+                        "reading from client {} failed: {err}",
+                        self.peer.ip()
+                    ));
+                    return Err(Close);
+                }
             }
         }
     }

@@ -77,9 +77,13 @@ pub enum Response {
 
 #[derive(Debug)]
 pub enum ResponseBody {
-    Length { left: u64 },
+    Length {
+        left: u64,
+    },
     Chunked(ChunkDecoder),
     UntilClose,
+    /// The workers closed after an until-close body: what is buffered is the rest.
+    Rest,
 }
 
 /// Why an exchange cannot go on.
@@ -315,11 +319,12 @@ impl Exchange {
                             emit(&data, *client, out);
                             (n, decoder.is_done())
                         }
-                        ResponseBody::UntilClose => {
+                        ResponseBody::UntilClose | ResponseBody::Rest => {
                             let n = self.from_upstream.len().min(room);
                             self.body_sent += n as u64;
                             emit(&self.from_upstream[..n], *client, out);
-                            (n, false)
+                            let rest = matches!(body, ResponseBody::Rest);
+                            (n, rest && n == self.from_upstream.len())
                         }
                     };
                     self.from_upstream.drain(..consumed);
@@ -339,12 +344,17 @@ impl Exchange {
     /// The workers closed their side: the end of an until-close body, or an error.
     /// Returns whether the response is now complete.
     pub fn upstream_eof(&mut self, out: &mut Vec<u8>) -> bool {
-        match &self.response {
+        match &mut self.response {
             Response::Body {
                 body: ResponseBody::UntilClose,
                 ..
             } if self.from_upstream.is_empty() => {
                 self.finish_body(out, false);
+                true
+            }
+            Response::Body { body, .. } if matches!(body, ResponseBody::UntilClose) => {
+                // The client has not taken everything yet: finish once it has.
+                *body = ResponseBody::Rest;
                 true
             }
             Response::Done { .. } => true,
@@ -456,7 +466,6 @@ mod tests {
         let mut out = Vec::new();
         x.give_response(&mut out, &settings, false).expect("ok");
         assert!(x.close_after);
-        assert!(!x.upstream_eof(&mut Vec::new()) || x.from_upstream.is_empty());
         assert!(String::from_utf8_lossy(&out).ends_with("Connection: close\r\n\r\nhello"));
         assert!(x.upstream_eof(&mut out));
         assert!(x.finished() && !x.upstream_reusable());

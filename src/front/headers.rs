@@ -334,8 +334,10 @@ mod tests {
 
     #[test]
     fn response_restates_framing_and_server() {
-        let mut settings = FrontSettings::default();
-        settings.hsts = Some("max-age=31536000".into());
+        let settings = FrontSettings {
+            hsts: Some("max-age=31536000".into()),
+            ..FrontSettings::default()
+        };
         let resp = ResponseHead {
             status: 200,
             reason: "OK".into(),

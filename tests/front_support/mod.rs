@@ -178,9 +178,10 @@ pub struct Front {
 pub fn start_front(dir: &Path, upstream: &str, extra: &str) -> Front {
     let config = dir.join("front.toml");
     let text = format!(
-        "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\nthreads = 2\naccess_log = \"off\"\n{extra}\n",
+        "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\naccess_log = \"off\"\n{threads}{extra}\n",
         dir.join("server.pem").display(),
         dir.join("server.key").display(),
+        threads = if extra.contains("threads") { "" } else { "threads = 2\n" },
     );
     std::fs::write(&config, text).expect("write config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgunicorn-front"));
