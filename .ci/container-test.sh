@@ -70,9 +70,9 @@ trap cleanup EXIT
 # ---------------------------------------------------------------------------------------
 # 1. build, and a first run with the image's default command on the host network
 [ -x "$BUILD_AND_RUN" ] || [ -r "$BUILD_AND_RUN" ] || { bad "no $BUILD_AND_RUN"; finish; }
-busy=$(ss -ltnH 2>/dev/null | awk '{print $4}' | grep -E ':(443|80|5000)$' || true)
+busy=$(ss -ltnH 2>/dev/null | awk '{print $4}' | grep -E ":(443|80|5000|$HOST_PORT|$REDIRECT_PORT)\$" || true)
 if [ -n "$busy" ]; then
-  bad "host ports 443, 80 and 5000 must be free for the host-network run; in use: $(echo "$busy" | tr '\n' ' ')"
+  bad "host ports 443, 80, 5000, $HOST_PORT and $REDIRECT_PORT must be free; in use: $(echo "$busy" | tr '\n' ' ')"
   finish
 fi
 step "build and first run: $BUILD_AND_RUN $CONTEXT"
@@ -88,6 +88,10 @@ else
   finish
 fi
 for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
+echo "     image: $("${P[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE" 2>/dev/null | head -n 1)"
+out=$("${P[@]}" run --rm "$IMAGE" bash ./start.sh --check-config 2>&1)
+check "conf/container.toml passes rgunicorn --check-config in the image (bash ./start.sh --check-config)" [ $? = 0 ]
+[ -n "$out" ] && echo "$out" | grep -v 'systemd' | tail -n 5
 
 # ---------------------------------------------------------------------------------------
 # helpers
