@@ -326,6 +326,10 @@ impl Client {
                     }
                 }
             }
+            State::Proxy(x) if self.peer_done && x.body.in_progress() && self.input.is_empty() => {
+                // The client left in the middle of its request body: nothing to answer.
+                Err(Close)
+            }
             State::Proxy(x) => {
                 let max = ctx.rt.settings.client_max_body_size;
                 let mut progress = match x.take_body(&mut self.input, max, ctx.now) {
@@ -624,8 +628,11 @@ impl Client {
             && (x.body_received as f64) < s.client_body_min_rate as f64 * elapsed.as_secs_f64();
         let body_stalled = x.body.in_progress()
             && (too_slow || now.duration_since(x.last_read) > s.client_body_timeout);
-        let waiting_upstream =
-            !matches!(x.response, Response::Done { .. }) && self.output.len() < BUF_CAP;
+        // Only the workers' silence counts: not a client too slow to take what they sent.
+        let waiting_upstream = !matches!(x.response, Response::Done { .. })
+            && self.output.len() < BUF_CAP
+            && x.from_upstream.len() < BUF_CAP
+            && !self.tls.wants_write();
         let upstream_stalled =
             waiting_upstream && now.duration_since(x.last_upstream) > s.upstream_read_timeout;
         let (status, message, level) = if connecting {
