@@ -49,7 +49,10 @@ fn curl_reaches_the_echo_app_with_forwarded_headers_and_front_server_header() {
     let front = start_front(
         dir.path(),
         &format!("unix:{}", sock.display()),
-        "hsts = \"max-age=31536000\"",
+        &format!(
+            "hsts = \"max-age=31536000\"\naccess_log = \"{}\"",
+            dir.path().join("access.log").display()
+        ),
     );
     let url = format!("https://localhost:{}/api/v1/x?y=1", front.addr.port());
     let out = Command::new("curl")
@@ -114,6 +117,16 @@ fn curl_reaches_the_echo_app_with_forwarded_headers_and_front_server_header() {
     assert!(
         get("x-hop").is_empty() && get("connection").is_empty(),
         "{headers:?}"
+    );
+    // nginx "combined": addr - - [time] "request" status bytes "referer" "agent"
+    let log = std::fs::read_to_string(dir.path().join("access.log")).expect("access log");
+    let line = log.lines().next().expect("a line");
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains("] \"GET /api/v1/x?y=1 HTTP/1.1\" 200 ")
+            && line.contains(" \"-\" \"curl/")
+            && line.ends_with('"'),
+        "{line}"
     );
 }
 
@@ -229,6 +242,20 @@ fn keepalive_is_reused_on_both_sides_and_streams_big_bodies() {
             "upstream connection not reused"
         );
     }
+    // Pipelined requests in one write come back in order.
+    write!(
+        tls,
+        "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\nGET /count HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .expect("write");
+    assert_eq!(
+        read_response(&mut tls, false).expect("first").text(),
+        "conn=1 req=4"
+    );
+    assert_eq!(
+        read_response(&mut tls, false).expect("second").text(),
+        "conn=1 req=5"
+    );
     // A 20 MB chunked download crosses within bounded buffers, re-chunked for the client.
     write!(tls, "GET /big/20000000 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     let resp = read_response(&mut tls, false).expect("big response");

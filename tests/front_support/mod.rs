@@ -178,9 +178,14 @@ pub struct Front {
 pub fn start_front(dir: &Path, upstream: &str, extra: &str) -> Front {
     let config = dir.join("front.toml");
     let text = format!(
-        "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\naccess_log = \"off\"\n{threads}{extra}\n",
+        "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\n{access_log}{threads}{extra}\n",
         dir.join("server.pem").display(),
         dir.join("server.key").display(),
+        access_log = if extra.contains("access_log") {
+            ""
+        } else {
+            "access_log = \"off\"\n"
+        },
         threads = if extra.contains("threads") { "" } else { "threads = 2\n" },
     );
     std::fs::write(&config, text).expect("write config");
