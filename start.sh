@@ -18,6 +18,8 @@
 #   APP                 the app: a built-in name (welcome, echo) or module:callable (default welcome)
 #   CERTFILE, KEYFILE   the front's certificate chain and key (default: the config's,
 #                       /etc/rgunicorn/cert/server.pem and server.key)
+#   HTTPS_PORT          the port clients use for https, for the :80 redirect's Location
+#                       (front.https_port; e.g. 5000 with -p 5000:443 -p 80:80)
 #   REQUIRE_CERT=1      refuse to start without a certificate instead of making a self-signed one
 #   RGUNICORN_CONF      config file (default conf/container.toml beside this script)
 #   RGUNICORN_CMD_ARGS  more flags, read by rgunicorn itself (gunicorn's GUNICORN_CMD_ARGS)
@@ -200,21 +202,45 @@ if [ "$has_front" = 1 ]; then
   else
     log "certificate $certfile, key $keyfile"
   fi
+fi
 
-  # Other paths than the config's: run a copy of it that names them (HUP re-reads the copy).
+# ---------------------------------------------------------------------------------------
+# Settings of [front] that have no flag (certfile, keyfile, https_port): when they differ
+# from the config file, run a copy of it that says so. HUP re-reads that copy.
+sed_args=()
+if [ "$has_front" = 1 ]; then
   if [ "$certfile" != "$conf_cert" ] || [ "$keyfile" != "$conf_key" ]; then
     case $certfile$keyfile in
       *'"'* | *\\* | *'|'* | *'&'*) die "CERTFILE/KEYFILE must not contain \", \\, | or &" ;;
     esac
-    runconf=$(dirname "${upstream#unix:}")/rgunicorn.toml
-    [[ $upstream == unix:* ]] || runconf=${TMPDIR:-/tmp}/rgunicorn.toml
-    sed -e "s|^\([[:space:]]*certfile[[:space:]]*=[[:space:]]*\).*|\1\"$certfile\"|" \
-        -e "s|^\([[:space:]]*keyfile[[:space:]]*=[[:space:]]*\).*|\1\"$keyfile\"|" \
-        "$conf" > "$runconf.tmp"
-    mv "$runconf.tmp" "$runconf"
-    args[1]=$runconf
-    log "running $runconf: $conf with certfile = $certfile, keyfile = $keyfile"
+    sed_args+=(-e "s|^\([[:space:]]*certfile[[:space:]]*=[[:space:]]*\).*|\1\"$certfile\"|"
+               -e "s|^\([[:space:]]*keyfile[[:space:]]*=[[:space:]]*\).*|\1\"$keyfile\"|")
   fi
+fi
+append=""
+if [ -n "${HTTPS_PORT:-}" ]; then
+  need_uint HTTPS_PORT "$HTTPS_PORT" 1
+  [ "$HTTPS_PORT" -le 65535 ] || die "HTTPS_PORT must be a port number, got '$HTTPS_PORT'"
+  [ "$has_front" = 1 ] || die "HTTPS_PORT is set but $conf has no [front] table"
+  if grep -q '^[[:space:]]*https_port[[:space:]]*=' "$conf"; then
+    sed_args+=(-e "s|^\([[:space:]]*https_port[[:space:]]*=[[:space:]]*\).*|\1$HTTPS_PORT|")
+  elif [ "$(grep '^[[:space:]]*\[' "$conf" | tail -n 1 | tr -d '[:space:]')" = "[front]" ]; then
+    append="https_port = $HTTPS_PORT"
+  else
+    die "HTTPS_PORT needs an https_port line in $conf, or [front] as its last table"
+  fi
+fi
+if [ "${#sed_args[@]}" -gt 0 ] || [ -n "$append" ]; then
+  rundir=${TMPDIR:-/tmp}
+  [[ $upstream == unix:* ]] && rundir=$(dirname "${upstream#unix:}")
+  runconf=$rundir/rgunicorn.toml
+  {
+    if [ "${#sed_args[@]}" -gt 0 ]; then sed "${sed_args[@]}" "$conf"; else cat "$conf"; fi
+    if [ -n "$append" ]; then printf '\n# from start.sh (HTTPS_PORT)\n%s\n' "$append"; fi
+  } > "$runconf.tmp"
+  mv "$runconf.tmp" "$runconf"
+  args[1]=$runconf
+  log "running $runconf: $conf with [front] certfile = $certfile, keyfile = $keyfile${append:+, $append}"
 fi
 
 args+=("$@" "${APP:-welcome}")
