@@ -69,6 +69,23 @@ impl FrontListeners {
         self.redirect.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Duplicates of the sockets, so a master can keep its own and hand these to a
+    /// (re)spawned front.
+    pub fn try_clone(&self) -> std::io::Result<FrontListeners> {
+        Ok(FrontListeners {
+            tls: self
+                .tls
+                .iter()
+                .map(TcpListener::try_clone)
+                .collect::<Result<_, _>>()?,
+            redirect: self
+                .redirect
+                .as_ref()
+                .map(TcpListener::try_clone)
+                .transpose()?,
+        })
+    }
+
     /// Every descriptor, for a master that must keep them open (e.g. across re-exec).
     pub fn raw_fds(&self) -> Vec<RawFd> {
         self.tls
