@@ -168,7 +168,8 @@ pub fn server_config(
         inner: ticketer,
         timeout: settings.session_timeout,
     });
-    config.ignore_client_order = true;
+    // Mozilla intermediate: ssl_prefer_server_ciphers off (every suite offered is strong).
+    config.ignore_client_order = false;
     Ok(Arc::new(config))
 }
 
