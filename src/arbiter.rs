@@ -1,12 +1,22 @@
-//! The master process (gunicorn's arbiter): binds every listener, forks the workers,
-//! keeps their number up, reaps every child, and reacts to signals. Single-threaded;
-//! signal handlers only queue the signal number on a pipe, and one `match` dispatches.
-//! It never runs application code and never parses HTTP.
+//! The master process (gunicorn's arbiter): binds every listener, forks the workers (and
+//! the TLS front when configured), keeps their number up, reaps every child, kills the
+//! ones whose heartbeat is late, and reacts to signals. Single-threaded; signal handlers
+//! only queue the signal number on a pipe, and one `match` dispatches. It never runs
+//! application code and never parses HTTP. SIGNALS.md is the specification.
+//!
+//! Neighbours: [`heartbeat`] (the memory a worker beats into), [`upgrade`] (USR2, systemd
+//! sockets, sd_notify), [`front`] (supervising the TLS front), [`crate::listeners`].
+
+mod front;
+pub mod heartbeat;
+pub mod upgrade;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,11 +27,13 @@ use nix::unistd::{fork, ForkResult, Pid};
 use signal_hook::consts::signal::*;
 use signal_hook::SigId;
 
-use crate::config::Settings;
-use crate::listeners::{self, Bound};
+use crate::config::{self, Command, Settings};
+use crate::listeners::{self, BindOptions, Listening};
 use crate::pidfile::Pidfile;
-use rgunicorn_workers::worker::{self, NoHooks, EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
+use heartbeat::Slot;
+use rgunicorn_workers::worker::{self, EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
+use upgrade::Inherited;
 
 /// Exit codes of the master.
 pub const EXIT_OK: i32 = 0;
@@ -31,7 +43,7 @@ pub const EXIT_START_ERROR: i32 = 1;
 const HANDLED: [i32; 10] = [
     SIGHUP, SIGQUIT, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD,
 ];
-/// The master wakes at least this often to restore the worker count.
+/// The master wakes at least this often to check heartbeats and the worker count.
 const TICK: Duration = Duration::from_millis(500);
 
 /// The queue of signals: handlers write the signal number, the loop reads it.
@@ -94,15 +106,65 @@ impl SignalQueue {
 /// One worker the master knows about.
 struct WorkerSlot {
     age: u64,
-    /// Sent TERM to retire it; it no longer counts towards `workers`.
+    /// Retiring (told to, or said so itself): it no longer counts towards `num_workers`.
     retiring: bool,
+    /// The memory it beats into.
+    heartbeat: Slot,
+    /// Sent SIGABRT for a late heartbeat; SIGKILL on the next check.
+    aborted: bool,
+}
+
+/// What a worker slot's state asks the master to do (a pure decision, unit-tested).
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Fine,
+    /// Heartbeat late for the first time: SIGABRT.
+    Abort,
+    /// Still there after SIGABRT: SIGKILL.
+    Kill,
+    /// Retired by itself (max_requests, stuck request): start its replacement.
+    Replace,
+    /// Over the memory cap: retire it gracefully.
+    TooBig(u64),
+}
+
+struct Health {
+    silent_for: Duration,
+    aborted: bool,
+    retiring: bool,
+    says_retiring: bool,
+    rss: Option<u64>,
+}
+
+fn judge(h: &Health, timeout: Duration, max_memory: u64) -> Verdict {
+    if !timeout.is_zero() && h.silent_for > timeout {
+        return if h.aborted {
+            Verdict::Kill
+        } else {
+            Verdict::Abort
+        };
+    }
+    if h.retiring {
+        return Verdict::Fine;
+    }
+    if h.says_retiring {
+        return Verdict::Replace;
+    }
+    match h.rss {
+        Some(rss) if max_memory > 0 && rss > max_memory => Verdict::TooBig(rss),
+        _ => Verdict::Fine,
+    }
 }
 
 pub struct Arbiter {
+    /// The command line as started, re-read on HUP and re-executed on USR2.
+    args: Vec<OsString>,
+    /// The binary as it was named at start: USR2 runs what is at that path now.
+    exe: Option<PathBuf>,
     settings: Settings,
     /// The app an embedding program passed in; otherwise workers load the named APP.
     app: Option<Arc<dyn App>>,
-    listeners: Vec<Bound>,
+    listeners: Vec<Listening>,
     workers: HashMap<Pid, WorkerSlot>,
     signals: SignalQueue,
     num_workers: usize,
@@ -110,30 +172,47 @@ pub struct Arbiter {
     pidfile: Option<Pidfile>,
     /// Why the master must stop: a worker's boot failure code.
     halt: Option<(i32, String)>,
+    front: Option<front::Front>,
+    /// The new master a USR2 started, while it runs.
+    new_master: Option<Pid>,
+    /// Set in a master started by USR2: the old master's pid, until it is gone.
+    old_master: Option<Pid>,
 }
 
 /// Run the server until it is stopped; returns the exit code.
 pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
-    let listeners = match listeners::bind_all(
-        &settings.binds,
-        settings.backlog,
-        settings.umask,
-        settings.reuse_port,
-    ) {
+    let inherited = Inherited::take_from_env();
+    let opts = bind_options(&settings);
+    let bound = if !inherited.systemd.is_empty() {
+        log_info!("Using the sockets systemd passed (LISTEN_FDS); binds are not used");
+        listeners::adopt_all(&inherited.systemd)
+    } else {
+        listeners::adopt_fds(&inherited.upgrade)
+            .and_then(|adopted| listeners::bind_all(&settings.binds, opts, adopted))
+    };
+    let listeners = match bound {
         Ok(listeners) => listeners,
         Err(err) => {
             log_error!("{err}");
             return EXIT_START_ERROR;
         }
     };
+    let old_master = inherited.is_upgrade().then(nix::unistd::getppid);
     let pidfile = match &settings.pidfile {
-        Some(path) => match Pidfile::create(path) {
-            Ok(p) => Some(p),
-            Err(err) => {
-                log_error!("{err}");
-                return EXIT_START_ERROR;
+        Some(path) => {
+            // After USR2 the old master still owns PIDFILE: write PIDFILE.2 until it is gone.
+            let path = match old_master {
+                Some(_) => second_pidfile(path),
+                None => path.clone(),
+            };
+            match Pidfile::create(&path) {
+                Ok(p) => Some(p),
+                Err(err) => {
+                    log_error!("{err}");
+                    return EXIT_START_ERROR;
+                }
             }
-        },
+        }
         None => None,
     };
     let signals = match SignalQueue::install() {
@@ -143,7 +222,19 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
             return EXIT_START_ERROR;
         }
     };
+    let front = match &settings.front {
+        Some(front_settings) => match front::Front::bind(front_settings.clone()) {
+            Ok(f) => Some(f),
+            Err(err) => {
+                log_error!("{err}");
+                return EXIT_START_ERROR;
+            }
+        },
+        None => None,
+    };
     let mut arbiter = Arbiter {
+        args: std::env::args_os().collect(),
+        exe: std::env::current_exe().ok(),
         num_workers: settings.workers,
         settings,
         app,
@@ -153,16 +244,38 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
         worker_age: 0,
         pidfile,
         halt: None,
+        front,
+        new_master: None,
+        old_master,
     };
     arbiter.start_log();
     arbiter.serve()
+}
+
+fn bind_options(settings: &Settings) -> BindOptions {
+    BindOptions {
+        backlog: settings.backlog,
+        umask: settings.umask,
+        reuse_port: settings.reuse_port,
+        owner: (settings.uid, settings.gid),
+    }
+}
+
+fn second_pidfile(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".2");
+    PathBuf::from(name)
 }
 
 impl Arbiter {
     fn start_log(&self) {
         log_info!("Starting rgunicorn {}", env!("CARGO_PKG_VERSION"));
         for l in &self.listeners {
-            log_info!("Listening at: {} ({})", l.describe(), std::process::id());
+            log_info!(
+                "Listening at: {} ({})",
+                l.socket.describe(),
+                std::process::id()
+            );
         }
         let app = &self.settings.worker.app;
         if self.app.is_some() {
@@ -180,6 +293,10 @@ impl Arbiter {
 
     fn serve(&mut self) -> i32 {
         self.manage_workers();
+        if let Some(front) = self.front.as_mut() {
+            front.spawn(&self.signals, self.settings.config_file.clone());
+        }
+        upgrade::sd_notify("READY=1");
         loop {
             for sig in self.signals.wait(TICK) {
                 match sig {
@@ -196,10 +313,8 @@ impl Arbiter {
                     }
                     SIGUSR1 => self.reopen_logs(),
                     SIGHUP => self.reload(),
-                    SIGWINCH => log_info!("SIGWINCH ignored: not daemonized"),
-                    SIGUSR2 => {
-                        log_warning!("SIGUSR2 (binary upgrade) is not supported yet: ignored")
-                    }
+                    SIGUSR2 => self.upgrade(),
+                    SIGWINCH => self.winch(),
                     _ => {}
                 }
             }
@@ -209,7 +324,12 @@ impl Arbiter {
                 log_error!("Shutting down: {why}");
                 return self.stop(false, code);
             }
+            self.check_workers();
             self.manage_workers();
+            if let Some(front) = self.front.as_mut() {
+                front.respawn_if_due(&self.signals, self.settings.config_file.clone());
+            }
+            self.adopt_pidfile();
         }
     }
 
@@ -236,6 +356,54 @@ impl Arbiter {
         }
     }
 
+    /// Heartbeats, self-retirement and memory: what each worker's slot says.
+    fn check_workers(&mut self) {
+        let timeout = self.settings.worker.timeout;
+        let max_memory = self.settings.max_worker_memory;
+        let verdicts: Vec<(Pid, Verdict)> = self
+            .workers
+            .iter()
+            .map(|(pid, w)| {
+                let health = Health {
+                    silent_for: w.heartbeat.silent_for(),
+                    aborted: w.aborted,
+                    retiring: w.retiring,
+                    says_retiring: w.heartbeat.is_retiring(),
+                    rss: (max_memory > 0).then(|| rss_bytes(*pid)).flatten(),
+                };
+                (*pid, judge(&health, timeout, max_memory))
+            })
+            .collect();
+        for (pid, verdict) in verdicts {
+            match verdict {
+                Verdict::Fine => {}
+                Verdict::Abort => {
+                    log_critical_timeout(pid);
+                    let _ = kill(pid, Signal::SIGABRT);
+                    if let Some(w) = self.workers.get_mut(&pid) {
+                        w.aborted = true;
+                        w.retiring = true;
+                    }
+                }
+                Verdict::Kill => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                Verdict::Replace => {
+                    if let Some(w) = self.workers.get_mut(&pid) {
+                        w.retiring = true;
+                    }
+                }
+                Verdict::TooBig(rss) => {
+                    log_info!(
+                        "Worker (pid:{pid}) uses {} MiB, over max_worker_memory: recycling",
+                        rss >> 20
+                    );
+                    self.retire(pid);
+                }
+            }
+        }
+    }
+
     fn retire(&mut self, pid: Pid) {
         if let Some(slot) = self.workers.get_mut(&pid) {
             slot.retiring = true;
@@ -253,14 +421,23 @@ impl Arbiter {
         let listeners = self
             .listeners
             .iter()
-            .map(Bound::for_worker)
+            .map(|l| l.socket.for_worker())
             .collect::<io::Result<Vec<_>>>()?;
+        let heartbeat = Slot::new()?;
         // SAFETY: the master is single-threaded (no other thread can hold a lock the
         // child would need), and the child leaves through process::exit, never returning.
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Child => {
                 self.signals.forget_in_child();
-                let code = worker::run(listeners, cfg, self.app.clone(), &mut NoHooks);
+                if let Some(front) = self.front.take() {
+                    front.close_in_worker();
+                }
+                if let Err(err) = drop_privileges(self.settings.uid, self.settings.gid) {
+                    log_error!("worker failed to boot: {err}");
+                    std::process::exit(EXIT_BOOT_ERROR);
+                }
+                let mut hooks = heartbeat::Beat { slot: &heartbeat };
+                let code = worker::run(listeners, cfg, self.app.clone(), &mut hooks);
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
@@ -269,6 +446,8 @@ impl Arbiter {
                     WorkerSlot {
                         age: self.worker_age,
                         retiring: false,
+                        heartbeat,
+                        aborted: false,
                     },
                 );
                 Ok(())
@@ -280,8 +459,8 @@ impl Arbiter {
     fn reap(&mut self) {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => self.worker_died(pid, Some(code), None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.worker_died(pid, None, Some(sig)),
+                Ok(WaitStatus::Exited(pid, code)) => self.child_died(pid, Some(code), None),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => self.child_died(pid, None, Some(sig)),
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
@@ -293,7 +472,21 @@ impl Arbiter {
         }
     }
 
-    fn worker_died(&mut self, pid: Pid, code: Option<i32>, sig: Option<Signal>) {
+    fn child_died(&mut self, pid: Pid, code: Option<i32>, sig: Option<Signal>) {
+        if self.new_master == Some(pid) {
+            log_warning!("The upgraded master (pid:{pid}) exited: this master keeps serving");
+            self.new_master = None;
+            listeners::own_socket_files();
+            return;
+        }
+        if let Some(front) = self.front.as_mut() {
+            if front.pid() == Some(pid) {
+                if let Some(why) = front.died(code, sig) {
+                    self.halt = Some((EXIT_BOOT_ERROR, why));
+                }
+                return;
+            }
+        }
         let Some(slot) = self.workers.remove(&pid) else {
             return; // an orphan we adopted as PID 1
         };
@@ -307,6 +500,9 @@ impl Arbiter {
             (Some(0), _) if slot.retiring => {}
             (Some(0), _) => log_info!("Worker exiting (pid: {pid})"),
             (Some(code), _) => log_error!("Worker (pid:{pid}) exited with code {code}"),
+            (_, Some(Signal::SIGKILL)) if slot.aborted => {
+                log_error!("Worker (pid:{pid}) was killed after its timeout")
+            }
             (_, Some(Signal::SIGKILL)) => {
                 log_error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
             }
@@ -316,22 +512,85 @@ impl Arbiter {
     }
 
     fn reopen_logs(&mut self) {
+        log_info!("Handling signal: usr1");
         if let Err(err) = rgunicorn_workers::log::reopen() {
             log_error!("cannot reopen error log: {err}");
         }
         for pid in self.workers.keys() {
             let _ = kill(*pid, Signal::SIGUSR1);
         }
+        if let Some(pid) = self.front.as_ref().and_then(front::Front::pid) {
+            let _ = kill(pid, Signal::SIGUSR1);
+        }
     }
 
-    /// HUP: start a full set of new workers, then retire the old ones gracefully.
+    /// HUP: load the configuration again; if it is good, re-bind what changed, start a
+    /// full set of new workers, then retire the old ones gracefully. If it is not, say so
+    /// in one line and keep everything as it is.
     fn reload(&mut self) {
-        log_info!("Hang up: Master");
+        log_info!("Handling signal: hup");
+        upgrade::sd_notify("RELOADING=1");
+        match self.load_again() {
+            Ok(settings) => self.apply(settings),
+            Err(why) => log_error!("Reload refused, the old workers keep serving: {why}"),
+        }
+        if let Some(pid) = self.front.as_ref().and_then(front::Front::pid) {
+            let _ = kill(pid, Signal::SIGHUP);
+        }
+        upgrade::sd_notify("READY=1");
+    }
+
+    fn load_again(&self) -> Result<Settings, String> {
+        let settings = match config::load(&self.args, &|key| std::env::var(key).ok()) {
+            Ok(Command::Run(s) | Command::CheckConfig(s) | Command::PrintConfig(s)) => s,
+            Err(err) => return Err(err.to_string()),
+        };
+        if self.app.is_none() {
+            crate::startup::check(&settings).map_err(|e| e.to_string())?;
+        }
+        crate::startup::prepare(&settings).map_err(|e| e.to_string())?;
+        Ok(settings)
+    }
+
+    fn apply(&mut self, settings: Settings) {
+        let opts = bind_options(&settings);
+        let mut current = std::mem::take(&mut self.listeners);
+        match listeners::rebind(&mut current, &settings.binds, opts) {
+            Ok(next) => {
+                for gone in current {
+                    log_info!("Closing {} (no longer bound)", gone.socket.describe());
+                }
+                for l in next.iter().filter(|l| !self.had_bind(&l.bind)) {
+                    log_info!(
+                        "Listening at: {} ({})",
+                        l.socket.describe(),
+                        std::process::id()
+                    );
+                }
+                self.listeners = next;
+            }
+            Err(err) => {
+                self.listeners = current;
+                log_error!("Reload refused, the old workers keep serving: {err}");
+                return;
+            }
+        }
+        if settings.pidfile != self.settings.pidfile {
+            if let Some(old) = self.pidfile.take() {
+                old.remove();
+            }
+            self.pidfile = settings
+                .pidfile
+                .as_deref()
+                .and_then(|p| Pidfile::create(p).map_err(|err| log_error!("{err}")).ok());
+        }
+        self.num_workers = settings.workers;
+        self.settings = settings;
         let old: Vec<Pid> = self.workers.keys().copied().collect();
         for _ in 0..self.num_workers {
             if let Err(err) = self.spawn_worker() {
                 log_error!("cannot fork a worker during reload: {err}");
-                return;
+                break;
             }
         }
         for pid in old {
@@ -339,19 +598,109 @@ impl Arbiter {
         }
     }
 
+    fn had_bind(&self, bind: &config::BindAddr) -> bool {
+        self.settings.binds.contains(bind)
+    }
+
+    /// USR2: re-execute the binary with our listening sockets.
+    fn upgrade(&mut self) {
+        log_info!("Handling signal: usr2");
+        if let Some(pid) = self.new_master {
+            log_warning!("USR2 ignored: an upgraded master (pid:{pid}) is already running");
+            return;
+        }
+        if self.old_master.is_some() {
+            log_warning!("USR2 ignored: this master's own upgrade is not finished");
+            return;
+        }
+        let Some(exe) = self.exe.clone() else {
+            log_error!("USR2 ignored: cannot tell which binary this is");
+            return;
+        };
+        let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.socket.raw_fd()).collect();
+        match upgrade::spawn_new_master(&exe, self.args.get(1..).unwrap_or_default(), &fds) {
+            Ok(pid) => {
+                log_info!(
+                    "Started the upgraded master (pid:{pid}) with {} socket(s)",
+                    fds.len()
+                );
+                self.new_master = Some(pid);
+                // The new master serves the unix socket files too: do not unlink them.
+                listeners::keep_socket_files();
+            }
+            Err(err) => log_error!("USR2: cannot start {}: {err}", exe.display()),
+        }
+    }
+
+    /// WINCH: with an upgraded master running, stop our workers (keep the master, so the
+    /// operator can still go back with HUP); otherwise ignore it (a terminal resize).
+    fn winch(&mut self) {
+        if self.new_master.is_none() {
+            log_info!("SIGWINCH ignored: no upgraded master is running");
+            return;
+        }
+        log_info!("Handling signal: winch: stopping the workers gracefully");
+        self.num_workers = 0;
+        let pids: Vec<Pid> = self.workers.keys().copied().collect();
+        for pid in pids {
+            self.retire(pid);
+        }
+    }
+
+    /// In a master started by USR2: once the old master is gone, take over PIDFILE.
+    fn adopt_pidfile(&mut self) {
+        let Some(old) = self.old_master else {
+            return;
+        };
+        if nix::unistd::getppid() == old {
+            return;
+        }
+        self.old_master = None;
+        log_info!("The old master (pid:{old}) is gone: this master takes over");
+        if let (Some(pidfile), Some(path)) = (self.pidfile.take(), self.settings.pidfile.clone()) {
+            self.pidfile = match pidfile.rename(&path) {
+                Ok(p) => Some(p),
+                Err(err) => {
+                    log_error!("{err}");
+                    None
+                }
+            };
+        }
+    }
+
     /// Stop every worker: TERM and wait up to graceful_timeout (graceful), or QUIT and a
-    /// short wait (fast); then KILL what is left. Returns the master's exit code.
+    /// short wait (fast); then KILL what is left; then the front. Returns the exit code.
     fn stop(&mut self, graceful: bool, code: i32) -> i32 {
         log_info!("Handling signal: {}", if graceful { "term" } else { "int" });
+        upgrade::sd_notify("STOPPING=1");
         let (sig, wait) = if graceful {
             (Signal::SIGTERM, self.settings.worker.graceful_timeout)
         } else {
             (Signal::SIGQUIT, Duration::from_secs(1))
         };
-        for pid in self.workers.keys() {
+        for (pid, w) in self.workers.iter_mut() {
+            w.retiring = true;
             let _ = kill(*pid, sig);
         }
-        let deadline = Instant::now() + wait;
+        self.wait_for_workers(graceful, Instant::now() + wait);
+        if let Some(mut front) = self.front.take() {
+            front.stop(sig, wait);
+        }
+        if self.new_master.is_some() {
+            // The upgraded master serves these sockets now: close, do not unlink.
+            for l in self.listeners.drain(..) {
+                l.socket.close_keeping_file();
+            }
+        }
+        self.listeners.clear();
+        if let Some(pidfile) = self.pidfile.take() {
+            pidfile.remove();
+        }
+        log_info!("Shutting down: Master");
+        code
+    }
+
+    fn wait_for_workers(&mut self, graceful: bool, deadline: Instant) {
         while !self.workers.is_empty() && Instant::now() < deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             let sigs = self.signals.wait(left.min(Duration::from_millis(50)));
@@ -375,13 +724,37 @@ impl Arbiter {
                 Err(_) => break,
             }
         }
-        self.listeners.clear();
-        if let Some(pidfile) = self.pidfile.take() {
-            pidfile.remove();
-        }
-        log_info!("Shutting down: Master");
-        code
     }
+}
+
+fn log_critical_timeout(pid: Pid) {
+    rgunicorn_workers::log_critical!("WORKER TIMEOUT (pid:{pid}): sending SIGABRT");
+}
+
+/// Resident memory of a process, from /proc/PID/statm (pages).
+fn rss_bytes(pid: Pid) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).unwrap_or(4096))
+}
+
+/// In a worker, before any app code: become `--user`/`--group` (the master stays as it
+/// is, so it can bind low ports again on HUP).
+fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+    use nix::unistd::{geteuid, setgid, setgroups, setuid, Gid, Uid};
+    if let Some(gid) = gid {
+        let gid = Gid::from_raw(gid);
+        if geteuid().is_root() {
+            setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
+        }
+        setgid(gid).map_err(|e| format!("cannot switch to group {gid}: {e}"))?;
+    }
+    if let Some(uid) = uid {
+        setuid(Uid::from_raw(uid)).map_err(|e| format!("cannot switch to user {uid}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A spread of extra requests per worker so they do not all restart together.
@@ -394,4 +767,86 @@ fn jitter(max: u64, seed: u64) -> u64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     x % (max + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> Health {
+        Health {
+            silent_for: Duration::from_secs(1),
+            aborted: false,
+            retiring: false,
+            says_retiring: false,
+            rss: Some(100 << 20),
+        }
+    }
+
+    #[test]
+    fn a_late_worker_gets_abort_then_kill() {
+        let t = Duration::from_secs(30);
+        let late = Health {
+            silent_for: Duration::from_secs(31),
+            ..health()
+        };
+        assert_eq!(judge(&late, t, 0), Verdict::Abort);
+        let aborted = Health {
+            aborted: true,
+            ..late
+        };
+        assert_eq!(judge(&aborted, t, 0), Verdict::Kill);
+        // A retiring worker is still killed when it stops beating.
+        let retiring = Health {
+            silent_for: Duration::from_secs(31),
+            retiring: true,
+            ..health()
+        };
+        assert_eq!(judge(&retiring, t, 0), Verdict::Abort);
+    }
+
+    #[test]
+    fn timeout_zero_never_kills() {
+        let late = Health {
+            silent_for: Duration::from_secs(3600),
+            ..health()
+        };
+        assert_eq!(judge(&late, Duration::ZERO, 0), Verdict::Fine);
+    }
+
+    #[test]
+    fn a_worker_retiring_by_itself_is_replaced_once() {
+        let says = Health {
+            says_retiring: true,
+            ..health()
+        };
+        assert_eq!(judge(&says, Duration::from_secs(30), 0), Verdict::Replace);
+        let known = Health {
+            retiring: true,
+            ..says
+        };
+        assert_eq!(judge(&known, Duration::from_secs(30), 0), Verdict::Fine);
+    }
+
+    #[test]
+    fn memory_cap_recycles_only_above_the_cap() {
+        let t = Duration::from_secs(30);
+        assert_eq!(judge(&health(), t, 0), Verdict::Fine);
+        assert_eq!(judge(&health(), t, 200 << 20), Verdict::Fine);
+        assert_eq!(judge(&health(), t, 50 << 20), Verdict::TooBig(100 << 20));
+    }
+
+    #[test]
+    fn rss_of_this_process_is_readable() {
+        let rss = rss_bytes(nix::unistd::getpid()).expect("statm");
+        assert!(rss > 0);
+    }
+
+    #[test]
+    fn the_upgrade_pidfile_is_the_pidfile_dot_2() {
+        assert_eq!(
+            second_pidfile(std::path::Path::new("/run/app.pid")),
+            PathBuf::from("/run/app.pid.2")
+        );
+    }
 }

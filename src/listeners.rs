@@ -1,10 +1,12 @@
 //! Binding the listening sockets in the master, before any worker exists, so that every
 //! worker inherits them (gunicorn's model) and a bad address stops the start early.
 //! TCP (`HOST:PORT`, `[V6]:PORT`), unix sockets (`unix:PATH`) and inherited fds (`fd://N`).
+//! On HUP, [`rebind`] keeps the sockets whose bind did not change; after a USR2 upgrade,
+//! [`bind_all`] adopts the sockets the old master passed down instead of binding again.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,24 @@ pub enum ListenError {
     NotASocket(PathBuf),
     #[error("cannot use fd://{fd}: {source}")]
     InheritedFd { fd: RawFd, source: io::Error },
+    #[error("cannot give unix:{} to the workers' user (chown): {source}", path.display())]
+    Chown { path: PathBuf, source: io::Error },
+}
+
+/// A bound socket and the `--bind` value it came from (what HUP compares).
+pub struct Listening {
+    pub bind: BindAddr,
+    pub socket: Bound,
+}
+
+/// How sockets are bound: the settings that shape a new socket.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    pub backlog: i32,
+    pub umask: u32,
+    pub reuse_port: bool,
+    /// Owner for unix socket files, so workers that drop privileges can use them.
+    pub owner: (Option<u32>, Option<u32>),
 }
 
 /// A socket the master holds for the whole life of the server.
@@ -57,6 +77,42 @@ impl Bound {
         }
     }
 
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Bound::Tcp(l) => l.as_raw_fd(),
+            Bound::Unix { listener, .. } => listener.as_raw_fd(),
+        }
+    }
+
+    /// Close the socket without removing a unix socket file (another master uses it).
+    pub fn close_keeping_file(self) {
+        let fd = match self {
+            Bound::Tcp(ref l) => l.as_raw_fd(),
+            Bound::Unix { ref listener, .. } => listener.as_raw_fd(),
+        };
+        std::mem::forget(self);
+        // SAFETY: `self` owned this fd and was forgotten above, so nothing else closes it.
+        drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    }
+
+    /// Whether this socket is what `bind` asks for (an inherited socket's match).
+    fn serves(&self, bind: &BindAddr) -> bool {
+        match (bind, self) {
+            (BindAddr::Fd(fd), b) => b.raw_fd() == *fd,
+            (BindAddr::Unix(path), Bound::Unix { path: p, .. }) => p == path,
+            (BindAddr::Tcp { host, port }, Bound::Tcp(l)) => {
+                let Ok(local) = l.local_addr() else {
+                    return false;
+                };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                (host, *port).to_socket_addrs().is_ok_and(|mut addrs| {
+                    addrs.any(|a| a.ip() == local.ip() && (*port == 0 || *port == local.port()))
+                })
+            }
+            _ => false,
+        }
+    }
+
     /// The port a TCP listener got (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
@@ -80,21 +136,117 @@ impl Drop for Bound {
 /// The pid that bound the sockets: only it removes unix socket files on drop.
 pub static MASTER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// Stop removing unix socket files on drop: a new master (USR2) serves them now.
+pub fn keep_socket_files() {
+    MASTER_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process binds (and so owns) the unix socket files it creates.
+pub fn own_socket_files() {
+    MASTER_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Bind every `binds` entry, taking a socket from `inherited` (a USR2 upgrade's
+/// `RGUNICORN_FD`) instead when one already serves that address. Inherited sockets no
+/// bind asks for are closed (their files stay: the old master may still serve them).
 pub fn bind_all(
     binds: &[BindAddr],
-    backlog: i32,
-    umask: u32,
-    reuse_port: bool,
-) -> Result<Vec<Bound>, ListenError> {
-    MASTER_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
-    binds
-        .iter()
-        .map(|bind| match bind {
-            BindAddr::Tcp { host, port } => bind_tcp(host, *port, backlog, reuse_port),
-            BindAddr::Unix(path) => bind_unix(path, backlog, umask),
-            BindAddr::Fd(fd) => adopt_fd(*fd),
+    opts: BindOptions,
+    mut inherited: Vec<Bound>,
+) -> Result<Vec<Listening>, ListenError> {
+    own_socket_files();
+    let mut out = Vec::with_capacity(binds.len());
+    for bind in binds {
+        let socket = match inherited.iter().position(|b| b.serves(bind)) {
+            Some(i) => inherited.swap_remove(i),
+            None => bind_one(bind, opts)?,
+        };
+        out.push(Listening {
+            bind: bind.clone(),
+            socket,
+        });
+    }
+    for unused in inherited {
+        unused.close_keeping_file();
+    }
+    Ok(out)
+}
+
+/// Adopt the sockets systemd passed (`LISTEN_FDS`): every one is a listener.
+pub fn adopt_all(fds: &[RawFd]) -> Result<Vec<Listening>, ListenError> {
+    own_socket_files();
+    fds.iter()
+        .map(|fd| {
+            Ok(Listening {
+                bind: BindAddr::Fd(*fd),
+                socket: adopt_fd(*fd)?,
+            })
         })
         .collect()
+}
+
+/// Adopt inherited descriptors as sockets (the new master after USR2).
+pub fn adopt_fds(fds: &[RawFd]) -> Result<Vec<Bound>, ListenError> {
+    fds.iter().map(|fd| adopt_fd(*fd)).collect()
+}
+
+/// HUP: the sockets for `binds`, keeping those of `current` whose bind is unchanged and
+/// binding the rest. On success `current` holds only the sockets no longer wanted (the
+/// caller closes them); on failure it is untouched and the new sockets are closed.
+pub fn rebind(
+    current: &mut Vec<Listening>,
+    binds: &[BindAddr],
+    opts: BindOptions,
+) -> Result<Vec<Listening>, ListenError> {
+    let mut fresh = Vec::new();
+    for bind in binds {
+        if !current.iter().any(|l| l.bind == *bind) {
+            fresh.push(Listening {
+                bind: bind.clone(),
+                socket: bind_one(bind, opts)?,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(binds.len());
+    for bind in binds {
+        match current.iter().position(|l| l.bind == *bind) {
+            Some(i) => out.push(current.remove(i)),
+            None => {
+                let i = fresh.iter().position(|l| l.bind == *bind).ok_or_else(|| {
+                    ListenError::Bind {
+                        addr: bind.to_string(),
+                        source: io::Error::other("listed twice"),
+                    }
+                })?;
+                out.push(fresh.remove(i));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn bind_one(bind: &BindAddr, opts: BindOptions) -> Result<Bound, ListenError> {
+    match bind {
+        BindAddr::Tcp { host, port } => bind_tcp(host, *port, opts.backlog, opts.reuse_port),
+        BindAddr::Unix(path) => {
+            let bound = bind_unix(path, opts.backlog, opts.umask)?;
+            if let (None, None) = opts.owner {
+                return Ok(bound);
+            }
+            let (uid, gid) = opts.owner;
+            nix::unistd::chown(
+                path,
+                uid.map(nix::unistd::Uid::from_raw),
+                gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| ListenError::Chown {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+            Ok(bound)
+        }
+        BindAddr::Fd(fd) => adopt_fd(*fd),
+    }
 }
 
 fn bind_tcp(host: &str, port: u16, backlog: i32, reuse_port: bool) -> Result<Bound, ListenError> {

@@ -1,5 +1,6 @@
 //! The `--pid` file: written atomically (temp file then rename) and removed on exit,
-//! but only when it still holds our pid.
+//! but only when it still holds our pid. A master started by a USR2 upgrade writes
+//! `PIDFILE.2` and renames it to `PIDFILE` once the old master is gone.
 
 use std::fs;
 use std::io;
@@ -31,6 +32,21 @@ impl Pidfile {
         })?;
         Ok(Pidfile {
             path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Move the file to `to` (the upgraded master taking `PIDFILE` over from `PIDFILE.2`).
+    pub fn rename(self, to: &Path) -> Result<Pidfile, PidfileError> {
+        fs::rename(&self.path, to).map_err(|source| PidfileError {
+            path: to.to_path_buf(),
+            source,
+        })?;
+        Ok(Pidfile {
+            path: to.to_path_buf(),
         })
     }
 

@@ -289,6 +289,7 @@ pub(crate) fn apply(
         "max_requests_jitter" => settings.max_requests_jitter = cx.number(0, MAX_INT, NATURAL)?,
         "max_worker_memory" => settings.max_worker_memory = cx.size()?,
         "timeout" => w.timeout = cx.seconds()?,
+        "request_timeout" => w.request_timeout = cx.seconds()?,
         "graceful_timeout" => w.graceful_timeout = cx.seconds()?,
         "keepalive" => w.keepalive = cx.seconds()?,
         // Every name in SPECS has an arm above (a unit test checks it).

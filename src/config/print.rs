@@ -83,6 +83,7 @@ fn value_of(s: &Settings, name: &str) -> Option<String> {
         "max_requests_jitter" => int(s.max_requests_jitter),
         "max_worker_memory" => int(s.max_worker_memory),
         "timeout" => int(w.timeout.as_secs()),
+        "request_timeout" => int(w.request_timeout.as_secs()),
         "graceful_timeout" => int(w.graceful_timeout.as_secs()),
         "keepalive" => int(w.keepalive.as_secs()),
         _ => return None,

@@ -268,6 +268,13 @@ pub(crate) const SPECS: &[Spec] = &[
         "Kill a worker silent for this long; 0 = never [default: 30]",
     ),
     value(
+        "request_timeout",
+        "request-timeout",
+        None,
+        "SECONDS",
+        "Answer 504 and recycle the worker when the app takes longer on one request; 0 = never [default: 0]",
+    ),
+    value(
         "graceful_timeout",
         "graceful-timeout",
         None,

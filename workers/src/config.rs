@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     pub keepalive: Duration,
     /// Heartbeat interval budget (`--timeout`); zero disables the heartbeat check.
     pub timeout: Duration,
+    /// Longest time an app thread may spend on one request (`--request-timeout`); past it
+    /// the client gets 504 and the worker retires. Zero = no limit.
+    pub request_timeout: Duration,
     /// How long a stopping worker lets in-flight requests finish (`--graceful-timeout`).
     pub graceful_timeout: Duration,
     /// Requests after which the worker retires (already jittered by the master); 0 = never.
@@ -89,6 +92,7 @@ impl Default for WorkerConfig {
             worker_connections: 1000,
             keepalive: Duration::from_secs(2),
             timeout: Duration::from_secs(30),
+            request_timeout: Duration::ZERO,
             graceful_timeout: Duration::from_secs(30),
             max_requests: 0,
             limits: Limits::default(),

@@ -3,7 +3,8 @@
 //! when the app may block. Entered in the child right after fork; never returns into
 //! the master's code (the caller exits with the code `run` gives).
 
-use std::io::{self, ErrorKind, Read};
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -82,7 +83,15 @@ impl SignalFlags {
 pub trait WorkerHooks {
     /// Called every loop iteration at most once per tick: prove the worker is alive.
     fn heartbeat(&mut self) {}
+    /// The worker began to retire on its own (max_requests, a stuck request): the
+    /// master can start its replacement now rather than when it exits.
+    fn retiring(&mut self) {}
 }
+
+/// What a client whose request outlived `request_timeout` receives before the close.
+const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nConnection: close\r\n\r\n\
+504 Gateway Timeout\n";
 
 /// No hooks: what a worker run on its own (tests, embedding) uses.
 pub struct NoHooks;
@@ -104,6 +113,10 @@ struct Worker {
     /// Set once the worker begins its graceful stop: when it must be gone.
     stop_by: Option<Instant>,
     parent: nix::unistd::Pid,
+    /// Connections whose request is on an app thread, and since when (threaded apps).
+    in_app: HashMap<usize, Instant>,
+    /// An app thread outlived request_timeout: it may never return, so do not join it.
+    stuck: bool,
 }
 
 /// Run a worker until it is told to stop. Returns the process exit code.
@@ -184,6 +197,8 @@ impl Worker {
             accept_paused: false,
             stop_by: None,
             parent: nix::unistd::getppid(),
+            in_app: HashMap::new(),
+            stuck: false,
         };
         Ok((worker, signals))
     }
@@ -247,6 +262,7 @@ impl Worker {
                 && self.requests >= self.cfg.max_requests
                 && self.stop_by.is_none()
             {
+                hooks.retiring();
                 self.begin_stop("Autorestarting worker after current request.");
             }
 
@@ -259,6 +275,10 @@ impl Worker {
                     return EXIT_OK;
                 }
                 self.check_deadlines(now);
+                if self.check_request_time(now) && self.stop_by.is_none() {
+                    hooks.retiring();
+                    self.begin_stop("Retiring: an app thread is stuck on a request");
+                }
             }
             if let Some(stop_by) = self.stop_by {
                 if self.conns.is_empty() {
@@ -274,7 +294,8 @@ impl Worker {
             }
         }
         if let Some(pool) = self.pool.take() {
-            if self.conns.is_empty() {
+            // A stuck thread would never be joined; the process exit ends it.
+            if self.conns.is_empty() && !self.stuck {
                 pool.shutdown();
             }
         }
@@ -282,6 +303,19 @@ impl Worker {
     }
 
     fn drive(&mut self, key: usize) {
+        let before = self.requests;
+        self.drive_conn(key);
+        self.track_dispatch(key, before);
+    }
+
+    /// A threaded app got a new request from this connection: start its clock.
+    fn track_dispatch(&mut self, key: usize, requests_before: u64) {
+        if self.pool.is_some() && self.requests > requests_before && self.conns.contains(key) {
+            self.in_app.insert(key, Instant::now());
+        }
+    }
+
+    fn drive_conn(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -307,6 +341,8 @@ impl Worker {
         };
         let answers: Vec<_> = pool.done.try_iter().collect();
         for done in answers {
+            self.in_app.remove(&done.key);
+            let before = self.requests;
             let Some(conn) = self.conns.get_mut(done.key) else {
                 continue;
             };
@@ -325,6 +361,8 @@ impl Worker {
             if outcome == Outcome::Close || (self.stop_by.is_some() && conn.is_idle()) {
                 self.close(done.key);
             }
+            // A pipelined request may have gone to the app at once.
+            self.track_dispatch(done.key, before);
         }
         // Streams fed by app threads: drive every connection waiting on one.
         let keys: Vec<usize> = self
@@ -389,6 +427,7 @@ impl Worker {
     }
 
     fn close(&mut self, key: usize) {
+        self.in_app.remove(&key);
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
@@ -416,6 +455,38 @@ impl Worker {
                 self.close(key);
             }
         }
+    }
+
+    /// Answer 504 and close every connection whose request has been on an app thread
+    /// longer than `request_timeout`. Returns whether any had: the worker must retire,
+    /// since that thread may never come back. The late answer, if it ever comes, finds
+    /// no connection under its key (a retiring worker accepts none) and is dropped.
+    fn check_request_time(&mut self, now: Instant) -> bool {
+        let limit = self.cfg.request_timeout;
+        if limit.is_zero() {
+            return false;
+        }
+        let late: Vec<usize> = self
+            .in_app
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= limit)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &late {
+            if let Some(conn) = self.conns.get_mut(*key) {
+                crate::log_error!(
+                    "request timeout: the app spent over {}s on a request: answering 504",
+                    limit.as_secs()
+                );
+                // Best effort on a non-blocking socket: the head fits any send buffer.
+                let _ = conn.stream.write(GATEWAY_TIMEOUT);
+            }
+            self.close(*key);
+        }
+        if !late.is_empty() {
+            self.stuck = true;
+        }
+        !late.is_empty()
     }
 
     /// Stop accepting, close idle connections, and let the rest finish.
