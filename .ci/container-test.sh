@@ -81,7 +81,7 @@ if WANT_RUST=1 IMAGE=$IMAGE CHECK_TRIES=150 \
    CHECK_CMD="curl -fsS -k -m 2 -o /dev/null https://127.0.0.1:443$URL_PATH" \
    bash "$BUILD_AND_RUN" "$CONTEXT" > "$tmp/build.log" 2>&1; then
   ok "image builds and its default command serves https://127.0.0.1:443 on the host network ($((SECONDS - b0))s)"
-  grep -E '^== |^STEP|^--> |^COMMIT' "$tmp/build.log" | tail -n 40
+  grep -E '^== |Compiling rgunicorn|Finished|^Successfully' "$tmp/build.log" | sed 's/^/     /' 
 else
   tail -n 80 "$tmp/build.log"
   bad "build-and-run.sh failed ($((SECONDS - b0))s): see the log above"
@@ -91,7 +91,7 @@ for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; do
 echo "     image: $("${P[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE" 2>/dev/null | head -n 1)"
 out=$("${P[@]}" run --rm "$IMAGE" bash ./start.sh --check-config 2>&1)
 check "conf/container.toml passes rgunicorn --check-config in the image (bash ./start.sh --check-config)" [ $? = 0 ]
-[ -n "$out" ] && echo "$out" | grep -v 'systemd' | tail -n 5
+[ -n "$out" ] && echo "$out" | grep -v 'systemd' | tail -n 2
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -184,8 +184,8 @@ if wait_https web_backend "$tmp/selfsigned.pem"; then
   check "reference: the log says loudly the certificate is self-signed" \
     bash -c "${P[*]} logs web_backend 2>&1 | grep -q 'SELF-SIGNED'"
   check "reference: the master is PID 1 (start.sh exec'd it)" pid1_is_master web_backend
-  check "reference: HEALTHCHECK (bash ./start.sh healthcheck) passes" \
-    bash -c "${P[*]} healthcheck run web_backend >/dev/null 2>&1 || ${P[*]} exec web_backend bash /app/start.sh healthcheck"
+  check "reference: the image's HEALTHCHECK (bash /app/start.sh healthcheck) passes" \
+    bash -c "${P[*]} healthcheck run web_backend 2>/dev/null"
   check "reference: runs as uid 10001, not root" \
     bash -c "[ \"\$(${P[*]} exec web_backend id -u)\" = 10001 ]"
 
