@@ -186,7 +186,7 @@ fn access_writer(rx: Receiver<LogMsg>, target: LogTarget, out: Box<dyn Write + S
 pub struct AccessRecord<'a> {
     pub environ: &'a crate::app::Environ,
     pub status: u16,
-    pub response_headers: &'a [(String, String)],
+    pub response_headers: &'a crate::app::Headers,
     /// Body bytes sent, when known.
     pub length: Option<u64>,
     pub duration: std::time::Duration,
@@ -257,7 +257,7 @@ fn render(atoms: &[Atom], rec: &AccessRecord, out: &mut String) {
                 rec.response_headers
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.as_str())
+                    .map(|(_, v)| v.as_ref())
                     .unwrap_or(""),
             )),
             Atom::Environ(name) => {
@@ -320,7 +320,7 @@ mod tests {
             headers: vec![("User-Agent".into(), "curl/8".into())],
             ..Environ::default()
         };
-        let headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
+        let headers: crate::app::Headers = vec![("Content-Type".into(), "text/plain".into())];
         let rec = AccessRecord {
             environ: &environ,
             status: 200,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use crate::app::{App, Body, ChunkStream, Environ, Input, Response};
+use crate::app::{App, Body, ChunkStream, Environ, Headers, Input, Response};
 use crate::clock::with_http_date;
 use crate::http::Version;
 use crate::log::{AccessLog, AccessRecord};
@@ -164,7 +164,8 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } = response;
     let mut keep_alive = ctx.keep_alive;
     let mut declared_len: Option<u64> = None;
-    let mut kept: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    // Moved, not copied: static header names and values stay borrowed.
+    let mut kept: Headers = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         if name.eq_ignore_ascii_case("content-length") {
             match value.trim().parse::<u64>() {
@@ -190,7 +191,7 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
             crate::log_error!("app sent an invalid header {name:?}: dropped");
             continue;
         }
-        kept.push((name.into_owned(), value.into_owned()));
+        kept.push((name, value));
     }
 
     let no_body_status = status < 200 || status == 204 || status == 304;
