@@ -74,6 +74,18 @@ impl App for Demo {
                 ),
                 Err(err) => text(500, format!("{err}\n")),
             },
+            // For the master's tests: a request that never ends (request_timeout), and
+            // memory that stays resident (max_worker_memory).
+            "/spin" => loop {
+                std::hint::spin_loop();
+                std::thread::sleep(Duration::from_millis(1));
+            },
+            "/alloc" => {
+                let mb = query_number(environ, "mb", 64) as usize;
+                // Written, so it is resident; leaked, so it stays.
+                std::hint::black_box(Box::leak(vec![1u8; mb << 20].into_boxed_slice()));
+                text(200, format!("holding {mb} MiB more\n"))
+            }
             _ => text(404, "not found\n".into()),
         }
     }

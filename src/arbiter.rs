@@ -512,10 +512,10 @@ impl Arbiter {
     }
 
     fn reopen_logs(&mut self) {
-        log_info!("Handling signal: usr1");
         if let Err(err) = rgunicorn_workers::log::reopen() {
             log_error!("cannot reopen error log: {err}");
         }
+        log_info!("Handling signal: usr1: logs reopened");
         for pid in self.workers.keys() {
             let _ = kill(*pid, Signal::SIGUSR1);
         }

@@ -344,3 +344,67 @@ fn adopt_fd(fd: RawFd) -> Result<Bound, ListenError> {
         "not a TCP or unix stream socket",
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> BindOptions {
+        BindOptions {
+            backlog: 16,
+            umask: 0,
+            reuse_port: false,
+            owner: (None, None),
+        }
+    }
+
+    fn tcp0() -> BindAddr {
+        BindAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        }
+    }
+
+    #[test]
+    fn rebind_keeps_unchanged_sockets_binds_new_ones_and_returns_removed_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BindAddr::Unix(dir.path().join("a.sock"));
+        let b = BindAddr::Unix(dir.path().join("b.sock"));
+        let mut current = bind_all(&[tcp0(), a.clone()], opts(), Vec::new()).expect("bind");
+        let port = current[0].socket.local_addr().expect("tcp").port();
+        let next = rebind(&mut current, &[tcp0(), b.clone()], opts()).expect("rebind");
+        assert_eq!(next[0].socket.local_addr().expect("tcp").port(), port);
+        assert_eq!(next[1].bind, b);
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0].bind, a);
+        drop(current);
+        assert!(!dir.path().join("a.sock").exists());
+        assert!(dir.path().join("b.sock").exists());
+    }
+
+    #[test]
+    fn a_failed_rebind_leaves_the_current_sockets_alone() {
+        let mut current = bind_all(&[tcp0()], opts(), Vec::new()).expect("bind");
+        let taken = current[0].socket.local_addr().expect("tcp");
+        let clash = BindAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: taken.port(),
+        };
+        assert!(rebind(&mut current, &[tcp0(), clash], opts()).is_err());
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0].socket.local_addr(), Some(taken));
+    }
+
+    #[test]
+    fn an_inherited_socket_serves_its_bind() {
+        let first = bind_all(&[tcp0()], opts(), Vec::new()).expect("bind");
+        let addr = first[0].socket.local_addr().expect("tcp");
+        let bind = BindAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: addr.port(),
+        };
+        let inherited: Vec<Bound> = first.into_iter().map(|l| l.socket).collect();
+        let again = bind_all(&[bind], opts(), inherited).expect("adopt");
+        assert_eq!(again[0].socket.local_addr(), Some(addr));
+    }
+}

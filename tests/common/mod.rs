@@ -351,3 +351,143 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
         format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
+
+/// Outcome counts of a [`Load`].
+#[derive(Debug, Default, Clone)]
+pub struct LoadCounts {
+    pub ok: u64,
+    /// Requests that got no valid 200 answer.
+    pub failed: u64,
+    /// A reused keep-alive connection closed before any byte of the answer (the server
+    /// closed it as idle while the request was on the wire): retried on a new connection,
+    /// as HTTP clients do for idempotent requests (RFC 9112 9.3.1).
+    pub retried: u64,
+    pub errors: Vec<String>,
+}
+
+/// Clients sending `GET path` continuously, on new and on keep-alive connections,
+/// bounded in count and time, until stopped.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<LoadCounts>>,
+}
+
+impl Load {
+    /// `fresh` threads open a connection per request; `kept` threads reuse theirs.
+    pub fn start(addr: SocketAddr, path: &str, fresh: usize, kept: usize) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for i in 0..fresh + kept {
+            let stop = Arc::clone(&stop);
+            let path = path.to_string();
+            let keep = i >= fresh;
+            threads.push(std::thread::spawn(move || {
+                load_loop(addr, &path, keep, &stop)
+            }));
+        }
+        Load { stop, threads }
+    }
+
+    pub fn finish(self) -> LoadCounts {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut total = LoadCounts::default();
+        for t in self.threads {
+            let c = t.join().expect("load thread");
+            total.ok += c.ok;
+            total.failed += c.failed;
+            total.retried += c.retried;
+            total.errors.extend(c.errors);
+        }
+        total
+    }
+}
+
+const LOAD_MAX_REQUESTS: u64 = 5000;
+const LOAD_MAX_TIME: Duration = Duration::from_secs(40);
+
+fn load_loop(
+    addr: SocketAddr,
+    path: &str,
+    keep: bool,
+    stop: &std::sync::atomic::AtomicBool,
+) -> LoadCounts {
+    let mut counts = LoadCounts::default();
+    let started = Instant::now();
+    let mut conn: Option<Reader<TcpStream>> = None;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
+        if keep { "" } else { "Connection: close\r\n" }
+    );
+    while !stop.load(std::sync::atomic::Ordering::SeqCst)
+        && counts.ok + counts.failed < LOAD_MAX_REQUESTS
+        && started.elapsed() < LOAD_MAX_TIME
+    {
+        let reused = conn.is_some();
+        let result = match conn.take() {
+            Some(reader) => load_once(reader, &request),
+            None => match TcpStream::connect(addr) {
+                Ok(s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+                    load_once(Reader::new(s), &request)
+                }
+                Err(e) => Err((e.to_string(), false)),
+            },
+        };
+        match result {
+            Ok((resp, reader)) if resp.status == 200 => {
+                counts.ok += 1;
+                let closing = resp
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                if keep && !closing {
+                    conn = Some(reader);
+                }
+            }
+            Ok((resp, _)) => {
+                counts.failed += 1;
+                counts.errors.push(format!("status {}", resp.status));
+            }
+            Err((_, true)) if reused => counts.retried += 1,
+            Err((e, _)) => {
+                counts.failed += 1;
+                counts.errors.push(e);
+            }
+        }
+    }
+    counts
+}
+
+/// One request; the error says whether nothing at all came back (retryable on reuse).
+#[allow(clippy::result_large_err)]
+fn load_once(
+    mut reader: Reader<TcpStream>,
+    request: &str,
+) -> Result<(Resp, Reader<TcpStream>), (String, bool)> {
+    if let Err(e) = reader.inner.write_all(request.as_bytes()) {
+        return Err((e.to_string(), true));
+    }
+    match reader.response(false) {
+        Ok(resp) => Ok((resp, reader)),
+        Err(e) => {
+            let nothing = reader.buf.is_empty()
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                );
+            Err((e.to_string(), nothing))
+        }
+    }
+}
+
+/// Wait until `cond` holds, or panic with `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

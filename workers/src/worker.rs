@@ -34,6 +34,8 @@ const CONN_BASE: usize = 1 << 20;
 /// The loop looks at deadlines, the parent and the heartbeat at least this often.
 const TICK: Duration = Duration::from_millis(500);
 const SCRATCH: usize = 64 * 1024;
+/// How long a stopping worker waits for the first request of a connection it accepted.
+const FRESH_GRACE: Duration = Duration::from_secs(1);
 
 /// Signals the worker reacts to, set by handlers and read by the loop.
 struct SignalFlags {
@@ -117,6 +119,10 @@ struct Worker {
     in_app: HashMap<usize, Instant>,
     /// An app thread outlived request_timeout: it may never return, so do not join it.
     stuck: bool,
+    /// Connections accepted that have not started a request yet, and since when. A
+    /// stopping worker does not close these as idle at once: their first request is
+    /// likely on the wire, and closing would reset it (a failed request across HUP).
+    fresh: HashMap<usize, Instant>,
 }
 
 /// Run a worker until it is told to stop. Returns the process exit code.
@@ -199,6 +205,7 @@ impl Worker {
             parent: nix::unistd::getppid(),
             in_app: HashMap::new(),
             stuck: false,
+            fresh: HashMap::new(),
         };
         Ok((worker, signals))
     }
@@ -275,6 +282,9 @@ impl Worker {
                     return EXIT_OK;
                 }
                 self.check_deadlines(now);
+                if self.stop_by.is_some() {
+                    self.close_idle();
+                }
                 if self.check_request_time(now) && self.stop_by.is_none() {
                     hooks.retiring();
                     self.begin_stop("Retiring: an app thread is stuck on a request");
@@ -308,11 +318,20 @@ impl Worker {
         self.track_dispatch(key, before);
     }
 
-    /// A threaded app got a new request from this connection: start its clock.
+    /// A connection started a request: it is no longer fresh, and with a threaded app
+    /// the request's clock starts.
     fn track_dispatch(&mut self, key: usize, requests_before: u64) {
-        if self.pool.is_some() && self.requests > requests_before && self.conns.contains(key) {
-            self.in_app.insert(key, Instant::now());
+        if self.requests > requests_before {
+            self.fresh.remove(&key);
+            if self.pool.is_some() && self.conns.contains(key) {
+                self.in_app.insert(key, Instant::now());
+            }
         }
+    }
+
+    /// Closed as idle by a stopping worker: idle and not waiting for its first request.
+    fn closable_when_stopping(&self, key: usize, conn: &Conn) -> bool {
+        self.stop_by.is_some() && conn.is_idle() && !self.fresh.contains_key(&key)
     }
 
     fn drive_conn(&mut self, key: usize) {
@@ -330,7 +349,8 @@ impl Worker {
             stopping: self.stop_by.is_some(),
             requests: &mut self.requests,
         };
-        if conn.drive(&mut cx) == Outcome::Close || (self.stop_by.is_some() && conn.is_idle()) {
+        let outcome = conn.drive(&mut cx);
+        if outcome == Outcome::Close || self.closable_when_stopping(key, &self.conns[key]) {
             self.close(key);
         }
     }
@@ -358,7 +378,9 @@ impl Worker {
                 requests: &mut self.requests,
             };
             let outcome = conn.answered(done.out, done.answer, &mut cx);
-            if outcome == Outcome::Close || (self.stop_by.is_some() && conn.is_idle()) {
+            if outcome == Outcome::Close
+                || self.closable_when_stopping(done.key, &self.conns[done.key])
+            {
                 self.close(done.key);
             }
             // A pipelined request may have gone to the app at once.
@@ -400,6 +422,7 @@ impl Worker {
                         continue;
                     }
                     entry.insert(conn);
+                    self.fresh.insert(key, Instant::now());
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -428,6 +451,7 @@ impl Worker {
 
     fn close(&mut self, key: usize) {
         self.in_app.remove(&key);
+        self.fresh.remove(&key);
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
@@ -499,10 +523,23 @@ impl Worker {
                 let _ = self.poll.registry().deregister(&mut l);
             }
         }
+        self.close_idle();
+    }
+
+    /// A stopping worker closes idle keep-alive connections, and fresh ones that stayed
+    /// silent for FRESH_GRACE (a preconnect that would otherwise hold the worker).
+    fn close_idle(&mut self) {
+        let now = Instant::now();
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.is_idle())
+            .filter(|(k, c)| {
+                c.is_idle()
+                    && self
+                        .fresh
+                        .get(k)
+                        .map_or(true, |t| now.saturating_duration_since(*t) >= FRESH_GRACE)
+            })
             .map(|(k, _)| k)
             .collect();
         for key in idle {

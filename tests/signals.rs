@@ -1,0 +1,367 @@
+//! The master's contract (SIGNALS.md), with the real binaries, real signals and real
+//! sockets on loopback: reload and upgrade under load, liveness, recycling, boot
+//! failures, and every signal row. Load loops are bounded in count and time.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn pid_alive(pid: i32) -> bool {
+    is_running(pid)
+}
+
+fn assert_clean(counts: &LoadCounts, log: &str) {
+    eprintln!(
+        "load: {} ok, {} failed, {} keep-alive retries",
+        counts.ok, counts.failed, counts.retried
+    );
+    assert!(counts.ok > 0, "no request succeeded\n{log}");
+    assert_eq!(
+        counts.failed, 0,
+        "failed requests: {:?}\n{log}",
+        counts.errors
+    );
+}
+
+fn write_config(path: &Path, text: &str) {
+    let mut f = std::fs::File::create(path).expect("config file");
+    f.write_all(text.as_bytes()).expect("write config");
+}
+
+#[test]
+fn hup_under_load_replaces_every_worker_without_failures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("rg.toml");
+    write_config(&conf, "workers = 2\n");
+    let server = Server::start(&["-c", conf.to_str().unwrap(), "-w", "2"]);
+    let old = server.wait_for_workers(2, Duration::from_secs(10));
+    let load = Load::start(server.addr, WELCOME_PATH, 2, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    write_config(&conf, "workers = 2\nmax_requests = 100000\n");
+    server.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(15), "the old workers to exit", || {
+        old.iter().all(|p| !pid_alive(*p))
+    });
+    let new = server.wait_for_workers(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = load.finish();
+    let log = server.log();
+    assert_clean(&counts, &log);
+    assert!(new.iter().all(|p| !old.contains(p)), "{old:?} -> {new:?}");
+    assert!(log.contains("Handling signal: hup"), "{log}");
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+}
+
+#[test]
+fn hup_applies_the_new_config_and_keeps_the_unchanged_socket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("rg.toml");
+    write_config(&conf, "workers = 1\n");
+    let server = Server::start(&["-c", conf.to_str().unwrap()]);
+    let before = server.worker_pids();
+    write_config(&conf, "workers = 3\n");
+    server.signal(libc::SIGHUP);
+    let after = server.wait_for_workers(3, Duration::from_secs(10));
+    assert!(after.iter().all(|p| !before.contains(p)));
+    // Same bind, same socket: the port (chosen by the kernel at start) still answers.
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+    let log = server.log();
+    assert_eq!(log.matches("Listening at:").count(), 1, "{log}");
+}
+
+#[test]
+fn hup_with_a_broken_config_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("rg.toml");
+    write_config(&conf, "workers = 2\n");
+    let server = Server::start(&["-c", conf.to_str().unwrap(), "-w", "2"]);
+    let before = server.wait_for_workers(2, Duration::from_secs(10));
+    write_config(&conf, "workers = [not toml\n");
+    server.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the refusal", || {
+        server.log().contains("Reload refused")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.worker_pids(), before);
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+    let log = server.log();
+    assert_eq!(log.matches("Reload refused").count(), 1, "{log}");
+}
+
+#[test]
+fn sigkill_of_a_worker_mid_request_is_replaced() {
+    let server = Server::start_bin(&custom_app_bin(), &["-w", "2"], &[]);
+    let before = server.wait_for_workers(2, Duration::from_secs(10));
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let _ = s.write_all(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n");
+        Reader::new(s).response(false).map(|r| r.status)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on a worker this test started.
+    unsafe {
+        libc::kill(before[0], libc::SIGKILL);
+    }
+    let killed_at = Instant::now();
+    wait_until(Duration::from_secs(3), "a replacement worker", || {
+        let now = server.worker_pids();
+        now.len() == 2 && !now.contains(&before[0])
+    });
+    assert!(killed_at.elapsed() < Duration::from_secs(2));
+    // The slow request either finished on the other worker or failed with its worker.
+    let _ = slow.join();
+    for _ in 0..20 {
+        assert_eq!(get(server.addr, "/hello").status, 200);
+    }
+    let log = server.log();
+    assert!(
+        log.contains("was sent SIGKILL! Perhaps out of memory?"),
+        "{log}"
+    );
+}
+
+#[test]
+fn stuck_worker_is_killed_at_timeout() {
+    let server = Server::start(&["-w", "1", "--timeout", "2"]);
+    let before = server.wait_for_workers(1, Duration::from_secs(10));
+    // A stopped process beats no more: the same as a worker stuck in a loop.
+    // SAFETY: kill(2) on a worker this test started.
+    unsafe {
+        libc::kill(before[0], libc::SIGSTOP);
+    }
+    let stopped = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the stuck worker's replacement",
+        || {
+            let now = server.worker_pids();
+            now.len() == 1 && now[0] != before[0]
+        },
+    );
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_secs(2), "killed too early: {took:?}");
+    let log = server.log();
+    assert!(log.contains("WORKER TIMEOUT"), "{log}");
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+}
+
+#[test]
+fn request_timeout_answers_504_and_recycles() {
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &["-w", "1", "--request-timeout", "1"],
+        &[],
+    );
+    let before = server.wait_for_workers(1, Duration::from_secs(10));
+    let started = Instant::now();
+    let resp = get(server.addr, "/spin");
+    assert_eq!(resp.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_until(
+        Duration::from_secs(10),
+        "the stuck worker to be replaced",
+        || {
+            let now = server.worker_pids();
+            now.len() == 1 && now[0] != before[0]
+        },
+    );
+    assert_eq!(get(server.addr, "/hello").status, 200);
+}
+
+#[test]
+fn max_requests_recycles_under_load_without_failures() {
+    let server = Server::start(&[
+        "-w",
+        "2",
+        "--max-requests",
+        "40",
+        "--max-requests-jitter",
+        "10",
+    ]);
+    let before = server.wait_for_workers(2, Duration::from_secs(10));
+    let load = Load::start(server.addr, WELCOME_PATH, 2, 2);
+    wait_until(Duration::from_secs(20), "a few recycles", || {
+        server.log().matches("Autorestarting worker").count() >= 4
+    });
+    let counts = load.finish();
+    let log = server.log();
+    assert_clean(&counts, &log);
+    let after = server.wait_for_workers(2, Duration::from_secs(10));
+    assert!(after.iter().all(|p| !before.contains(p)), "{log}");
+}
+
+#[test]
+fn max_worker_memory_recycles() {
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &["-w", "1", "--max-worker-memory", "64M"],
+        &[],
+    );
+    let before = server.wait_for_workers(1, Duration::from_secs(10));
+    assert_eq!(get(server.addr, "/alloc?mb=100").status, 200);
+    wait_until(
+        Duration::from_secs(10),
+        "the big worker's replacement",
+        || {
+            let now = server.worker_pids();
+            now.len() == 1 && now[0] != before[0]
+        },
+    );
+    assert!(server.log().contains("over max_worker_memory"));
+    assert_eq!(get(server.addr, "/hello").status, 200);
+}
+
+#[test]
+fn app_that_fails_to_load_exits_4_once() {
+    let started = Instant::now();
+    let out = Command::new(rgunicorn_bin())
+        .args(["-w", "3", "-b", "127.0.0.1:0", "no_such_module:app"])
+        .env_remove("RGUNICORN_CMD_ARGS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rgunicorn");
+    assert_eq!(out.status.code(), Some(4));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(errors.len(), 1, "one message expected:\n{stderr}");
+}
+
+#[test]
+fn ttin_ttou_change_the_worker_count() {
+    let server = Server::start(&["-w", "2"]);
+    server.wait_for_workers(2, Duration::from_secs(10));
+    server.signal(libc::SIGTTIN);
+    server.wait_for_workers(3, Duration::from_secs(10));
+    server.signal(libc::SIGTTOU);
+    server.wait_for_workers(2, Duration::from_secs(10));
+    server.signal(libc::SIGTTOU);
+    server.wait_for_workers(1, Duration::from_secs(10));
+    // Never below one.
+    server.signal(libc::SIGTTOU);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(server.worker_pids().len(), 1);
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+}
+
+#[test]
+fn usr1_reopens_a_rotated_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access = dir.path().join("access.log");
+    let server = Server::start(&["--access-logfile", access.to_str().unwrap()]);
+    assert_eq!(
+        get(server.addr, "/api/v1/welcome/get_welcome_data?first").status,
+        200
+    );
+    wait_until(Duration::from_secs(5), "the first access line", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.contains("first"))
+    });
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&access, &rotated).expect("rotate");
+    server.signal(libc::SIGUSR1);
+    wait_until(Duration::from_secs(5), "the reopened log", || {
+        access.exists()
+    });
+    assert_eq!(
+        get(server.addr, "/api/v1/welcome/get_welcome_data?second").status,
+        200
+    );
+    wait_until(Duration::from_secs(5), "the second access line", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.contains("second"))
+    });
+    let old = std::fs::read_to_string(&rotated).expect("rotated log");
+    assert!(!old.contains("second"));
+}
+
+#[test]
+fn term_lets_a_slow_request_finish_then_exits_0() {
+    let mut server = Server::start_bin(&custom_app_bin(), &["-w", "1"], &[]);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || get(addr, "/slow?ms=1500"));
+    std::thread::sleep(Duration::from_millis(400));
+    server.signal(libc::SIGTERM);
+    let resp = slow.join().expect("slow request");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "slow done\n");
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+}
+
+#[test]
+fn int_stops_fast() {
+    let mut server = Server::start_bin(&custom_app_bin(), &["-w", "1"], &[]);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let _ = s.write_all(b"GET /slow?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n");
+        Reader::new(s).response(false).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        !slow.join().expect("client"),
+        "the slow request cannot have finished"
+    );
+}
+
+#[test]
+fn usr2_upgrades_without_failures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("rg.pid");
+    let mut server = Server::start(&["-w", "2", "--pid", pidfile.to_str().unwrap()]);
+    let old_workers = server.wait_for_workers(2, Duration::from_secs(10));
+    let load = Load::start(server.addr, WELCOME_PATH, 2, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGUSR2);
+    let second = dir.path().join("rg.pid.2");
+    wait_until(Duration::from_secs(15), "the new master's pidfile", || {
+        second.exists()
+    });
+    let new_master: i32 = std::fs::read_to_string(&second)
+        .expect("pidfile.2")
+        .trim()
+        .parse()
+        .expect("pid");
+    // Four workers booted in all: two old, two new.
+    wait_until(Duration::from_secs(15), "the new workers", || {
+        server.log().matches("Booting worker with pid").count() >= 4
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGWINCH);
+    wait_until(Duration::from_secs(15), "the old workers to stop", || {
+        old_workers.iter().all(|p| !pid_alive(*p))
+    });
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    wait_until(
+        Duration::from_secs(10),
+        "the new master to own PIDFILE",
+        || std::fs::read_to_string(&pidfile).is_ok_and(|t| t.trim() == new_master.to_string()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let counts = load.finish();
+    let log = server.log();
+    assert!(pid_alive(new_master), "{log}");
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+    // SAFETY: kill(2) on the master this test's server started.
+    unsafe {
+        libc::kill(new_master, libc::SIGTERM);
+    }
+    wait_until(Duration::from_secs(15), "the new master to stop", || {
+        !pid_alive(new_master)
+    });
+    assert_clean(&counts, &log);
+}
