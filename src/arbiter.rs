@@ -9,6 +9,7 @@
 
 mod front;
 pub mod heartbeat;
+mod title;
 pub mod upgrade;
 
 use std::collections::HashMap;
@@ -249,6 +250,10 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
         old_master,
     };
     arbiter.start_log();
+    title::set(&format!(
+        "rgunicorn: master [{}]",
+        arbiter.settings.worker.proc_name
+    ));
     arbiter.serve()
 }
 
@@ -436,6 +441,7 @@ impl Arbiter {
                     log_error!("worker failed to boot: {err}");
                     std::process::exit(EXIT_BOOT_ERROR);
                 }
+                title::set(&format!("rgunicorn: worker [{}]", cfg.proc_name));
                 let mut hooks = heartbeat::Beat { slot: &heartbeat };
                 let code = worker::run(listeners, cfg, self.app.clone(), &mut hooks);
                 std::process::exit(code);

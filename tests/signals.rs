@@ -66,6 +66,9 @@ fn hup_applies_the_new_config_and_keeps_the_unchanged_socket() {
     let before = server.worker_pids();
     write_config(&conf, "workers = 3\n");
     server.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the old worker to exit", || {
+        before.iter().all(|p| !pid_alive(*p))
+    });
     let after = server.wait_for_workers(3, Duration::from_secs(10));
     assert!(after.iter().all(|p| !before.contains(p)));
     // Same bind, same socket: the port (chosen by the kernel at start) still answers.
@@ -364,4 +367,61 @@ fn usr2_upgrades_without_failures() {
         !pid_alive(new_master)
     });
     assert_clean(&counts, &log);
+}
+
+fn status_field(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn workers_drop_privileges_and_own_the_unix_socket() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("rg.sock");
+    let unix = format!("unix:{}", sock.display());
+    let server = Server::start(&[
+        "-b",
+        "127.0.0.1:0",
+        "-b",
+        &unix,
+        "--user",
+        "65534",
+        "--group",
+        "65534",
+    ]);
+    let workers = server.wait_for_workers(1, Duration::from_secs(10));
+    let uids = status_field(workers[0], "Uid:");
+    assert!(uids.split_whitespace().all(|u| u == "65534"), "{uids}");
+    let gids = status_field(workers[0], "Gid:");
+    assert!(gids.split_whitespace().all(|g| g == "65534"), "{gids}");
+    assert!(status_field(server.pid(), "Uid:").starts_with('0'));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&sock).expect("socket file");
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+}
+
+#[test]
+fn processes_are_titled() {
+    let server = Server::start(&["-w", "1", "-n", "site"]);
+    let workers = server.wait_for_workers(1, Duration::from_secs(10));
+    let cmdline = |pid: i32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .into_owned()
+    };
+    // The test binary's path is long enough to hold either title.
+    assert!(
+        cmdline(server.pid()).starts_with("rgunicorn: master [site]"),
+        "{}",
+        cmdline(server.pid())
+    );
+    assert!(cmdline(workers[0]).starts_with("rgunicorn: worker [site]"));
 }

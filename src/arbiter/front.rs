@@ -56,6 +56,7 @@ impl Front {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 signals.forget_in_child();
+                super::title::set("rgunicorn: front");
                 let code = match self.listeners.take() {
                     Some(listeners) => {
                         let first = self.settings.clone();
