@@ -3,6 +3,7 @@
 //! failures, and every signal row. Load loops are bounded in count and time.
 
 mod common;
+mod front_support;
 
 use std::io::Write;
 use std::path::Path;
@@ -424,4 +425,78 @@ fn processes_are_titled() {
         cmdline(server.pid())
     );
     assert!(cmdline(workers[0]).starts_with("rgunicorn: worker [site]"));
+}
+
+#[test]
+fn the_master_runs_restarts_and_stops_the_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = front_support::Certs::new(dir.path());
+    certs.write_leaf(1);
+    let sock = dir.path().join("w.sock");
+    let conf = dir.path().join("rg.toml");
+    write_config(
+        &conf,
+        &format!(
+            "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
+             upstream = \"unix:{}\"\naccess_log = \"off\"\nthreads = 1\n",
+            dir.path().join("server.pem").display(),
+            dir.path().join("server.key").display(),
+            sock.display()
+        ),
+    );
+    let unix = format!("unix:{}", sock.display());
+    let mut server = Server::start(&[
+        "-c",
+        conf.to_str().unwrap(),
+        "-b",
+        "127.0.0.1:0",
+        "-b",
+        &unix,
+    ]);
+    let front_line = |log: &str, key: &str| {
+        log.lines()
+            .filter_map(|l| l.split(key).nth(1))
+            .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
+            .next_back()
+    };
+    wait_until(Duration::from_secs(10), "the front", || {
+        front_line(&server.log(), "Booting front with pid: ").is_some()
+    });
+    let log = server.log();
+    let addr: std::net::SocketAddr = front_line(&log, "Front listening at: https://")
+        .and_then(|a| a.parse().ok())
+        .expect("front address");
+    let first: i32 = front_line(&log, "Booting front with pid: ")
+        .and_then(|p| p.parse().ok())
+        .expect("front pid");
+    let client = front_support::client_config(&certs.ca_pem);
+    let through_front = || {
+        front_support::get(&client, addr, WELCOME_PATH)
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "an answer through the front",
+        || through_front() == 200,
+    );
+    // SAFETY: kill(2) on the front this test's master started.
+    unsafe {
+        libc::kill(first, libc::SIGKILL);
+    }
+    wait_until(Duration::from_secs(10), "the front to be restarted", || {
+        front_line(&server.log(), "Booting front with pid: ")
+            .is_some_and(|p| p != first.to_string())
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "an answer through the new front",
+        || through_front() == 200,
+    );
+    let second: i32 = front_line(&server.log(), "Booting front with pid: ")
+        .and_then(|p| p.parse().ok())
+        .expect("front pid");
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    assert!(!pid_alive(second), "the front outlived the master");
 }
