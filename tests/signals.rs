@@ -500,3 +500,38 @@ fn the_master_runs_restarts_and_stops_the_front() {
     assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
     assert!(!pid_alive(second), "the front outlived the master");
 }
+
+#[test]
+fn workers_exit_when_the_master_dies() {
+    let server = Server::start(&["-w", "2"]);
+    let workers = server.wait_for_workers(2, Duration::from_secs(10));
+    server.signal(libc::SIGKILL);
+    wait_until(
+        Duration::from_secs(5),
+        "the orphaned workers to exit",
+        || workers.iter().all(|p| !pid_alive(*p)),
+    );
+}
+
+#[test]
+fn worker_that_cannot_boot_halts_the_master_with_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root: workers become nobody and cannot open an access log in a root-only
+    // directory. Otherwise: switching to root fails. Either way the worker exits 3.
+    let access = dir.path().join("access.log");
+    let user = if root { "65534" } else { "0" };
+    let started = Instant::now();
+    let out = Command::new(rgunicorn_bin())
+        .args(["-w", "2", "-b", "127.0.0.1:0", "--user", user])
+        .args(["--access-logfile", access.to_str().unwrap()])
+        .env_remove("RGUNICORN_CMD_ARGS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rgunicorn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(stderr.contains("Worker failed to boot."), "{stderr}");
+}
