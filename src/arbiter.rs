@@ -503,7 +503,7 @@ impl Arbiter {
             (Some(EXIT_APP_LOAD_ERROR), _) => {
                 self.halt = Some((EXIT_APP_LOAD_ERROR, "App failed to load.".into()));
             }
-            (Some(0), _) if slot.retiring => {}
+            (Some(0), _) if slot.retiring || slot.heartbeat.is_retiring() => {}
             (Some(0), _) => log_info!("Worker exiting (pid: {pid})"),
             (Some(code), _) => log_error!("Worker (pid:{pid}) exited with code {code}"),
             (_, Some(Signal::SIGKILL)) if slot.aborted => {
