@@ -353,12 +353,13 @@ fn config_file_errors() {
 
 #[test]
 fn config_file_types() {
-    let f = config_file(
+    let front = TestFront::new();
+    let f = config_file(&format!(
         "bind = [\"127.0.0.1:1\", \"unix:s\"]\nraw_env = [\"A=1\"]\numask = 0o27\nreuse_port = true\n\
          forwarded_allow_ips = [\"10.0.0.1\", \"10.0.0.2\"]\nmax_worker_memory = \"1G\"\n\
-         limit_request_body = 1024\nwsgi_app = \"echo\"\nuser = 0\naccesslog = \"a.log\"\n\
-         [front]\nlisten = \"0.0.0.0:443\"\n",
-    );
+         limit_request_body = 1024\nwsgi_app = \"echo\"\nuser = 0\naccesslog = \"a.log\"\n{}",
+        front.table
+    ));
     let s = settings(&["-c", f.path().to_str().unwrap()], &[]);
     assert_eq!(s.binds, [tcp("127.0.0.1", 1), BindAddr::Unix("s".into())]);
     assert_eq!(s.raw_env, [("A".into(), "1".into())]);
@@ -412,7 +413,8 @@ fn every_setting_is_handled_and_printed() {
 
 #[test]
 fn print_config_round_trips() {
-    let f = config_file("[front]\nlisten = \"0.0.0.0:443\"\n[front.extra]\nx = 1\n");
+    let front = TestFront::new();
+    let f = config_file(&front.table);
     let first = settings(
         &[
             "-c",
@@ -489,4 +491,30 @@ fn shipped_config_parses_and_documents_every_default() {
         ..Settings::default()
     };
     assert_eq!(s.to_toml(), defaults.to_toml());
+}
+
+/// A `[front]` table whose certificate and key exist: the front checks them at load.
+struct TestFront {
+    _dir: tempfile::TempDir,
+    table: String,
+}
+
+impl TestFront {
+    fn new() -> TestFront {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("test certificate");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, made.cert.pem()).expect("write cert");
+        std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        let table = format!(
+            "[front]\nlisten = \"127.0.0.1:8443\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        TestFront { _dir: dir, table }
+    }
 }
