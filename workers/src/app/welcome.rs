@@ -8,7 +8,8 @@ use super::{App, Body, Environ, Input, Mode, Response};
 pub const WELCOME_PATH: &str = "/api/v1/welcome/get_welcome_data";
 pub const WELCOME_BODY: &[u8] =
     br#"{"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke Website"}}"#;
-const NOT_FOUND_BODY: &[u8] = br#"{"code": "NOT_FOUND", "message": "The requested URL was not found on the server."}"#;
+const NOT_FOUND_BODY: &[u8] =
+    br#"{"code": "NOT_FOUND", "message": "The requested URL was not found on the server."}"#;
 const NOT_ALLOWED_BODY: &[u8] = br#"{"code": "METHOD_NOT_ALLOWED", "message": "The method is not allowed for the requested URL."}"#;
 const JSON: &str = "application/json; charset=utf-8";
 
