@@ -684,14 +684,21 @@ impl Arbiter {
         } else {
             (Signal::SIGQUIT, Duration::from_secs(1))
         };
+        let deadline = Instant::now() + wait;
+        // The front goes first: while it drains its clients, every request it still
+        // forwards finds workers that accept. Stopping the workers first left the front
+        // proxying into closed listeners (502s during a graceful stop).
+        if let Some(mut front) = self.front.take() {
+            front.stop(sig, wait);
+        }
         for (pid, w) in self.workers.iter_mut() {
             w.retiring = true;
             let _ = kill(*pid, sig);
         }
-        self.wait_for_workers(graceful, Instant::now() + wait);
-        if let Some(mut front) = self.front.take() {
-            front.stop(sig, wait);
-        }
+        // Workers get what is left of the budget, and never less than a moment to
+        // finish what the front's last requests started.
+        let floor = Instant::now() + Duration::from_secs(1).min(wait);
+        self.wait_for_workers(graceful, deadline.max(floor));
         if self.new_master.is_some() {
             // The upgraded master serves these sockets now: close, do not unlink.
             for l in self.listeners.drain(..) {
