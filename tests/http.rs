@@ -553,7 +553,9 @@ fn half_closed_client_still_gets_every_answer() {
     let server = Server::start_bin(&custom_app_bin(), &[], &[]);
     let mut stream = server.connect();
     stream
-        .write_all(b"GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(
+            b"GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
         .unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut reader = Reader::new(stream);
