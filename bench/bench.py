@@ -272,7 +272,7 @@ class Server:
     def url(self):
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{PATH}"
 
-    def wait_ready(self, timeout=25.0):
+    def wait_ready(self, timeout=15.0):
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
@@ -384,7 +384,7 @@ worker_connections = 20000
 
 # ----------------------------------------------------------------------------- servers
 
-def start(server, procs_spec, ready_timeout=25.0):
+def start(server, procs_spec, ready_timeout=15.0):
     """procs_spec: [(name, cmd, env)]; started in order (upstreams first)."""
     for name, cmd, env in procs_spec:
         server.procs.append(Proc(name, cmd, env=env))
@@ -679,7 +679,7 @@ def targets(res):
 
 def markdown(res, servers_by_scn):
     m = res["meta"]
-    L = [f"## Benchmark {m['date']} ({'quick' if m['quick'] else 'full'} run)", "",
+    L = [f"## Benchmark {m['date']} ({m.get('mode', 'full')} run)", "",
          f"Machine: {m['machine']['cpu']}, {m['machine']['cores']} cores, {m['machine']['mem_gb']} GB, "
          f"Linux {m['machine']['kernel']}. Load average at start {m['load_start']}, at end {m['load_end']}.",
          "Busy processes at start (noise): " + (", ".join(f"{b['comm']} {b['cpu']}" for b in m["busy_start"]) or "none") + ".",
@@ -766,7 +766,7 @@ def plot(res, servers_by_scn, path):
         if axes[r][0].get_legend_handles_labels()[0]:
             axes[r][0].legend(fontsize=8)
     m = res["meta"]
-    fig.suptitle(f"rgunicorn bench {m['date']} ({'quick' if m['quick'] else 'full'}): {m['machine']['cores']} cores, "
+    fig.suptitle(f"rgunicorn bench {m['date']} ({m.get('mode', 'full')} run): {m['machine']['cores']} cores, "
                  f"wrk on the same cores, load at start {m['load_start'][0]}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -843,8 +843,10 @@ def main():
     os.makedirs(RUN)
     os.makedirs(RESULTS, exist_ok=True)
     now = dt.datetime.now()
-    stamp = now.strftime("%Y-%m-%d_%H%M") + ("_quick" if quick else "")
-    meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "quick": quick, "reps": reps, "duration_s": dur,
+    custom = bool(a.reps or a.duration or a.hold or a.only != "plain,tls,churn,memory")
+    mode = "quick" if quick else ("custom" if custom else "full")
+    stamp = now.strftime("%Y-%m-%d_%H%M") + ("" if mode == "full" else "_" + mode)
+    meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "quick": quick, "mode": mode, "argv": sys.argv[1:], "reps": reps, "duration_s": dur,
             "hold_n": nhold, "concs_plain": concs_plain, "concs_tls": concs_tls, "concs_churn": concs_churn,
             "machine": machine(), "versions": versions(), "load_start": loadavg(), "skipped": []}
     log(f"bench: {'quick' if quick else 'full'} run, {reps} round(s) x {dur}s, load {meta['load_start']}")
