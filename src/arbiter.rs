@@ -4,10 +4,14 @@
 //! only queue the signal number on a pipe, and one `match` dispatches. It never runs
 //! application code and never parses HTTP. SIGNALS.md is the specification.
 //!
-//! Neighbours: [`heartbeat`] (the memory a worker beats into), [`upgrade`] (USR2, systemd
-//! sockets, sd_notify), [`front`] (supervising the TLS front), [`crate::listeners`].
+//! Neighbours: [`heartbeat`] (the memory a worker beats into), `health` (the decisions
+//! about a worker), `child` (a forked child until it is a worker), [`upgrade`] (USR2,
+//! systemd sockets, sd_notify), `front` (supervising the TLS front), [`crate::listeners`],
+//! [`crate::hooks`] (the embedding program's hooks, called from here).
 
+mod child;
 mod front;
+mod health;
 pub mod heartbeat;
 mod title;
 pub mod upgrade;
@@ -29,10 +33,12 @@ use signal_hook::consts::signal::*;
 use signal_hook::SigId;
 
 use crate::config::{self, Command, Settings};
+use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::listeners::{self, BindOptions, Listening};
 use crate::pidfile::Pidfile;
+use health::{jitter, judge, rss_bytes, Health, Verdict};
 use heartbeat::Slot;
-use rgunicorn_workers::worker::{self, EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
+use rgunicorn_workers::worker::{EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
 use upgrade::Inherited;
 
@@ -115,48 +121,6 @@ struct WorkerSlot {
     aborted: bool,
 }
 
-/// What a worker slot's state asks the master to do (a pure decision, unit-tested).
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Fine,
-    /// Heartbeat late for the first time: SIGABRT.
-    Abort,
-    /// Still there after SIGABRT: SIGKILL.
-    Kill,
-    /// Retired by itself (max_requests, stuck request): start its replacement.
-    Replace,
-    /// Over the memory cap: retire it gracefully.
-    TooBig(u64),
-}
-
-struct Health {
-    silent_for: Duration,
-    aborted: bool,
-    retiring: bool,
-    says_retiring: bool,
-    rss: Option<u64>,
-}
-
-fn judge(h: &Health, timeout: Duration, max_memory: u64) -> Verdict {
-    if !timeout.is_zero() && h.silent_for > timeout {
-        return if h.aborted {
-            Verdict::Kill
-        } else {
-            Verdict::Abort
-        };
-    }
-    if h.retiring {
-        return Verdict::Fine;
-    }
-    if h.says_retiring {
-        return Verdict::Replace;
-    }
-    match h.rss {
-        Some(rss) if max_memory > 0 && rss > max_memory => Verdict::TooBig(rss),
-        _ => Verdict::Fine,
-    }
-}
-
 pub struct Arbiter {
     /// The command line as started, re-read on HUP and re-executed on USR2.
     args: Vec<OsString>,
@@ -165,6 +129,8 @@ pub struct Arbiter {
     settings: Settings,
     /// The app an embedding program passed in; otherwise workers load the named APP.
     app: Option<Arc<dyn App>>,
+    /// The embedding program's server hooks.
+    hooks: Option<Arc<dyn Hooks>>,
     listeners: Vec<Listening>,
     workers: HashMap<Pid, WorkerSlot>,
     signals: SignalQueue,
@@ -181,7 +147,15 @@ pub struct Arbiter {
 }
 
 /// Run the server until it is stopped; returns the exit code.
-pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
+pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn Hooks>>) -> i32 {
+    if let Some(hooks) = &hooks {
+        hooks.on_starting(&ServerInfo {
+            pid: std::process::id(),
+            proc_name: settings.worker.proc_name.clone(),
+            listeners: Vec::new(),
+            num_workers: settings.workers,
+        });
+    }
     let inherited = Inherited::take_from_env();
     let opts = bind_options(&settings);
     let bound = if !inherited.systemd.is_empty() {
@@ -239,6 +213,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>) -> i32 {
         num_workers: settings.workers,
         settings,
         app,
+        hooks,
         listeners,
         workers: HashMap::new(),
         signals,
@@ -273,6 +248,33 @@ fn second_pidfile(path: &std::path::Path) -> PathBuf {
 }
 
 impl Arbiter {
+    /// What hooks are told about the master.
+    fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            pid: std::process::id(),
+            proc_name: self.settings.worker.proc_name.clone(),
+            listeners: self.listeners.iter().map(|l| l.socket.describe()).collect(),
+            num_workers: self.num_workers,
+        }
+    }
+
+    /// Call a master-side hook, if the program set hooks.
+    fn hook(&self, call: impl FnOnce(&dyn Hooks, &ServerInfo)) {
+        if let Some(hooks) = &self.hooks {
+            call(hooks.as_ref(), &self.server_info());
+        }
+    }
+
+    /// The number of workers changes: say so in the log and to the hook.
+    fn set_num_workers(&mut self, new: usize) {
+        let old = self.num_workers;
+        if new != old {
+            self.num_workers = new;
+            log_info!("Number of workers: {new}");
+            self.hook(|h, s| h.nworkers_changed(s, new, old));
+        }
+    }
+
     fn start_log(&self) {
         log_info!("Starting rgunicorn {}", env!("CARGO_PKG_VERSION"));
         for l in &self.listeners {
@@ -297,6 +299,7 @@ impl Arbiter {
     }
 
     fn serve(&mut self) -> i32 {
+        self.hook(|h, s| h.when_ready(s));
         self.manage_workers();
         if let Some(front) = self.front.as_mut() {
             front.spawn(&self.signals, self.settings.config_file.clone());
@@ -308,14 +311,8 @@ impl Arbiter {
                     SIGCHLD => self.reap(),
                     SIGTERM => return self.stop(true, EXIT_OK),
                     SIGINT | SIGQUIT => return self.stop(false, EXIT_OK),
-                    SIGTTIN => {
-                        self.num_workers += 1;
-                        log_info!("Number of workers: {}", self.num_workers);
-                    }
-                    SIGTTOU if self.num_workers > 1 => {
-                        self.num_workers -= 1;
-                        log_info!("Number of workers: {}", self.num_workers);
-                    }
+                    SIGTTIN => self.set_num_workers(self.num_workers + 1),
+                    SIGTTOU if self.num_workers > 1 => self.set_num_workers(self.num_workers - 1),
                     SIGUSR1 => self.reopen_logs(),
                     SIGHUP => self.reload(),
                     SIGUSR2 => self.upgrade(),
@@ -429,23 +426,12 @@ impl Arbiter {
             .map(|l| l.socket.for_worker())
             .collect::<io::Result<Vec<_>>>()?;
         let heartbeat = Slot::new()?;
+        let age = self.worker_age;
+        self.hook(|h, s| h.pre_fork(s, age));
         // SAFETY: the master is single-threaded (no other thread can hold a lock the
         // child would need), and the child leaves through process::exit, never returning.
         match unsafe { fork() }.map_err(io::Error::from)? {
-            ForkResult::Child => {
-                self.signals.forget_in_child();
-                if let Some(front) = self.front.take() {
-                    front.close_in_worker();
-                }
-                if let Err(err) = drop_privileges(self.settings.uid, self.settings.gid) {
-                    log_error!("worker failed to boot: {err}");
-                    std::process::exit(EXIT_BOOT_ERROR);
-                }
-                title::set(&format!("rgunicorn: worker [{}]", cfg.proc_name));
-                let mut hooks = heartbeat::Beat { slot: &heartbeat };
-                let code = worker::run(listeners, cfg, self.app.clone(), &mut hooks);
-                std::process::exit(code);
-            }
+            ForkResult::Child => self.become_worker(listeners, cfg, &heartbeat, age),
             ForkResult::Parent { child } => {
                 self.workers.insert(
                     child,
@@ -496,6 +482,16 @@ impl Arbiter {
         let Some(slot) = self.workers.remove(&pid) else {
             return; // an orphan we adopted as PID 1
         };
+        let age = slot.age;
+        self.hook(|h, s| {
+            h.child_exit(
+                s,
+                &WorkerInfo {
+                    pid: pid.as_raw().unsigned_abs(),
+                    age,
+                },
+            )
+        });
         match (code, sig) {
             (Some(EXIT_BOOT_ERROR), _) => {
                 self.halt = Some((EXIT_BOOT_ERROR, "Worker failed to boot.".into()));
@@ -536,6 +532,7 @@ impl Arbiter {
     fn reload(&mut self) {
         log_info!("Handling signal: hup");
         upgrade::sd_notify("RELOADING=1");
+        self.hook(|h, s| h.on_reload(s));
         match self.load_again() {
             Ok(settings) => self.apply(settings),
             Err(why) => log_error!("Reload refused, the old workers keep serving: {why}"),
@@ -590,8 +587,9 @@ impl Arbiter {
                 .as_deref()
                 .and_then(|p| Pidfile::create(p).map_err(|err| log_error!("{err}")).ok());
         }
-        self.num_workers = settings.workers;
+        let workers = settings.workers;
         self.settings = settings;
+        self.set_num_workers(workers);
         let old: Vec<Pid> = self.workers.keys().copied().collect();
         for _ in 0..self.num_workers {
             if let Err(err) = self.spawn_worker() {
@@ -624,6 +622,7 @@ impl Arbiter {
             return;
         };
         let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.socket.raw_fd()).collect();
+        self.hook(|h, s| h.pre_exec(s));
         match upgrade::spawn_new_master(&exe, self.args.get(1..).unwrap_or_default(), &fds) {
             Ok(pid) => {
                 log_info!(
@@ -646,7 +645,7 @@ impl Arbiter {
             return;
         }
         log_info!("Handling signal: winch: stopping the workers gracefully");
-        self.num_workers = 0;
+        self.set_num_workers(0);
         let pids: Vec<Pid> = self.workers.keys().copied().collect();
         for pid in pids {
             self.retire(pid);
@@ -710,6 +709,7 @@ impl Arbiter {
             pidfile.remove();
         }
         log_info!("Shutting down: Master");
+        self.hook(|h, s| h.on_exit(s));
         code
     }
 
@@ -744,116 +744,9 @@ fn log_critical_timeout(pid: Pid) {
     rgunicorn_workers::log_critical!("WORKER TIMEOUT (pid:{pid}): sending SIGABRT");
 }
 
-/// Resident memory of a process, from /proc/PID/statm (pages).
-fn rss_bytes(pid: Pid) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).unwrap_or(4096))
-}
-
-/// In a worker, before any app code: become `--user`/`--group` (the master stays as it
-/// is, so it can bind low ports again on HUP).
-fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
-    use nix::unistd::{geteuid, setgid, setgroups, setuid, Gid, Uid};
-    if let Some(gid) = gid {
-        let gid = Gid::from_raw(gid);
-        if geteuid().is_root() {
-            setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-        }
-        setgid(gid).map_err(|e| format!("cannot switch to group {gid}: {e}"))?;
-    }
-    if let Some(uid) = uid {
-        setuid(Uid::from_raw(uid)).map_err(|e| format!("cannot switch to user {uid}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// A spread of extra requests per worker so they do not all restart together.
-fn jitter(max: u64, seed: u64) -> u64 {
-    let mut x = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(u64::from(std::process::id()))
-        .wrapping_add(rgunicorn_workers::clock::unix_now());
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x % (max + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn health() -> Health {
-        Health {
-            silent_for: Duration::from_secs(1),
-            aborted: false,
-            retiring: false,
-            says_retiring: false,
-            rss: Some(100 << 20),
-        }
-    }
-
-    #[test]
-    fn a_late_worker_gets_abort_then_kill() {
-        let t = Duration::from_secs(30);
-        let late = Health {
-            silent_for: Duration::from_secs(31),
-            ..health()
-        };
-        assert_eq!(judge(&late, t, 0), Verdict::Abort);
-        let aborted = Health {
-            aborted: true,
-            ..late
-        };
-        assert_eq!(judge(&aborted, t, 0), Verdict::Kill);
-        // A retiring worker is still killed when it stops beating.
-        let retiring = Health {
-            silent_for: Duration::from_secs(31),
-            retiring: true,
-            ..health()
-        };
-        assert_eq!(judge(&retiring, t, 0), Verdict::Abort);
-    }
-
-    #[test]
-    fn timeout_zero_never_kills() {
-        let late = Health {
-            silent_for: Duration::from_secs(3600),
-            ..health()
-        };
-        assert_eq!(judge(&late, Duration::ZERO, 0), Verdict::Fine);
-    }
-
-    #[test]
-    fn a_worker_retiring_by_itself_is_replaced_once() {
-        let says = Health {
-            says_retiring: true,
-            ..health()
-        };
-        assert_eq!(judge(&says, Duration::from_secs(30), 0), Verdict::Replace);
-        let known = Health {
-            retiring: true,
-            ..says
-        };
-        assert_eq!(judge(&known, Duration::from_secs(30), 0), Verdict::Fine);
-    }
-
-    #[test]
-    fn memory_cap_recycles_only_above_the_cap() {
-        let t = Duration::from_secs(30);
-        assert_eq!(judge(&health(), t, 0), Verdict::Fine);
-        assert_eq!(judge(&health(), t, 200 << 20), Verdict::Fine);
-        assert_eq!(judge(&health(), t, 50 << 20), Verdict::TooBig(100 << 20));
-    }
-
-    #[test]
-    fn rss_of_this_process_is_readable() {
-        let rss = rss_bytes(nix::unistd::getpid()).expect("statm");
-        assert!(rss > 0);
-    }
 
     #[test]
     fn the_upgrade_pidfile_is_the_pidfile_dot_2() {

@@ -4,17 +4,20 @@
 //! worker lives in the `rgunicorn-workers` crate.
 //!
 //! A Rust program embeds rgunicorn with its own app by calling [`main_with`]: it gets
-//! the whole command line, config file, master and workers, serving that app.
+//! the whole command line, config file, master and workers, serving that app. With
+//! [`main_with_hooks`] it also gets gunicorn's server hooks ([`Hooks`]).
 
 use std::sync::Arc;
 
 pub mod arbiter;
 pub mod config;
 pub mod front;
+pub mod hooks;
 pub mod listeners;
 pub mod pidfile;
 pub mod startup;
 
+pub use hooks::{Hooks, ServerInfo, WorkerInfo};
 pub use rgunicorn_workers as workers;
 pub use rgunicorn_workers::{App, Body, Environ, Input, Mode, Response};
 
@@ -23,6 +26,17 @@ use config::Command;
 /// Run rgunicorn as its binary does, reading the process's arguments and environment.
 /// With `app`, workers serve it instead of the APP argument. Returns the exit code.
 pub fn main_with(app: Option<Arc<dyn App>>) -> i32 {
+    run_main(app, None)
+}
+
+/// As [`main_with`], and call `hooks` at the points gunicorn calls its server hooks
+/// (see [`Hooks`] for which process runs each). With `app` `None`, the APP argument
+/// is served.
+pub fn main_with_hooks(app: Option<Arc<dyn App>>, hooks: Arc<dyn Hooks>) -> i32 {
+    run_main(app, Some(hooks))
+}
+
+fn run_main(app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn Hooks>>) -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let command = match config::load(&args, &|key| std::env::var(key).ok()) {
         Ok(command) => command,
@@ -53,7 +67,7 @@ pub fn main_with(app: Option<Arc<dyn App>>) -> i32 {
         },
         Command::Run(settings) => {
             match startup::prepare(&settings).and_then(|()| check(&settings)) {
-                Ok(()) => arbiter::run(settings, app),
+                Ok(()) => arbiter::run(settings, app, hooks),
                 Err(err) => {
                     eprintln!("rgunicorn: error: {err}");
                     err.exit_code()

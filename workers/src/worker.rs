@@ -88,6 +88,10 @@ pub trait WorkerHooks {
     /// The worker began to retire on its own (max_requests, a stuck request): the
     /// master can start its replacement now rather than when it exits.
     fn retiring(&mut self) {}
+    /// The app is loaded and the loop is about to accept (gunicorn's `post_worker_init`).
+    fn post_worker_init(&mut self) {}
+    /// Told to stop fast (`INT`/`QUIT`), just before the worker returns (`worker_int`).
+    fn worker_int(&mut self) {}
 }
 
 /// What a client whose request outlived `request_timeout` receives before the close.
@@ -212,6 +216,7 @@ impl Worker {
 
     fn serve(&mut self, signals: &mut SignalFlags, hooks: &mut dyn WorkerHooks) -> i32 {
         crate::log_info!("Booting worker with pid: {}", std::process::id());
+        hooks.post_worker_init();
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         loop {
@@ -254,6 +259,7 @@ impl Worker {
             self.take_answers();
 
             if signals.fast.load(Ordering::SeqCst) {
+                hooks.worker_int();
                 return EXIT_OK;
             }
             if signals.reopen.swap(false, Ordering::SeqCst) {

@@ -1,0 +1,124 @@
+//! What a freshly forked child does before it becomes a worker, and on its way out:
+//! forget the master's signal handlers and front, run `post_fork`, drop privileges, take
+//! its title, load and wrap the app when there are hooks, run the worker's event loop
+//! (`rgunicorn_workers::worker`), run `worker_exit`, and exit. It never returns into the
+//! master's code. The fork itself, and the master's side, are in [`super`].
+
+use std::sync::Arc;
+
+use rgunicorn_workers::config::WorkerConfig;
+use rgunicorn_workers::worker::{self, WorkerHooks, EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
+use rgunicorn_workers::{app, log_error, Listener};
+
+use super::heartbeat::{Beat, Slot};
+use super::{title, Arbiter};
+use crate::hooks::{HookedApp, Hooks, ServerInfo, WorkerInfo};
+
+impl Arbiter {
+    /// In the child, right after the fork: become worker number `age`, then exit.
+    pub(super) fn become_worker(
+        &mut self,
+        listeners: Vec<Listener>,
+        cfg: WorkerConfig,
+        heartbeat: &Slot,
+        age: u64,
+    ) -> ! {
+        self.signals.forget_in_child();
+        if let Some(front) = self.front.take() {
+            front.close_in_worker();
+        }
+        let me = WorkerInfo {
+            pid: std::process::id(),
+            age,
+        };
+        if let Some(hooks) = &self.hooks {
+            let server = ServerInfo {
+                // The master's pid, not this child's.
+                pid: std::os::unix::process::parent_id(),
+                ..self.server_info()
+            };
+            hooks.post_fork(&server, &me);
+        }
+        if let Err(err) = drop_privileges(self.settings.uid, self.settings.gid) {
+            log_error!("worker failed to boot: {err}");
+            std::process::exit(EXIT_BOOT_ERROR);
+        }
+        title::set(&format!("rgunicorn: worker [{}]", cfg.proc_name));
+        let mut beat = Beat { slot: heartbeat };
+        let code = match self.hooks.clone() {
+            None => worker::run(listeners, cfg, self.app.clone(), &mut beat),
+            Some(hooks) => {
+                // Load the app here (the worker would, a moment later) to wrap it.
+                let inner = match self.app.clone() {
+                    Some(app) => app,
+                    None => match app::load(&cfg.app) {
+                        Ok(app) => app,
+                        Err(err) => {
+                            log_error!("Exception in worker process: {err}");
+                            std::process::exit(EXIT_APP_LOAD_ERROR);
+                        }
+                    },
+                };
+                let app = Arc::new(HookedApp {
+                    inner,
+                    hooks: Arc::clone(&hooks),
+                    worker: me,
+                });
+                let mut side = WorkerSide {
+                    inner: beat,
+                    hooks: Arc::clone(&hooks),
+                    worker: me,
+                };
+                let code = worker::run(listeners, cfg, Some(app), &mut side);
+                hooks.worker_exit(&me, code);
+                code
+            }
+        };
+        std::process::exit(code)
+    }
+}
+
+/// The worker's hooks when the program set server hooks: the heartbeat as always, plus
+/// `post_worker_init` and `worker_int`.
+struct WorkerSide<H> {
+    inner: H,
+    hooks: Arc<dyn Hooks>,
+    worker: WorkerInfo,
+}
+
+impl<H: WorkerHooks> WorkerHooks for WorkerSide<H> {
+    fn heartbeat(&mut self) {
+        self.inner.heartbeat();
+    }
+
+    fn retiring(&mut self) {
+        self.inner.retiring();
+    }
+
+    fn post_worker_init(&mut self) {
+        self.inner.post_worker_init();
+        self.hooks.post_worker_init(&self.worker);
+    }
+
+    fn worker_int(&mut self) {
+        self.inner.worker_int();
+        self.hooks.worker_int(&self.worker);
+    }
+}
+
+/// In a worker, before any app code: become `--user`/`--group` (the master stays as it
+/// is, so it can bind low ports again on HUP).
+fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+    use nix::unistd::{geteuid, setgid, setgroups, setuid, Gid, Uid};
+    if let Some(gid) = gid {
+        let gid = Gid::from_raw(gid);
+        if geteuid().is_root() {
+            setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
+        }
+        setgid(gid).map_err(|e| format!("cannot switch to group {gid}: {e}"))?;
+    }
+    if let Some(uid) = uid {
+        setuid(Uid::from_raw(uid)).map_err(|e| format!("cannot switch to user {uid}: {e}"))?;
+    }
+    Ok(())
+}
