@@ -165,6 +165,10 @@ impl Conn {
 
     /// An app thread's answer arrived.
     pub fn answered(&mut self, out: Vec<u8>, answer: Answer, cx: &mut Cx) -> Outcome {
+        if !matches!(self.state, State::App) {
+            // Too late: the client was already answered 504 (`gateway_timeout`).
+            return self.drive(cx);
+        }
         if self.out_pos >= self.out.len() {
             self.out = out;
             self.out_pos = 0;
@@ -172,6 +176,14 @@ impl Conn {
             self.out.extend_from_slice(&out);
         }
         self.after_answer(answer);
+        self.drive(cx)
+    }
+
+    /// The app has held this connection's request longer than `request_timeout`: answer
+    /// 504 and close. The 504 is queued behind any earlier pipelined answer not yet sent,
+    /// so the client reads its responses in order; the app's late answer is dropped.
+    pub fn gateway_timeout(&mut self, cx: &mut Cx) -> Outcome {
+        self.fail(504, cx);
         self.drive(cx)
     }
 
@@ -632,5 +644,75 @@ impl Conn {
                 ..
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Never;
+    impl App for Never {
+        fn call(&self, _: &Environ, _: &mut Input) -> crate::app::Response {
+            unreachable!("the request is already on an app thread")
+        }
+    }
+
+    #[test]
+    fn the_504_follows_an_earlier_pipelined_answer_still_unsent() {
+        let (ours, mut client) = mio::net::UnixStream::pair().expect("socketpair");
+        let mut conn = Conn::new(
+            Stream::Unix(ours),
+            ConnInfo {
+                peer: None,
+                local: None,
+            },
+        );
+        // The first request's answer is queued but the socket was full; the second
+        // request is on an app thread that will not come back.
+        let first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst";
+        conn.out.extend_from_slice(first);
+        conn.state = State::App;
+        let app: Arc<dyn App> = Arc::new(Never);
+        let cfg = WorkerConfig::default();
+        let mut scratch = vec![0; 4096];
+        let mut requests = 2;
+        let mut cx = Cx {
+            key: 0,
+            app: &app,
+            mode: Mode::Threaded,
+            pool: None,
+            cfg: &cfg,
+            access: None,
+            scratch: &mut scratch,
+            stopping: false,
+            requests: &mut requests,
+        };
+        assert_eq!(conn.gateway_timeout(&mut cx), Outcome::Open);
+        conn.writable = true;
+        assert_eq!(conn.drive(&mut cx), Outcome::Open);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        let second = text.find("HTTP/1.1 504 Gateway Timeout\r\n").expect(&text);
+        assert_eq!(second, first.len(), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+        // The app's answer, should it ever come, is dropped.
+        let late = Answer {
+            keep_alive: true,
+            framing: Framing::Length(4),
+            rest: None,
+        };
+        conn.answered(b"late".to_vec(), late, &mut cx);
+        assert!(!conn.out.windows(4).any(|w| w == b"late"));
     }
 }

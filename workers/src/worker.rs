@@ -4,7 +4,7 @@
 //! the master's code (the caller exits with the code `run` gives).
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -93,11 +93,6 @@ pub trait WorkerHooks {
     /// Told to stop fast (`INT`/`QUIT`), just before the worker returns (`worker_int`).
     fn worker_int(&mut self) {}
 }
-
-/// What a client whose request outlived `request_timeout` receives before the close.
-const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\n\
-Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\nConnection: close\r\n\r\n\
-504 Gateway Timeout\n";
 
 /// No hooks: what a worker run on its own (tests, embedding) uses.
 pub struct NoHooks;
@@ -488,9 +483,9 @@ impl Worker {
     }
 
     /// Answer 504 and close every connection whose request has been on an app thread
-    /// longer than `request_timeout`. Returns whether any had: the worker must retire,
-    /// since that thread may never come back. The late answer, if it ever comes, finds
-    /// no connection under its key (a retiring worker accepts none) and is dropped.
+    /// longer than `request_timeout` (the connection queues the 504 behind what it still
+    /// has to send). Returns whether any had: the worker must retire, since that thread
+    /// may never come back. Its late answer, if it ever comes, is dropped.
     fn check_request_time(&mut self, now: Instant) -> bool {
         let limit = self.cfg.request_timeout;
         if limit.is_zero() {
@@ -503,15 +498,28 @@ impl Worker {
             .map(|(key, _)| *key)
             .collect();
         for key in &late {
-            if let Some(conn) = self.conns.get_mut(*key) {
-                crate::log_error!(
-                    "request timeout: the app spent over {}s on a request: answering 504",
-                    limit.as_secs()
-                );
-                // Best effort on a non-blocking socket: the head fits any send buffer.
-                let _ = conn.stream.write(GATEWAY_TIMEOUT);
+            self.in_app.remove(key);
+            let Some(conn) = self.conns.get_mut(*key) else {
+                continue;
+            };
+            crate::log_error!(
+                "request timeout: the app spent over {}s on a request: answering 504",
+                limit.as_secs()
+            );
+            let mut cx = Cx {
+                key: *key,
+                app: &self.app,
+                mode: self.mode,
+                pool: self.pool.as_ref(),
+                cfg: &self.cfg,
+                access: self.access.as_ref(),
+                scratch: &mut self.scratch,
+                stopping: true,
+                requests: &mut self.requests,
+            };
+            if conn.gateway_timeout(&mut cx) == Outcome::Close {
+                self.close(*key);
             }
-            self.close(*key);
         }
         if !late.is_empty() {
             self.stuck = true;
