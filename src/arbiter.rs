@@ -517,6 +517,10 @@ impl Arbiter {
         if let Err(err) = rgunicorn_workers::log::reopen() {
             log_error!("cannot reopen error log: {err}");
         }
+        // Before the workers reopen theirs, as a user that may not create files there.
+        if let Err(err) = crate::startup::open_log_files(&self.settings) {
+            log_error!("{err}");
+        }
         log_info!("Handling signal: usr1: logs reopened");
         for pid in self.workers.keys() {
             let _ = kill(*pid, Signal::SIGUSR1);

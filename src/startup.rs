@@ -1,6 +1,7 @@
 //! What happens between validated settings and the master loop: the checks that need
-//! the outside world (the APP exists, log files open), the environment (`--chdir`,
-//! `-e`), all before a socket is bound, so a bad start fails fast with one line.
+//! the outside world (the APP exists, log files open and owned by the workers' user),
+//! the environment (`--chdir`, `-e`), all before a socket is bound, so a bad start fails
+//! fast with one line.
 
 use rgunicorn_workers::app;
 use rgunicorn_workers::config::LogTarget;
@@ -64,6 +65,17 @@ pub fn prepare(settings: &Settings) -> Result<(), StartError> {
             source,
         }
     })?;
+    open_log_files(settings)
+}
+
+/// Create the access log file if needed, then give both log files to `--user`/`--group`
+/// (gunicorn chowns them too): workers open the access log and reopen both on USR1
+/// after they dropped privileges, and must not fail there (a worker that cannot open
+/// its access log exits 3 and halts the master). The master calls this at start, on
+/// HUP and on USR1 before it signals the workers, so a file logrotate moved away is
+/// created here, owned right, rather than in a worker that may not be allowed to.
+pub fn open_log_files(settings: &Settings) -> Result<(), StartError> {
+    let worker = &settings.worker;
     if let Some(LogTarget::File(path)) = &worker.access_log {
         std::fs::OpenOptions::new()
             .create(true)
@@ -73,6 +85,20 @@ pub fn prepare(settings: &Settings) -> Result<(), StartError> {
                 path: path.display().to_string(),
                 source,
             })?;
+    }
+    if settings.uid.is_none() && settings.gid.is_none() {
+        return Ok(());
+    }
+    for target in [Some(&worker.error_log), worker.access_log.as_ref()] {
+        if let Some(LogTarget::File(path)) = target {
+            if let Err(err) = std::os::unix::fs::chown(path, settings.uid, settings.gid) {
+                // Not fatal here: a worker that then cannot open it says so and exits 3.
+                rgunicorn_workers::log_warning!(
+                    "cannot give {} to the workers' user (chown): {err}",
+                    path.display()
+                );
+            }
+        }
     }
     Ok(())
 }

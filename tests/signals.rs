@@ -410,6 +410,59 @@ fn workers_drop_privileges_and_own_the_unix_socket() {
     assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
 }
 
+/// Regression: an access log file the workers' user cannot write made every worker exit
+/// 3 (and the master halt). The master creates it and hands it to that user, at start
+/// and again on USR1 after a rotation.
+#[test]
+fn a_root_owned_access_log_is_given_to_the_workers_user() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let access = dir.path().join("access.log");
+    std::fs::write(&access, "").expect("root's own access log");
+    std::fs::set_permissions(&access, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let server = Server::start(&[
+        "--access-logfile",
+        access.to_str().unwrap(),
+        "--user",
+        "65534",
+        "--group",
+        "65534",
+    ]);
+    let owner = |path: &Path| {
+        let meta = std::fs::metadata(path).expect("log file");
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(owner(&access), (65534, 65534));
+    assert_eq!(
+        get(server.addr, &format!("{WELCOME_PATH}?first")).status,
+        200
+    );
+    wait_until(Duration::from_secs(5), "the first access line", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.contains("first"))
+    });
+    // logrotate moves it; the directory is root's, so only the master can create it.
+    std::fs::rename(&access, dir.path().join("access.log.1")).expect("rotate");
+    server.signal(libc::SIGUSR1);
+    // Created, then chowned: wait for both.
+    wait_until(Duration::from_secs(5), "the reopened log, chowned", || {
+        access.exists() && owner(&access) == (65534, 65534)
+    });
+    assert_eq!(
+        get(server.addr, &format!("{WELCOME_PATH}?second")).status,
+        200
+    );
+    wait_until(Duration::from_secs(5), "the second access line", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.contains("second"))
+    });
+    assert!(!server.log().contains("cannot reopen"), "{}", server.log());
+}
+
 #[test]
 fn processes_are_titled() {
     let server = Server::start(&["-w", "1", "-n", "site"]);
