@@ -15,6 +15,8 @@
 # 3. The plain `docker run -d -p 5000:443 web_backend:v1` with a development CA's
 #    certificate mounted: verified TLS, the :80 redirect, a restart, TERM exits 0.
 # 4. REQUIRE_CERT=1 without a certificate refuses to start.
+# 5. The reference Dockerfile's way: a certificate pair put in ssl_files/ before the build
+#    is baked into the image and served.
 #
 # env: WORK (default /tmp/ctr-ci: podman store, base images), SHARED_DIR (default
 #      ../shared beside the repository), CONTEXT (build context, default the repository),
@@ -293,5 +295,32 @@ echo "$out" | tail -n 3
 check "REQUIRE_CERT=1: refuses to start (exit ${code:-none}) naming the certificate" \
   bash -c "[ '${code:-0}' != 0 ] && grep -q 'no certificate at /etc/rgunicorn/cert/server.pem' <<< \"\$1\"" _ "$out"
 "${P[@]}" rm -f web_backend_nocert >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------------------
+# 5. the reference Dockerfile's way: a certificate pair in ssl_files/ at build time, with a
+#    vendor's names (example.com.pem + example.com.key), baked into the image
+step "certificate baked in from ssl_files/ (example.com.pem, example.com.key)"
+mkdir -p "$tmp/ctx"
+tar -C "$CONTEXT" --exclude=./target --exclude=./.git -cf - . | tar -C "$tmp/ctx" -xf -
+cp "$tmp/ca/server.pem" "$tmp/ctx/ssl_files/example.com.pem"
+cp "$tmp/ca/server.key" "$tmp/ctx/ssl_files/example.com.key"
+# a developer's checkout also has the development CA (key included) in ssl_files/dev/
+mkdir -p "$tmp/ctx/ssl_files/dev"
+cp "$tmp/ca/ca.pem" "$tmp/ca/ca.key" "$tmp/ctx/ssl_files/dev/"
+b0=$SECONDS
+if IMAGE=localhost/web_backend:certs CHECK_TRIES=150 \
+   CHECK_CMD="curl -fsS -m 2 -o /dev/null --cacert $tmp/ca/ca.pem https://localhost:443$URL_PATH" \
+   bash "$BUILD_AND_RUN" "$tmp/ctx" > "$tmp/build2.log" 2>&1; then
+  ok "baked: image with ssl_files/example.com.{pem,key} serves them, verified against the development CA ($((SECONDS - b0))s)"
+  grep -E 'using the certificate pair' "$tmp/build2.log" | sed 's/^/     /'
+  mode=$("${P[@]}" run --rm localhost/web_backend:certs stat -c '%a %U' /etc/rgunicorn/cert/example.com.key 2>/dev/null)
+  check "baked: the key in the image is mode 600, owned by rgunicorn (got '$mode')" [ "$mode" = "600 rgunicorn" ]
+  files=$("${P[@]}" run --rm localhost/web_backend:certs find /etc/rgunicorn/cert 2>/dev/null | tr '\n' ' ')
+  check "baked: ssl_files/dev/ (the CA key) and the generator stay out of the image (got: $files)" \
+    bash -c "! grep -qE 'ca\.key|/dev|make-dev-cert' <<< '$files'"
+else
+  tail -n 40 "$tmp/build2.log"
+  bad "baked: build-and-run.sh failed ($((SECONDS - b0))s)"
+fi
 
 finish
