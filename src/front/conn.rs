@@ -22,7 +22,7 @@ use super::exchange::{Exchange, ExchangeError, RequestBody, RequestInfo, Respons
 use super::headers;
 use super::log::{AccessEntry, Level};
 use super::settings::MIN_RATE_GRACE;
-use super::upstream::Stream;
+use super::upstream::{self, Stream};
 
 /// The largest request head the front reads (nginx's large_client_header_buffers is 4×8k).
 pub const HEAD_CAP: usize = 64 * 1024;
@@ -437,7 +437,7 @@ impl Client {
                 reused: true,
                 registered: None,
             },
-            None => match Stream::connect(&settings.upstream) {
+            None => match upstream::connect(&settings.upstream) {
                 Ok(stream) => Upstream {
                     stream,
                     phase: UpPhase::Connecting { since: ctx.now },
@@ -472,7 +472,7 @@ impl Client {
         };
         let mut progress = false;
         if let UpPhase::Connecting { .. } = up.phase {
-            match up.stream.connected() {
+            match upstream::connected(&up.stream) {
                 Ok(true) => {
                     up.phase = UpPhase::Open;
                     progress = true;

@@ -11,6 +11,7 @@ use rgunicorn_workers::http::{BodyKind, RequestHead, Version};
 use super::log::http_date;
 use super::settings::FrontSettings;
 use super::upstream::ResponseHead;
+pub use rgunicorn_workers::respond::reason;
 
 /// Headers that describe one connection, never the message (RFC 9110 7.6.1), plus the
 /// framing headers the front re-states itself.
@@ -249,34 +250,6 @@ pub fn error_response(status: u16, head_only: bool, settings: &FrontSettings, ou
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(body.as_bytes());
-    }
-}
-
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
     }
 }
 

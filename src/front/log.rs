@@ -7,7 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use rgunicorn_workers::clock::{with_http_date, Civil};
 
 use super::settings::LogTarget;
 
@@ -151,7 +152,7 @@ impl Logger {
         let line = format!(
             "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
             entry.remote,
-            Civil::now().time_local(),
+            Civil::now().clf_time(),
             escape(entry.request_line),
             entry.status,
             entry.body_bytes,
@@ -183,97 +184,14 @@ fn escape_or_dash(text: &str) -> String {
     }
 }
 
-/// A UTC calendar time, without a date library.
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-}
-
-impl Civil {
-    fn now() -> Civil {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Civil::from_unix(secs)
-    }
-
-    /// Howard Hinnant's days-from-civil inverse.
-    fn from_unix(secs: i64) -> Civil {
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400) as u32;
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Civil {
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            minute: rem % 3600 / 60,
-            second: rem % 60,
-        }
-    }
-
-    /// nginx's `$time_local`: `10/Oct/2000:13:55:36 +0000`.
-    fn time_local(&self) -> String {
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        format!(
-            "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
-            self.day,
-            MONTHS[(self.month as usize).clamp(1, 12) - 1],
-            self.year,
-            self.hour,
-            self.minute,
-            self.second
-        )
-    }
-}
-
-/// The HTTP `Date` header value for now (RFC 9110 IMF-fixdate).
+/// The `Date` header value, formatted once a second per thread (the workers' cache).
 pub fn http_date() -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let c = Civil::from_unix(secs);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize],
-        c.day,
-        MONTHS[(c.month as usize).clamp(1, 12) - 1],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    with_http_date(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        let c = Civil::from_unix(971_186_136); // 2000-10-10 13:55:36 UTC
-        assert_eq!(c.time_local(), "10/Oct/2000:13:55:36 +0000");
-        let c = Civil::from_unix(1_709_208_000); // 2024-02-29 12:00:00
-        assert_eq!((c.year, c.month, c.day, c.hour), (2024, 2, 29, 12));
-    }
 
     #[test]
     fn escapes_like_nginx() {

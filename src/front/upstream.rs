@@ -3,11 +3,8 @@
 //! head (httparse), its framing (no body / Content-Length / chunked / until close) and a
 //! chunked decoder. What gets forwarded is decided in [`super::exchange`].
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::time::{Duration, Instant};
-
-use mio::event::Source;
-use mio::{Interest, Registry, Token};
 
 use super::settings::UpstreamAddr;
 
@@ -29,113 +26,52 @@ pub enum UpstreamError {
     Upgrade,
 }
 
-/// A connection to the workers.
-#[derive(Debug)]
-pub enum Stream {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
+/// A connection to the workers: the same socket enum the workers use for clients.
+pub use rgunicorn_workers::stream::Stream;
 
-impl Stream {
-    /// Start a non-blocking connect; completion shows as writable, then [`Stream::connected`].
-    pub fn connect(addr: &UpstreamAddr) -> io::Result<Stream> {
-        match addr {
-            UpstreamAddr::Tcp(addr) => {
-                let stream = mio::net::TcpStream::connect(*addr)?;
-                // Requests are written whole; do not let Nagle hold their tails.
-                let _ = stream.set_nodelay(true);
-                Ok(Stream::Tcp(stream))
-            }
-            UpstreamAddr::Unix(path) => Ok(Stream::Unix(mio::net::UnixStream::connect(path)?)),
+/// Start a non-blocking connect; completion shows as writable, then [`connected`].
+pub fn connect(addr: &UpstreamAddr) -> io::Result<Stream> {
+    match addr {
+        UpstreamAddr::Tcp(addr) => {
+            let stream = mio::net::TcpStream::connect(*addr)?;
+            // Requests are written whole; do not let Nagle hold their tails.
+            let _ = stream.set_nodelay(true);
+            Ok(Stream::Tcp(stream))
         }
-    }
-
-    /// Whether a started connect has finished: `Ok(false)` while still in progress.
-    pub fn connected(&self) -> io::Result<bool> {
-        let (error, peer) = match self {
-            Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-            Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-        };
-        if let Some(err) = error {
-            return Err(err);
-        }
-        match peer {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// An idle pooled connection is usable when the worker has not closed it: nothing to
-    /// read yet (`WouldBlock`). EOF or stray bytes mean it must be dropped.
-    fn still_open(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let fd = match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        };
-        let mut byte = [0u8; 1];
-        let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-        matches!(
-            nix::sys::socket::recv(fd, &mut byte, flags),
-            Err(nix::errno::Errno::EAGAIN)
-        )
+        UpstreamAddr::Unix(path) => Ok(Stream::Unix(mio::net::UnixStream::connect(path)?)),
     }
 }
 
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
+/// Whether a started connect has finished: `Ok(false)` while still in progress.
+pub fn connected(stream: &Stream) -> io::Result<bool> {
+    let (error, peer) = match stream {
+        Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+        Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+    };
+    if let Some(err) = error {
+        return Err(err);
+    }
+    match peer {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(err) => Err(err),
     }
 }
 
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Source for Stream {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.register(registry, token, interests),
-            Stream::Unix(s) => s.register(registry, token, interests),
-        }
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.reregister(registry, token, interests),
-            Stream::Unix(s) => s.reregister(registry, token, interests),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.deregister(registry),
-            Stream::Unix(s) => s.deregister(registry),
-        }
-    }
+/// An idle pooled connection is usable when the worker has not closed it: nothing to
+/// read yet (`WouldBlock`). EOF or stray bytes mean it must be dropped.
+fn still_open(stream: &Stream) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = match stream {
+        Stream::Tcp(s) => s.as_raw_fd(),
+        Stream::Unix(s) => s.as_raw_fd(),
+    };
+    let mut byte = [0u8; 1];
+    let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+    matches!(
+        nix::sys::socket::recv(fd, &mut byte, flags),
+        Err(nix::errno::Errno::EAGAIN)
+    )
 }
 
 /// Idle keep-alive connections of one event loop, newest last (reused first: the one
@@ -149,7 +85,7 @@ impl Pool {
     /// A live idle connection younger than `max_idle`, if any.
     pub fn take(&mut self, max_idle: Duration) -> Option<Stream> {
         while let Some((stream, since)) = self.idle.pop() {
-            if since.elapsed() < max_idle && stream.still_open() {
+            if since.elapsed() < max_idle && still_open(&stream) {
                 return Some(stream);
             }
         }

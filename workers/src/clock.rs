@@ -67,8 +67,13 @@ impl Civil {
 
     /// The access log's `%(t)s`: `[06/Nov/1994:08:49:37 +0000]`
     pub fn access_log_time(&self) -> String {
+        format!("[{}]", self.clf_time())
+    }
+
+    /// Common Log Format time (nginx's `$time_local` in UTC): `06/Nov/1994:08:49:37 +0000`
+    pub fn clf_time(&self) -> String {
         format!(
-            "[{:02}/{}/{}:{:02}:{:02}:{:02} +0000]",
+            "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
             self.day,
             MONTHS[(self.month - 1) as usize],
             self.year,

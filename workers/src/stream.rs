@@ -66,6 +66,7 @@ impl Source for MioListener {
     }
 }
 
+#[derive(Debug)]
 pub enum Stream {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
