@@ -187,6 +187,11 @@ stop_within() { # NAME SIGNAL LIMIT: send, wait for the exit, check code 0 withi
     python3 -c "import sys; sys.exit(0 if sys.argv[1] == '0' and float(sys.argv[2]) <= $3 else 1)" "${code:-x}" "$el"
 }
 
+served_serial() { # the serial of the certificate the front serves on HOST_PORT
+  openssl s_client -connect "localhost:$HOST_PORT" -servername localhost </dev/null 2>/dev/null \
+    | openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//'
+}
+
 show_logs() { echo "--- $1 log (last 25 lines)"; "${P[@]}" logs "$1" 2>&1 | tail -n 25; echo "---"; }
 
 # ---------------------------------------------------------------------------------------
@@ -272,6 +277,22 @@ if wait_https web_backend_plain "$tmp/ca/ca.pem"; then
   loc=$(curl -s -m 5 -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$REDIRECT_PORT$URL_PATH?x=1")
   want="301 https://localhost:$HOST_PORT$URL_PATH?x=1"
   check "plain: http :80 -> $want (HTTPS_PORT=$HOST_PORT; got '$loc')" [ "$loc" = "$want" ]
+  # renewing as ssl_files/README.md says: replace the mounted files, HUP; the front serves
+  # the new certificate (a new leaf from the same CA) without a restart
+  serial1=$(served_serial)
+  bash "$ROOT/ssl_files/make-dev-cert.sh" "$tmp/ca" >/dev/null
+  cp "$tmp/ca/server.pem" "$tmp/ca/server.key" "$tmp/mount/"
+  "${P[@]}" kill --signal HUP web_backend_plain >/dev/null
+  serial2=$serial1
+  for _ in $(seq 1 50); do
+    serial2=$(served_serial)
+    [ -n "$serial2" ] && [ "$serial2" != "$serial1" ] && break
+    sleep 0.2
+  done
+  check "plain: new certificate files + HUP -> the front serves the new one (serial ${serial1:-none} -> ${serial2:-none})" \
+    bash -c "[ -n '$serial1' ] && [ -n '$serial2' ] && [ '$serial1' != '$serial2' ]"
+  check_welcome "plain after the certificate reload" "$tmp/ca/ca.pem"
+
   # docker restart: TERM, then the same container (its stale socket file too) starts again
   "${P[@]}" restart -t 20 web_backend_plain >/dev/null 2>&1
   if wait_https web_backend_plain "$tmp/ca/ca.pem"; then
