@@ -15,7 +15,7 @@
 #   TIMEOUT             worker timeout, seconds (-t)
 #   BIND                the workers' TCP address(es), e.g. 0.0.0.0:5000 (-b; several may be
 #                       separated by spaces or commas); the front's unix socket is kept
-#   APP                 the app: a built-in name (welcome, echo) or module:callable (default welcome)
+#   APP                 the app: a built-in name, welcome (default) or echo
 #   CERTFILE, KEYFILE   the front's certificate chain and key (default: the config's,
 #                       /etc/rgunicorn/cert/server.pem and server.key)
 #   HTTPS_PORT          the port clients use for https, for the :80 redirect's Location
