@@ -14,7 +14,8 @@
 #    master is PID 1, the HEALTHCHECK passes, HUP keeps it serving, TERM exits 0 in time.
 # 3. The plain `docker run -d -p 5000:443 web_backend:v1` with a development CA's
 #    certificate mounted: verified TLS, the :80 redirect, a restart, TERM exits 0.
-# 4. REQUIRE_CERT=1 without a certificate refuses to start.
+# 4. REQUIRE_CERT=1 without a certificate refuses to start; the environment overrides
+#    (APP, WORKERS, THREADS, WORKER_CONNECTIONS, TIMEOUT, BIND) reach rgunicorn.
 # 5. The reference Dockerfile's way: a certificate pair put in ssl_files/ before the build
 #    is baked into the image and served.
 #
@@ -316,6 +317,26 @@ echo "$out" | tail -n 3
 check "REQUIRE_CERT=1: refuses to start (exit ${code:-none}) naming the certificate" \
   bash -c "[ '${code:-0}' != 0 ] && grep -q 'no certificate at /etc/rgunicorn/cert/server.pem' <<< \"\$1\"" _ "$out"
 "${P[@]}" rm -f web_backend_nocert >/dev/null 2>&1
+
+# ---------------------------------------------------------------------------------------
+# 4b. the reference deployment's environment overrides reach rgunicorn
+step "environment: APP=echo WORKERS=2 THREADS=2 WORKER_CONNECTIONS=100 TIMEOUT=20 BIND=0.0.0.0:6000"
+NAMES+=(web_backend_env)
+"${P[@]}" run -d -p "$HOST_PORT:443" -e APP=echo -e WORKERS=2 -e THREADS=2 -e WORKER_CONNECTIONS=100 \
+  -e TIMEOUT=20 -e BIND=0.0.0.0:6000 --name web_backend_env "$IMAGE" >/dev/null 2>&1
+for _ in $(seq 1 50); do
+  curl -fsS -k -m 2 -o "$tmp/echo.json" "https://localhost:$HOST_PORT/hello?x=1" 2>/dev/null && break
+  sleep 0.2
+done
+check "environment: APP=echo answers through the front, scheme https, path and query intact" \
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if (d["scheme"], d["path"], d["query"]) == ("https", "/hello", "x=1") else 1)' "$tmp/echo.json"
+envlog=$("${P[@]}" logs web_backend_env 2>&1)
+check "environment: start.sh passes -w 2 --threads 2 --worker-connections 100 -t 20 -b unix:... -b 0.0.0.0:6000 echo" \
+  grep -q 'exec rgunicorn -c /app/conf/container.toml -w 2 --threads 2 --worker-connections 100 -t 20 -b unix:/run/rgunicorn/rgunicorn.sock -b 0.0.0.0:6000 echo' <<< "$envlog"
+check "environment: 2 workers booted ($(grep -c 'Booting worker' <<< "$envlog"))" [ "$(grep -c 'Booting worker' <<< "$envlog")" = 2 ]
+check "environment: the workers answer on BIND=0.0.0.0:6000 inside the container" \
+  bash -c "${P[*]} exec web_backend_env bash -c 'exec 3<>/dev/tcp/127.0.0.1/6000; printf \"GET /x HTTP/1.0\\r\\n\\r\\n\" >&3; head -n 1 <&3' | grep -q ' 200 '"
+"${P[@]}" rm -f -t 2 web_backend_env >/dev/null 2>&1
 
 # ---------------------------------------------------------------------------------------
 # 5. the reference Dockerfile's way: a certificate pair in ssl_files/ at build time, with a
