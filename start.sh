@@ -20,10 +20,14 @@
 #                       /etc/rgunicorn/cert/server.pem and server.key)
 #   HTTPS_PORT          the port clients use for https, for the :80 redirect's Location
 #                       (front.https_port; e.g. 5000 with -p 5000:443 -p 80:80)
+#   FRONT_LISTEN, FRONT_REDIRECT_HTTP   the front's https and http addresses (front.listen,
+#                       front.redirect_http; default 0.0.0.0:443 and 0.0.0.0:80), e.g. for
+#                       --network host on a machine where 443 or 80 is taken
 #   REQUIRE_CERT=1      refuse to start without a certificate instead of making a self-signed one
 #   RGUNICORN_CONF      config file (default conf/container.toml beside this script)
 #   RGUNICORN_CMD_ARGS  more flags, read by rgunicorn itself (gunicorn's GUNICORN_CMD_ARGS)
-#   HEALTHCHECK_PORT, HEALTHCHECK_PATH   what `healthcheck` asks (default 443, the welcome URL)
+#   HEALTHCHECK_PORT, HEALTHCHECK_PATH   what `healthcheck` asks (default: the port of
+#                       FRONT_LISTEN, else 443; the welcome URL)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,7 +42,8 @@ die() { printf 'start.sh: error: %s\n' "$*" >&2; exit 1; }
 # (in the image for the self-signed fallback anyway), so no curl is needed; it does not
 # verify the certificate, only that the whole path answers 200.
 if [ "${1:-}" = healthcheck ]; then
-  port=${HEALTHCHECK_PORT:-443}
+  listen=${FRONT_LISTEN:-0.0.0.0:443}
+  port=${HEALTHCHECK_PORT:-${listen##*:}}
   path=${HEALTHCHECK_PATH:-/api/v1/welcome/get_welcome_data}
   status=$(printf 'GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: healthcheck\r\nConnection: close\r\n\r\n' "$path" \
     | timeout 5 openssl s_client -connect "127.0.0.1:$port" -servername localhost -quiet 2>/dev/null \
@@ -205,42 +210,56 @@ if [ "$has_front" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------
-# Settings of [front] that have no flag (certfile, keyfile, https_port): when they differ
-# from the config file, run a copy of it that says so. HUP re-reads that copy.
+# Settings of [front] that have no flag (certfile, keyfile, https_port, listen,
+# redirect_http): when the environment changes them, run a copy of the config file that
+# says so (HUP re-reads that copy).
 sed_args=()
-if [ "$has_front" = 1 ]; then
-  if [ "$certfile" != "$conf_cert" ] || [ "$keyfile" != "$conf_key" ]; then
-    case $certfile$keyfile in
-      *'"'* | *\\* | *'|'* | *'&'*) die "CERTFILE/KEYFILE must not contain \", \\, | or &" ;;
-    esac
-    sed_args+=(-e "s|^\([[:space:]]*certfile[[:space:]]*=[[:space:]]*\).*|\1\"$certfile\"|"
-               -e "s|^\([[:space:]]*keyfile[[:space:]]*=[[:space:]]*\).*|\1\"$keyfile\"|")
+appends=()
+changes=()
+front_set() { # KEY TOML-VALUE
+  [ "$has_front" = 1 ] || die "front.$1 is set through the environment but $conf has no [front] table"
+  case $2 in *'|'* | *'&'* | *\\*) die "front.$1 must not contain |, & or \\: $2" ;; esac
+  if grep -q "^[[:space:]]*$1[[:space:]]*=" "$conf"; then
+    sed_args+=(-e "s|^\([[:space:]]*$1[[:space:]]*=[[:space:]]*\).*|\1$2|")
+  elif [ "$(grep '^[[:space:]]*\[' "$conf" | tail -n 1 | tr -d '[:space:]')" = "[front]" ]; then
+    appends+=("$1 = $2")
+  else
+    die "cannot set front.$1: $conf has no $1 line and [front] is not its last table"
   fi
+  changes+=("$1 = $2")
+}
+no_quote() { # NAME VALUE
+  case $2 in *'"'*) die "$1 must not contain a double quote: $2" ;; esac
+}
+if [ "$has_front" = 1 ]; then
+  if [ "$certfile" != "$conf_cert" ]; then no_quote CERTFILE "$certfile"; front_set certfile "\"$certfile\""; fi
+  if [ "$keyfile" != "$conf_key" ]; then no_quote KEYFILE "$keyfile"; front_set keyfile "\"$keyfile\""; fi
 fi
-append=""
 if [ -n "${HTTPS_PORT:-}" ]; then
   need_uint HTTPS_PORT "$HTTPS_PORT" 1
   [ "$HTTPS_PORT" -le 65535 ] || die "HTTPS_PORT must be a port number, got '$HTTPS_PORT'"
-  [ "$has_front" = 1 ] || die "HTTPS_PORT is set but $conf has no [front] table"
-  if grep -q '^[[:space:]]*https_port[[:space:]]*=' "$conf"; then
-    sed_args+=(-e "s|^\([[:space:]]*https_port[[:space:]]*=[[:space:]]*\).*|\1$HTTPS_PORT|")
-  elif [ "$(grep '^[[:space:]]*\[' "$conf" | tail -n 1 | tr -d '[:space:]')" = "[front]" ]; then
-    append="https_port = $HTTPS_PORT"
-  else
-    die "HTTPS_PORT needs an https_port line in $conf, or [front] as its last table"
-  fi
+  front_set https_port "$HTTPS_PORT"
 fi
-if [ "${#sed_args[@]}" -gt 0 ] || [ -n "$append" ]; then
+if [ -n "${FRONT_LISTEN:-}" ]; then
+  no_quote FRONT_LISTEN "$FRONT_LISTEN"
+  front_set listen "\"$FRONT_LISTEN\""
+fi
+if [ -n "${FRONT_REDIRECT_HTTP:-}" ]; then
+  no_quote FRONT_REDIRECT_HTTP "$FRONT_REDIRECT_HTTP"
+  front_set redirect_http "\"$FRONT_REDIRECT_HTTP\""
+fi
+if [ "${#changes[@]}" -gt 0 ]; then
   rundir=${TMPDIR:-/tmp}
   [[ $upstream == unix:* ]] && rundir=$(dirname "${upstream#unix:}")
   runconf=$rundir/rgunicorn.toml
   {
     if [ "${#sed_args[@]}" -gt 0 ]; then sed "${sed_args[@]}" "$conf"; else cat "$conf"; fi
-    if [ -n "$append" ]; then printf '\n# from start.sh (HTTPS_PORT)\n%s\n' "$append"; fi
+    if [ "${#appends[@]}" -gt 0 ]; then printf '\n# added by start.sh from the environment\n'; printf '%s\n' "${appends[@]}"; fi
   } > "$runconf.tmp"
   mv "$runconf.tmp" "$runconf"
   args[1]=$runconf
-  log "running $runconf: $conf with [front] certfile = $certfile, keyfile = $keyfile${append:+, $append}"
+  summary=$(printf '%s, ' "${changes[@]}")
+  log "running $runconf: $conf with [front] ${summary%, }"
 fi
 
 args+=("$@" "${APP:-welcome}")

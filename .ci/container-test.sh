@@ -7,7 +7,8 @@
 # 0. hadolint and shellcheck.
 # 1. ../shared/container/build-and-run.sh builds the image (local stand-ins for
 #    rust:1-bookworm and debian:bookworm-slim) and starts it once with its default command
-#    on the host network: the welcome URL must answer on https://127.0.0.1:443.
+#    on the host network (front moved to 127.0.0.1:15443 by FRONT_LISTEN, workers to
+#    127.0.0.1:15000 by BIND): the welcome URL must answer on both.
 # 2. The reference command, `docker run -it -d -p 5000:443 --name web_backend web_backend:v1
 #    bash ./start.sh`: welcome JSON over https://localhost:5000 verified against the
 #    self-signed certificate start.sh made (status, content-type, Server, body), the
@@ -97,17 +98,21 @@ fi
 # ---------------------------------------------------------------------------------------
 # 1. build, and a first run with the image's default command on the host network
 [ -x "$BUILD_AND_RUN" ] || [ -r "$BUILD_AND_RUN" ] || { bad "no $BUILD_AND_RUN"; finish; }
-busy=$(ss -ltnH 2>/dev/null | awk '{print $4}' | grep -E ":(443|80|5000|$HOST_PORT|$REDIRECT_PORT)\$" || true)
+# The host-network runs (build-and-run.sh's) move the front and the workers off 443, 80 and
+# 5000 with start.sh's FRONT_LISTEN, FRONT_REDIRECT_HTTP and BIND, so that whatever this
+# machine already serves there does not matter; HOST_PORT and REDIRECT_PORT must be free.
+HOSTNET_ENV="-e FRONT_LISTEN=127.0.0.1:15443 -e FRONT_REDIRECT_HTTP=127.0.0.1:15080 -e BIND=127.0.0.1:15000"
+busy=$(ss -ltnH 2>/dev/null | awk '{print $4}' | grep -E ":(15443|15080|15000|$HOST_PORT|$REDIRECT_PORT)\$" || true)
 if [ -n "$busy" ]; then
-  bad "host ports 443, 80, 5000, $HOST_PORT and $REDIRECT_PORT must be free; in use: $(echo "$busy" | tr '\n' ' ')"
+  bad "host ports 15443, 15080, 15000, $HOST_PORT and $REDIRECT_PORT must be free; in use: $(echo "$busy" | tr '\n' ' ')"
   finish
 fi
 step "build and first run: $BUILD_AND_RUN $CONTEXT"
 b0=$SECONDS
-if WANT_RUST=1 IMAGE=$IMAGE CHECK_TRIES=150 \
-   CHECK_CMD="curl -fsS -k -m 2 -o /dev/null https://127.0.0.1:443$URL_PATH" \
+if WANT_RUST=1 IMAGE=$IMAGE CHECK_TRIES=150 RUN_ENV="$HOSTNET_ENV" \
+   CHECK_CMD="curl -fsS -k -m 2 -o /dev/null https://127.0.0.1:15443$URL_PATH && curl -fsS -m 2 -o /dev/null http://127.0.0.1:15000$URL_PATH" \
    bash "$BUILD_AND_RUN" "$CONTEXT" > "$tmp/build.log" 2>&1; then
-  ok "image builds and its default command serves https://127.0.0.1:443 on the host network ($((SECONDS - b0))s)"
+  ok "image builds; its default command on the host network with FRONT_LISTEN=127.0.0.1:15443, BIND=127.0.0.1:15000 serves both ($((SECONDS - b0))s)"
   grep -E '^== |Compiling rgunicorn|Finished|^Successfully' "$tmp/build.log" | sed 's/^/     /' 
 else
   tail -n 80 "$tmp/build.log"
@@ -350,8 +355,8 @@ cp "$tmp/ca/server.key" "$tmp/ctx/ssl_files/example.com.key"
 mkdir -p "$tmp/ctx/ssl_files/dev"
 cp "$tmp/ca/ca.pem" "$tmp/ca/ca.key" "$tmp/ctx/ssl_files/dev/"
 b0=$SECONDS
-if IMAGE=localhost/web_backend:certs CHECK_TRIES=150 \
-   CHECK_CMD="curl -fsS -m 2 -o /dev/null --cacert $tmp/ca/ca.pem https://localhost:443$URL_PATH" \
+if IMAGE=localhost/web_backend:certs CHECK_TRIES=150 RUN_ENV="$HOSTNET_ENV" \
+   CHECK_CMD="curl -fsS -m 2 -o /dev/null --cacert $tmp/ca/ca.pem https://localhost:15443$URL_PATH" \
    bash "$BUILD_AND_RUN" "$tmp/ctx" > "$tmp/build2.log" 2>&1; then
   ok "baked: image with ssl_files/example.com.{pem,key} serves them, verified against the development CA ($((SECONDS - b0))s)"
   grep -E 'using the certificate pair' "$tmp/build2.log" | sed 's/^/     /'
