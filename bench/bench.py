@@ -101,6 +101,14 @@ def cpu_ticks(roots):
     return sum(t for _, t in tree(roots).values())
 
 
+def cpu_by_comm(roots):
+    """ticks per process name (e.g. "rgunicorn: front", "nginx", "gunicorn") of the tree."""
+    out = {}
+    for comm, t in tree(roots).values():
+        out[comm] = out.get(comm, 0) + t
+    return out
+
+
 def mem(roots):
     """[(pid, comm, rss_kb, pss_kb)] for every process of the tree."""
     out = []
@@ -470,7 +478,8 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         memsample["procs"] = mem(server.roots)
 
     th = threading.Thread(target=sampler, daemon=True) if sample_mem else None
-    t0 = cpu_ticks(server.roots)
+    bc0 = cpu_by_comm(server.roots)
+    t0 = sum(bc0.values())
     sys0, ch0 = system_busy_ticks(), children_cpu_s()
     w0 = time.monotonic()
     if th:
@@ -481,7 +490,8 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
     except subprocess.TimeoutExpired:
         return {"error": "wrk timed out"}
     wall = time.monotonic() - w0
-    t1 = cpu_ticks(server.roots)
+    bc1 = cpu_by_comm(server.roots)
+    t1 = sum(bc1.values())
     sys1, ch1 = system_busy_ticks(), children_cpu_s()
     if th:
         th.join(timeout=duration + 5)
@@ -499,6 +509,8 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         "server_cpu_s": round(cpu_s, 3),
         "server_cpu_us_per_req": round(cpu_s * 1e6 / good, 2) if good else None,
         "server_cpu_cores": round(cpu_s / wall, 3) if wall else None,
+        "server_cpu_us_per_req_by_process": {k: round((bc1[k] - bc0.get(k, 0)) / CLK * 1e6 / good, 2)
+                                             for k in bc1} if good else {},
         "wrk_cpu_cores": round((ch1 - ch0) / wall, 3) if wall else None,
         # noise: CPU that neither the server nor wrk used during the run (others' compiles...)
         "other_cpu_cores": round(max(0.0, (sys1 - sys0) / CLK - cpu_s - (ch1 - ch0)) / wall, 3) if wall else None,
@@ -528,11 +540,45 @@ def summarize(runs):
     return s
 
 
-def sweep(servers, concs, reps, duration, close=False, tag=""):
+def round_order(servers, rnd, pair):
+    """Every server once; the pair compared by the targets runs back to back (which one first
+    alternates per round), the others rotate around it, so slow drifts in background load hit
+    the pair alike."""
+    ps = [s for k in pair for s in servers if s.key == k]
+    rest = [s for s in servers if s not in ps]
+    if rnd % 2:
+        ps = ps[::-1]
+    if rest:
+        k = rnd % len(rest)
+        rest = rest[k:] + rest[:k]
+    pos = rnd % (len(rest) + 1)
+    return rest[:pos] + ps + rest[pos:]
+
+
+def paired_ratios(raw, pair, concs):
+    """rps(A)/rps(B) per round and concurrency for the pair (A, B), and the median per concurrency."""
+    a, b = pair
+    out = {}
+    if a not in raw or b not in raw:
+        return out
+    for c in concs:
+        ra = {r["round"]: r for r in raw[a][c] if "error" not in r}
+        rb = {r["round"]: r for r in raw[b][c] if "error" not in r}
+        rs = [ra[k]["rps"] / rb[k]["rps"] for k in ra if k in rb and rb[k]["rps"]]
+        cpu = [rb[k]["server_cpu_us_per_req"] / ra[k]["server_cpu_us_per_req"] for k in ra
+               if k in rb and ra[k].get("server_cpu_us_per_req") and rb[k].get("server_cpu_us_per_req")]
+        if rs:
+            out[str(c)] = {"rps_ratio_per_round": [round(x, 3) for x in rs],
+                           "rps_ratio_median": round(statistics.median(rs), 3),
+                           "cpu_advantage_median": round(statistics.median(cpu), 3) if cpu else None}
+    return out
+
+
+def sweep(servers, concs, reps, duration, close=False, tag="", pair=()):
     """Interleaved: for each round, each concurrency, every server (order rotated per round)."""
     raw = {s.key: {c: [] for c in concs} for s in servers}
     for rnd in range(reps):
-        order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
+        order = round_order(servers, rnd, pair)
         for c in concs:
             for s in order:
                 if not all(p.alive() for p in s.procs):
@@ -548,7 +594,10 @@ def sweep(servers, concs, reps, duration, close=False, tag=""):
                         f"{r['lat_p99_us'] / 1000:7.2f} ms  cpu {r['server_cpu_us_per_req'] or 0:6.1f} us/req"
                         f"  other {r['other_cpu_cores']:.2f} cores"
                         + (f"  errors {r['errors']}" if r["errors"] else ""))
-    return {k: {str(c): {"median": summarize(v), "runs": v} for c, v in d.items()} for k, d in raw.items()}
+    res = {k: {str(c): {"median": summarize(v), "runs": v} for c, v in d.items()} for k, d in raw.items()}
+    if len(pair) == 2:
+        res["_pair"] = {"pair": list(pair), "by_conc": paired_ratios(raw, pair, concs)}
+    return res
 
 
 def hold_conns(server, n, timeout):
@@ -625,13 +674,17 @@ def targets(res):
     """Targets of issue 6, as measured in this run: (target, measured, verdict)."""
     out = []
     plain = res.get("plain", {})
+
+    def paired(scn, c):
+        p = res.get(scn, {}).get("_pair", {}).get("by_conc", {}).get(c)
+        return f" (back-to-back pairs: median {p['rps_ratio_median']:.2f}x over {len(p['rps_ratio_per_round'])})" if p else ""
     for c in ("64", "256"):
         rg = plain.get("rgunicorn", {}).get(c, {}).get("median", {})
         ng = plain.get("nginx", {}).get(c, {}).get("median", {})
         if rg.get("rps") and ng.get("rps"):
             r = rg["rps"] / ng["rps"]
             out.append((f"plain c={c}: rgunicorn throughput >= nginx return 200",
-                        f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} req/s = {r:.2f}x", r >= 1.0))
+                        f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} req/s = {r:.2f}x" + paired("plain", c), r >= 1.0))
             out.append((f"plain c={c}: rgunicorn p99 <= nginx p99",
                         f"{fmt_ms(rg['lat_p99_us'])} vs {fmt_ms(ng['lat_p99_us'])} ms",
                         rg["lat_p99_us"] <= ng["lat_p99_us"]))
@@ -642,7 +695,7 @@ def targets(res):
         else:
             out.append((f"plain c={c}: rgunicorn vs nginx", "not measured (rgunicorn not runnable)", None))
     tls = res.get("tls", {})
-    tconcs = sorted({c for d in tls.values() for c in d}, key=int)
+    tconcs = sorted({c for k, d in tls.items() if not k.startswith("_") for c in d}, key=int)
     for c in tconcs:
         rg = tls.get("rgunicorn-front", {}).get(c, {}).get("median", {})
         ng = tls.get("nginx-tls", {}).get(c, {}).get("median", {})
@@ -651,10 +704,12 @@ def targets(res):
             r1, r2 = ratio(rg["rps"], ng.get("rps")), ratio(rg["rps"], ref.get("rps"))
             if r1:
                 out.append((f"TLS c={c}: rgunicorn front >= 90% of nginx TLS return 200",
-                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} = {r1:.2f}x", r1 >= 0.9))
+                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} = {r1:.2f}x" + paired("tls", c), r1 >= 0.9))
             if r2:
                 out.append((f"TLS c={c}: rgunicorn front >= 15x the reference stack",
-                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ref['rps'])} = {r2:.1f}x", r2 >= 15))
+                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ref['rps'])} = {r2:.1f}x; CPU/req "
+                            f"{rg['server_cpu_us_per_req']:.0f} vs {ref['server_cpu_us_per_req']:.0f} µs = "
+                            f"{ref['server_cpu_us_per_req'] / rg['server_cpu_us_per_req']:.1f}x less", r2 >= 15))
     if not any(r[0].startswith("TLS") for r in out):
         out.append(("TLS: rgunicorn front vs nginx / reference", "not measured (front not runnable)", None))
     memr = res.get("memory", {})
@@ -898,14 +953,14 @@ def main():
         servers_by_scn["all"] += plain
         if "plain" in only:
             log("== scenario 1: plain keep-alive")
-            res["plain"] = sweep(plain, concs_plain, reps, dur, tag="plain")
+            res["plain"] = sweep(plain, concs_plain, reps, dur, tag="plain", pair=("rgunicorn", "nginx"))
             record_load(res["plain"], plain, max(concs_plain))
         if "churn" in only:
             log("== scenario 3: connection churn, plain")
             churners = [s for s in plain if s.key in ("rgunicorn", "nginx", "gunicorn-sync-wsgi",
                                                       "gunicorn-sync-flask", "granian-wsgi")]
             servers_by_scn["churn"] = churners
-            res["churn"] = sweep(churners, concs_churn, reps, dur, close=True, tag="churn")
+            res["churn"] = sweep(churners, concs_churn, reps, dur, close=True, tag="churn", pair=("rgunicorn", "nginx"))
         if "memory" in only:
             log(f"== scenario 4: {nhold} idle keep-alive connections")
             holders = [s for s in plain if s.key == "nginx"]
@@ -953,12 +1008,13 @@ def main():
         servers_by_scn["all"] += tls
         if "tls" in only:
             log("== scenario 2: HTTPS keep-alive")
-            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls")
+            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls", pair=("rgunicorn-front", "nginx-tls"))
             record_load(res["tls"], tls, max(concs_tls))
         if "churn" in only:
             log("== scenario 3: connection churn, TLS (handshakes)")
             servers_by_scn["churn_tls"] = tls
-            res["churn_tls"] = sweep(tls, concs_churn, reps, dur, close=True, tag="churn-tls")
+            res["churn_tls"] = sweep(tls, concs_churn, reps, dur, close=True, tag="churn-tls",
+                                     pair=("rgunicorn-front", "nginx-tls"))
         if "memory" in only:
             ntls = min(nhold, 2000)
             log(f"== scenario 4: {ntls} idle TLS keep-alive connections")
@@ -970,7 +1026,7 @@ def main():
             s.stop()
 
     others = [r["other_cpu_cores"] for scn in ("plain", "tls", "churn", "churn_tls")
-              for d in res.get(scn, {}).values() for c in d.values() for r in c["runs"]
+              for k, d in res.get(scn, {}).items() if not k.startswith("_") for c in d.values() for r in c["runs"]
               if r.get("other_cpu_cores") is not None]
     if others:
         meta["noise_other_cpu_cores"] = {"median": round(statistics.median(others), 2), "max": round(max(others), 2)}
