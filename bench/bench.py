@@ -101,10 +101,29 @@ def cpu_ticks(roots):
     return sum(t for _, t in tree(roots).values())
 
 
+def ctx_switches(roots):
+    """voluntary + involuntary context switches of every thread of the tree."""
+    n = 0
+    for pid in tree(roots):
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            n += int(line.split()[1])
+        except OSError:
+            pass
+    return n
+
+
+PRETTY = {"rgunicorn: mast": "master", "rgunicorn: work": "workers", "rgunicorn: fron": "front"}
+
+
 def cpu_by_comm(roots):
-    """ticks per process name (e.g. "rgunicorn: front", "nginx", "gunicorn") of the tree."""
+    """ticks per process name (rgunicorn's titles shortened: master, workers, front) of the tree."""
     out = {}
     for comm, t in tree(roots).values():
+        comm = PRETTY.get(comm, comm)
         out[comm] = out.get(comm, 0) + t
     return out
 
@@ -478,6 +497,7 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         memsample["procs"] = mem(server.roots)
 
     th = threading.Thread(target=sampler, daemon=True) if sample_mem else None
+    cs0 = ctx_switches(server.roots)
     bc0 = cpu_by_comm(server.roots)
     t0 = sum(bc0.values())
     sys0, ch0 = system_busy_ticks(), children_cpu_s()
@@ -492,6 +512,7 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
     wall = time.monotonic() - w0
     bc1 = cpu_by_comm(server.roots)
     t1 = sum(bc1.values())
+    cs1 = ctx_switches(server.roots)
     sys1, ch1 = system_busy_ticks(), children_cpu_s()
     if th:
         th.join(timeout=duration + 5)
@@ -509,6 +530,7 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         "server_cpu_s": round(cpu_s, 3),
         "server_cpu_us_per_req": round(cpu_s * 1e6 / good, 2) if good else None,
         "server_cpu_cores": round(cpu_s / wall, 3) if wall else None,
+        "server_ctx_switches_per_req": round((cs1 - cs0) / good, 2) if good else None,
         "server_cpu_us_per_req_by_process": {k: round((bc1[k] - bc0.get(k, 0)) / CLK * 1e6 / good, 2)
                                              for k in bc1} if good else {},
         "wrk_cpu_cores": round((ch1 - ch0) / wall, 3) if wall else None,
@@ -531,9 +553,13 @@ def summarize(runs):
     if not ok:
         return {"error": runs[0].get("error") if runs else "no run"}
     s = {k: median_of(ok, k) for k in ("rps", "lat_p50_us", "lat_p99_us", "server_cpu_us_per_req",
-                                       "server_cpu_cores", "wrk_cpu_cores", "other_cpu_cores", "errors")}
+                                       "server_cpu_cores", "wrk_cpu_cores", "other_cpu_cores", "errors",
+                                       "server_ctx_switches_per_req")}
     s["runs"] = len(ok)
     s["rps_all"] = [r["rps"] for r in ok]
+    keys = {k for r in ok for k in r.get("server_cpu_us_per_req_by_process", {})}
+    s["cpu_us_per_req_by_process"] = {
+        k: round(statistics.median([r["server_cpu_us_per_req_by_process"].get(k, 0.0) for r in ok]), 1) for k in sorted(keys)}
     loads = [r["mem_under_load"] for r in ok if "mem_under_load" in r]
     if loads:
         s["mem_under_load"] = max(loads, key=lambda m: m["rss_kb"])
@@ -592,7 +618,7 @@ def sweep(servers, concs, reps, duration, close=False, tag="", pair=()):
                 else:
                     log(f"  {tag} r{rnd} c={c:<5d} {s.key:24s} {r['rps']:>10.0f} req/s  p99 "
                         f"{r['lat_p99_us'] / 1000:7.2f} ms  cpu {r['server_cpu_us_per_req'] or 0:6.1f} us/req"
-                        f"  other {r['other_cpu_cores']:.2f} cores"
+                        f"  cs/req {r['server_ctx_switches_per_req'] or 0:.2f}  other {r['other_cpu_cores']:.2f} cores"
                         + (f"  errors {r['errors']}" if r["errors"] else ""))
     res = {k: {str(c): {"median": summarize(v), "runs": v} for c, v in d.items()} for k, d in raw.items()}
     if len(pair) == 2:
@@ -755,6 +781,19 @@ def markdown(res, servers_by_scn):
                   {**res.get("churn", {}), **res.get("churn_tls", {})},
                   servers_by_scn["churn"] + servers_by_scn["churn_tls"], m["concs_churn"],
                   note="req/s here = connections (TLS: handshakes) per second.")
+    L += ["### Where the CPU goes (c=64, medians): per request, by process name, and context switches", "",
+          "| scenario | server | CPU µs/req by process | context switches/req |", "| --- | --- | --- | ---: |"]
+    for scn, title in (("plain", "plain"), ("tls", "TLS"), ("churn", "churn"), ("churn_tls", "churn TLS")):
+        for s in servers_by_scn.get(scn, []):
+            if s.group == "python":
+                continue
+            med = res.get(scn, {}).get(s.key, {}).get("64", {}).get("median", {})
+            if not med or "error" in med:
+                continue
+            split = ", ".join(f"{k} {v:.1f}" for k, v in med.get("cpu_us_per_req_by_process", {}).items() if v >= 0.05)
+            cs = med.get("server_ctx_switches_per_req")
+            L.append(f"| {title} | {s.label} | {split} | {'-' if cs is None else f'{cs:.2f}'} |")
+    L.append("")
     memr = res.get("memory", {})
     L += ["### 4. Memory (sum over every process of the server; RSS counts shared pages per process, PSS splits them)",
           "", f"Idle connections: each opened, sent one request, got its answer, then held ({m['hold_n']} plain, "
