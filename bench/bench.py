@@ -817,6 +817,12 @@ def markdown(res, servers_by_scn):
             cells += [h.get("error", "-"), "-", "-"]
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
+    for s in servers_by_scn["all"]:
+        procs = memr.get("idle_procs", {}).get(s.key)
+        if procs and s.group in ("rgunicorn", "nginx", "reference"):
+            L.append(f"- idle, per process, {s.label}: " + ", ".join(
+                f"{PRETTY.get(p['comm'], p['comm']).replace('workers', 'worker')} {p['rss_kb'] / 1024:.1f} MB" for p in procs))
+    L.append("")
     L += ["### Targets (issue 6), as measured in this run", "", "| target | measured | met |", "| --- | --- | :---: |"]
     for t, meas, ok in res["targets"]:
         L.append(f"| {t} | {meas} | {'yes' if ok else ('no' if ok is False else 'n/a')} |")
