@@ -4,23 +4,25 @@
 //! only queue the signal number on a pipe, and one `match` dispatches. It never runs
 //! application code and never parses HTTP. SIGNALS.md is the specification.
 //!
-//! Neighbours: [`heartbeat`] (the memory a worker beats into), `health` (the decisions
-//! about a worker), `child` (a forked child until it is a worker), [`upgrade`] (USR2,
-//! systemd sockets, sd_notify), `front` (supervising the TLS front), [`crate::listeners`],
+//! Neighbours: `signals` (the queue), [`heartbeat`] (the memory a worker beats into),
+//! `health` and `boot` (the decisions about a worker: late, too big, failed to boot),
+//! `child` (a forked child until it is a worker), [`upgrade`] (USR2, systemd sockets,
+//! sd_notify), `front` (supervising the TLS front), [`crate::listeners`],
 //! [`crate::hooks`] (the embedding program's hooks, called from here).
 
+mod boot;
 mod child;
 mod front;
 mod health;
 pub mod heartbeat;
+mod signals;
 mod title;
 pub mod upgrade;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,16 +32,17 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use signal_hook::consts::signal::*;
-use signal_hook::SigId;
 
 use crate::config::{self, Command, Settings};
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::listeners::{self, BindOptions, Listening};
 use crate::pidfile::Pidfile;
+use boot::{BootRetry, BootVerdict};
 use health::{jitter, judge, rss_bytes, Health, Verdict};
 use heartbeat::Slot;
 use rgunicorn_workers::worker::{EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
+use signals::SignalQueue;
 use upgrade::Inherited;
 
 /// Exit codes of the master.
@@ -47,68 +50,8 @@ pub const EXIT_OK: i32 = 0;
 /// Binding or another start-up step failed (gunicorn exits 1 then).
 pub const EXIT_START_ERROR: i32 = 1;
 
-const HANDLED: [i32; 10] = [
-    SIGHUP, SIGQUIT, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD,
-];
 /// The master wakes at least this often to check heartbeats and the worker count.
 const TICK: Duration = Duration::from_millis(500);
-
-/// The queue of signals: handlers write the signal number, the loop reads it.
-struct SignalQueue {
-    read_end: UnixStream,
-    ids: Vec<SigId>,
-}
-
-impl SignalQueue {
-    fn install() -> io::Result<SignalQueue> {
-        let (read_end, write_end) = UnixStream::pair()?;
-        read_end.set_nonblocking(true)?;
-        write_end.set_nonblocking(true)?;
-        let fd = write_end.as_raw_fd();
-        // The write end lives as long as the process: handlers may run at any time.
-        std::mem::forget(write_end);
-        let mut ids = Vec::with_capacity(HANDLED.len());
-        for sig in HANDLED {
-            let byte = [sig as u8];
-            // SAFETY: the handler only calls write(2), which is async-signal-safe, on an
-            // fd that is never closed in this process; a full pipe just drops the byte.
-            let id = unsafe {
-                signal_hook::low_level::register(sig, move || {
-                    libc::write(fd, byte.as_ptr().cast(), 1);
-                })
-            }?;
-            ids.push(id);
-        }
-        Ok(SignalQueue { read_end, ids })
-    }
-
-    /// Wait up to `timeout` for signals; return those queued, in order.
-    fn wait(&mut self, timeout: Duration) -> Vec<i32> {
-        let mut fds = [nix::poll::PollFd::new(
-            self.read_end.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
-        let mut buf = [0u8; 64];
-        let mut sigs = Vec::new();
-        loop {
-            match self.read_end.read(&mut buf) {
-                Ok(n) if n > 0 => sigs.extend(buf[..n].iter().map(|&b| i32::from(b))),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                _ => break,
-            }
-        }
-        sigs
-    }
-
-    /// In a new child: drop the master's handlers so its signals are its own.
-    fn forget_in_child(&self) {
-        for id in &self.ids {
-            signal_hook::low_level::unregister(*id);
-        }
-    }
-}
 
 /// One worker the master knows about.
 struct WorkerSlot {
@@ -137,6 +80,8 @@ pub struct Arbiter {
     num_workers: usize,
     worker_age: u64,
     pidfile: Option<Pidfile>,
+    /// Worker boot failures and their retries (`boot_retries`).
+    boot: BootRetry,
     /// Why the master must stop: a worker's boot failure code.
     halt: Option<(i32, String)>,
     front: Option<front::Front>,
@@ -207,6 +152,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         },
         None => None,
     };
+    let settings_boot_retries = settings.boot_retries;
     let mut arbiter = Arbiter {
         args: std::env::args_os().collect(),
         exe: std::env::current_exe().ok(),
@@ -218,6 +164,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         workers: HashMap::new(),
         signals,
         worker_age: 0,
+        boot: BootRetry::new(settings_boot_retries),
         pidfile,
         halt: None,
         front,
@@ -338,7 +285,12 @@ impl Arbiter {
     /// Fork workers until the live (not retiring) count is `num_workers`; retire extras.
     fn manage_workers(&mut self) {
         let live = self.workers.values().filter(|w| !w.retiring).count();
-        for _ in live..self.num_workers {
+        let forks = if self.boot.may_fork(Instant::now()) {
+            self.num_workers.saturating_sub(live)
+        } else {
+            0 // waiting out a boot failure's backoff
+        };
+        for _ in 0..forks {
             if let Err(err) = self.spawn_worker() {
                 log_error!("cannot fork a worker: {err}");
                 break;
@@ -376,6 +328,17 @@ impl Arbiter {
                 (*pid, judge(&health, timeout, max_memory))
             })
             .collect();
+        let booted: Vec<u64> = self
+            .workers
+            .values()
+            .filter(|w| w.heartbeat.is_booted())
+            .map(|w| w.age)
+            .collect();
+        for age in booted {
+            if self.boot.booted(age) {
+                log_info!("A worker booted: the count of boot failures starts over");
+            }
+        }
         for (pid, verdict) in verdicts {
             match verdict {
                 Verdict::Fine => {}
@@ -493,11 +456,8 @@ impl Arbiter {
             )
         });
         match (code, sig) {
-            (Some(EXIT_BOOT_ERROR), _) => {
-                self.halt = Some((EXIT_BOOT_ERROR, "Worker failed to boot.".into()));
-            }
-            (Some(EXIT_APP_LOAD_ERROR), _) => {
-                self.halt = Some((EXIT_APP_LOAD_ERROR, "App failed to load.".into()));
+            (Some(code @ (EXIT_BOOT_ERROR | EXIT_APP_LOAD_ERROR)), _) => {
+                self.boot_failed(pid, slot.age, code)
             }
             (Some(0), _) if slot.retiring || slot.heartbeat.is_retiring() => {}
             (Some(0), _) => log_info!("Worker exiting (pid: {pid})"),
@@ -510,6 +470,27 @@ impl Arbiter {
             }
             (_, Some(sig)) => log_error!("Worker (pid:{pid}) was sent {sig}!"),
             (None, None) => {}
+        }
+    }
+
+    /// A worker exited 3 or 4: retry after a backoff while `boot_retries` allows, else halt.
+    fn boot_failed(&mut self, pid: Pid, age: u64, code: i32) {
+        let what = if code == EXIT_BOOT_ERROR {
+            "Worker failed to boot."
+        } else {
+            "App failed to load."
+        };
+        match self.boot.failed(age, Instant::now()) {
+            BootVerdict::Retry { attempt, wait } => log_warning!(
+                "{what} (pid:{pid}) Retry {attempt} of {} in {} s",
+                self.boot.max,
+                wait.as_secs()
+            ),
+            BootVerdict::AlreadyWaiting => log_warning!("{what} (pid:{pid})"),
+            BootVerdict::Halt if self.boot.max > 0 => {
+                self.halt = Some((code, format!("{what} (after {} retries)", self.boot.max)));
+            }
+            BootVerdict::Halt => self.halt = Some((code, what.into())),
         }
     }
 
@@ -592,6 +573,7 @@ impl Arbiter {
                 .and_then(|p| Pidfile::create(p).map_err(|err| log_error!("{err}")).ok());
         }
         let workers = settings.workers;
+        self.boot.max = settings.boot_retries;
         self.settings = settings;
         self.set_num_workers(workers);
         let old: Vec<Pid> = self.workers.keys().copied().collect();

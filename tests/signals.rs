@@ -29,6 +29,15 @@ fn assert_clean(counts: &LoadCounts, log: &str) {
     );
 }
 
+/// A directory only its owner may enter (mode 0700), inside `parent`.
+fn root_only_dir(parent: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent.join("private");
+    std::fs::create_dir(&dir).expect("private dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    dir
+}
+
 fn write_config(path: &Path, text: &str) {
     let mut f = std::fs::File::create(path).expect("config file");
     f.write_all(text.as_bytes()).expect("write config");
@@ -220,6 +229,92 @@ fn max_worker_memory_recycles() {
     );
     assert!(server.log().contains("over max_worker_memory"));
     assert_eq!(get(server.addr, "/hello").status, 200);
+}
+
+/// `boot_retries`: a worker that cannot boot because of something transient (here its
+/// access log's directory is closed to its user until the test opens it) is retried
+/// after a backoff instead of halting the master, and the count starts over once one
+/// boots.
+#[test]
+fn boot_retries_outlast_a_transient_boot_failure() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let logs = root_only_dir(dir.path());
+    let access = logs.join("access.log");
+    let mut child = Command::new(rgunicorn_bin())
+        .args(["-w", "2", "-b", "127.0.0.1:0", "--user", "65534"])
+        .args(["--boot-retries", "3"])
+        .args(["--access-logfile", access.to_str().unwrap()])
+        .env_remove("RGUNICORN_CMD_ARGS")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rgunicorn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = String::new();
+    let mut read_until = |what: &str| -> String {
+        for line in lines.by_ref().map_while(Result::ok) {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains(what) {
+                return line;
+            }
+        }
+        panic!("no line with {what:?}:\n{log}");
+    };
+    let listening = read_until("Listening at: http://");
+    let retry = read_until("Retry 1 of 3 in 1 s");
+    assert!(retry.contains("Worker failed to boot."), "{retry}");
+    // The cause goes away during the backoff.
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    read_until("Booting worker with pid");
+    read_until("the count of boot failures starts over");
+    let addr: std::net::SocketAddr = listening
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("address");
+    assert_eq!(get(addr, WELCOME_PATH).status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn boot_retries_run_out_then_the_master_halts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As in worker_that_cannot_boot_halts_the_master_with_3: a failure that stays.
+    let access = root_only_dir(dir.path()).join("access.log");
+    let user = if root { "65534" } else { "0" };
+    let started = Instant::now();
+    let out = Command::new(rgunicorn_bin())
+        .args(["-w", "2", "-b", "127.0.0.1:0", "--user", user])
+        .args(["--boot-retries", "2"])
+        .args(["--access-logfile", access.to_str().unwrap()])
+        .env_remove("RGUNICORN_CMD_ARGS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rgunicorn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // Two waits: 1 s, then 2 s.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(3), "{took:?}\n{stderr}");
+    assert!(took < Duration::from_secs(15), "{took:?}\n{stderr}");
+    assert!(stderr.contains("Retry 2 of 2 in 2 s"), "{stderr}");
+    assert!(
+        stderr.contains("Worker failed to boot. (after 2 retries)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -571,9 +666,10 @@ fn worker_that_cannot_boot_halts_the_master_with_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     // SAFETY: geteuid(2) has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    // As root: workers become nobody and cannot open an access log in a root-only
-    // directory. Otherwise: switching to root fails. Either way the worker exits 3.
-    let access = dir.path().join("access.log");
+    // As root: workers become nobody and cannot reach an access log in a root-only
+    // directory (the master creates it and gives it to them, but cannot open the
+    // way). Otherwise: switching to root fails. Either way the worker exits 3.
+    let access = root_only_dir(dir.path()).join("access.log");
     let user = if root { "65534" } else { "0" };
     let started = Instant::now();
     let out = Command::new(rgunicorn_bin())

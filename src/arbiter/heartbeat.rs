@@ -19,6 +19,9 @@ struct Shared {
     beat_ms: AtomicU64,
     /// Non-zero once the worker has begun to retire on its own (max_requests, a stuck request).
     retiring: AtomicU64,
+    /// Non-zero once the worker has loaded its app and is about to accept: a later
+    /// exit is not a boot failure, and the master's count of those starts over.
+    booted: AtomicU64,
 }
 
 const MAP_LEN: usize = 4096;
@@ -54,7 +57,7 @@ impl Slot {
     }
 
     fn shared(&self) -> &Shared {
-        // SAFETY: the mapping is page-aligned, zero-filled (a valid pair of AtomicU64),
+        // SAFETY: the mapping is page-aligned, zero-filled (valid AtomicU64s),
         // larger than `Shared`, and stays mapped as long as `self` lives.
         unsafe { self.ptr.as_ref() }
     }
@@ -79,6 +82,14 @@ impl Slot {
     pub fn is_retiring(&self) -> bool {
         self.shared().retiring.load(Ordering::Relaxed) != 0
     }
+
+    pub fn set_booted(&self) {
+        self.shared().booted.store(1, Ordering::Relaxed);
+    }
+
+    pub fn is_booted(&self) -> bool {
+        self.shared().booted.load(Ordering::Relaxed) != 0
+    }
 }
 
 impl Drop for Slot {
@@ -102,6 +113,10 @@ impl WorkerHooks for Beat<'_> {
 
     fn retiring(&mut self) {
         self.slot.set_retiring();
+    }
+
+    fn post_worker_init(&mut self) {
+        self.slot.set_booted();
     }
 }
 
@@ -130,6 +145,9 @@ mod tests {
         assert!(!slot.is_retiring());
         slot.set_retiring();
         assert!(slot.is_retiring());
+        assert!(!slot.is_booted());
+        slot.set_booted();
+        assert!(slot.is_booted());
     }
 
     #[test]

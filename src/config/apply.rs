@@ -290,6 +290,9 @@ pub(crate) fn apply(
         "max_worker_memory" => settings.max_worker_memory = cx.size()?,
         "timeout" => w.timeout = cx.seconds()?,
         "request_timeout" => w.request_timeout = cx.seconds()?,
+        "boot_retries" => {
+            settings.boot_retries = cx.number(0, u64::from(u32::MAX), NATURAL)? as u32
+        }
         "graceful_timeout" => w.graceful_timeout = cx.seconds()?,
         "keepalive" => w.keepalive = cx.seconds()?,
         // Every name in SPECS has an arm above (a unit test checks it).

@@ -109,6 +109,9 @@ pub struct Settings {
     pub gid: Option<u32>,
     /// Restart a worker whose resident memory passes this many bytes; 0 = off.
     pub max_worker_memory: u64,
+    /// Consecutive worker boot failures (exit 3 or 4) retried, with a backoff, before
+    /// the master halts; 0 = halt at the first (gunicorn's behaviour).
+    pub boot_retries: u32,
 }
 
 impl Default for Settings {
@@ -141,6 +144,7 @@ impl Default for Settings {
             uid: None,
             gid: None,
             max_worker_memory: 0,
+            boot_retries: 0,
         }
     }
 }

@@ -84,6 +84,7 @@ fn value_of(s: &Settings, name: &str) -> Option<String> {
         "max_worker_memory" => int(s.max_worker_memory),
         "timeout" => int(w.timeout.as_secs()),
         "request_timeout" => int(w.request_timeout.as_secs()),
+        "boot_retries" => int(u64::from(s.boot_retries)),
         "graceful_timeout" => int(w.graceful_timeout.as_secs()),
         "keepalive" => int(w.keepalive.as_secs()),
         _ => return None,

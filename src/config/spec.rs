@@ -275,6 +275,13 @@ pub(crate) const SPECS: &[Spec] = &[
         "Answer 504 and recycle the worker when the app takes longer on one request; 0 = never [default: 0]",
     ),
     value(
+        "boot_retries",
+        "boot-retries",
+        None,
+        "INT",
+        "Retry a worker that fails to boot (exit 3 or 4) this many times, waiting 1 s, 2 s, 4 s... (at most 30 s), before halting [default: 0]",
+    ),
+    value(
         "graceful_timeout",
         "graceful-timeout",
         None,
