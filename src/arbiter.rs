@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use signal_hook::consts::signal::*;
@@ -391,9 +391,18 @@ impl Arbiter {
         let heartbeat = Slot::new()?;
         let age = self.worker_age;
         self.hook(|h, s| h.pre_fork(s, age));
+        // A stop signal sent to the child before its own handlers exist would hit the
+        // master's, unregistered there, and be lost (the worker would then linger until
+        // graceful_timeout): the child is born with them blocked, and the worker
+        // unblocks them once its handlers are installed. They stay pending meanwhile.
+        let blocked = signals::worker_signals().thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
         // SAFETY: the master is single-threaded (no other thread can hold a lock the
         // child would need), and the child leaves through process::exit, never returning.
-        match unsafe { fork() }.map_err(io::Error::from)? {
+        let forked = unsafe { fork() }.map_err(io::Error::from);
+        if !matches!(forked, Ok(ForkResult::Child)) {
+            blocked.thread_set_mask()?;
+        }
+        match forked? {
             ForkResult::Child => self.become_worker(listeners, cfg, &heartbeat, age),
             ForkResult::Parent { child } => {
                 self.workers.insert(

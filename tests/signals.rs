@@ -684,3 +684,119 @@ fn worker_that_cannot_boot_halts_the_master_with_3() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(stderr.contains("Worker failed to boot."), "{stderr}");
 }
+
+/// systemd's readiness protocol: with NOTIFY_SOCKET set, the master says READY=1 once
+/// its workers are forked, RELOADING=1 then READY=1 on HUP, STOPPING=1 on TERM.
+#[test]
+fn sd_notify_tells_systemd_ready_reloading_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut server = Server::start_bin(
+        &rgunicorn_bin(),
+        &[],
+        &[("NOTIFY_SOCKET", path.to_str().expect("utf-8 path"))],
+    );
+    assert_eq!(next(), "READY=1");
+    server.signal(libc::SIGHUP);
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    server.signal(libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+    assert!(server.wait_exit(Duration::from_secs(15)).success());
+}
+
+/// As PID 1 of its own PID namespace (a container's init), the master reaps an orphan
+/// that is not one of its workers, without taking it for a worker, and still stops on
+/// TERM. Needs root and util-linux's unshare and nsenter.
+#[test]
+fn as_pid_1_the_master_reaps_orphans_that_are_not_workers() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for a PID namespace");
+        return;
+    }
+    let ok = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok("unshare") || !ok("nsenter") {
+        eprintln!("skipped: needs util-linux's unshare and nsenter");
+        return;
+    }
+    let bin = rgunicorn_bin();
+    let server = Server::start_bin(
+        Path::new("unshare"),
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            bin.to_str().expect("utf-8 path"),
+            "-b",
+            "127.0.0.1:0",
+            "-w",
+            "2",
+        ],
+        &[],
+    );
+    // unshare's only child is the master, PID 1 inside.
+    let master = server.wait_for_workers(1, Duration::from_secs(10))[0];
+    let children = |pid: i32| -> Vec<i32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let ns_pid = status_field(master, "NSpid:");
+    assert!(
+        ns_pid.ends_with(" 1") || ns_pid.ends_with("\t1"),
+        "{ns_pid}"
+    );
+    wait_until(Duration::from_secs(10), "two workers", || {
+        children(master).len() == 2
+    });
+    let workers = children(master);
+    // A shell in the namespace starts a sleep and exits: the sleep is orphaned and
+    // handed to the namespace's init, our master.
+    let status = Command::new("nsenter")
+        .args(["-t", &master.to_string(), "-p", "--", "sh", "-c"])
+        .arg("sleep 1 & exit 0")
+        .status()
+        .expect("nsenter");
+    assert!(status.success());
+    wait_until(Duration::from_secs(5), "the orphan to be adopted", || {
+        children(master).len() == 3
+    });
+    let orphan = *children(master)
+        .iter()
+        .find(|p| !workers.contains(p))
+        .expect("the orphan");
+    // It exits after a second; a master that did not reap it would leave a zombie.
+    wait_until(Duration::from_secs(5), "the orphan to be reaped", || {
+        !Path::new(&format!("/proc/{orphan}")).exists()
+    });
+    assert_eq!(children(master), workers, "{}", server.log());
+    let log = server.log();
+    assert!(!log.contains(&format!("{orphan}")), "{log}");
+    assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
+    // SAFETY: kill(2) on the master this test started.
+    unsafe {
+        libc::kill(master, libc::SIGTERM);
+    }
+    wait_until(Duration::from_secs(15), "the master to stop", || {
+        !is_running(master)
+    });
+    assert!(log.contains("Booting worker"), "{log}");
+}

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use nix::sys::signal::{SigSet, Signal};
 use signal_hook::consts::signal::*;
 use signal_hook::SigId;
 
@@ -69,4 +70,19 @@ impl SignalQueue {
             signal_hook::low_level::unregister(*id);
         }
     }
+}
+
+/// The signals a worker acts on: blocked across the fork until the worker has its own
+/// handlers (`rgunicorn_workers::worker` unblocks them).
+pub(super) fn worker_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+    ] {
+        set.add(sig);
+    }
+    set
 }

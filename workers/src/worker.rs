@@ -61,6 +61,13 @@ impl SignalFlags {
         for sig in [SIGTERM, SIGINT, SIGQUIT, SIGUSR1] {
             signal_hook::low_level::pipe::register(sig, write_end.try_clone()?)?;
         }
+        // The master forks with these blocked so none is lost before this point; one
+        // that came meanwhile is delivered now, to the handlers above.
+        let mut set = nix::sys::signal::SigSet::empty();
+        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGUSR1] {
+            set.add(nix::sys::signal::Signal::try_from(sig).map_err(io::Error::from)?);
+        }
+        set.thread_unblock().map_err(io::Error::from)?;
         Ok(SignalFlags {
             graceful,
             fast,
