@@ -560,9 +560,13 @@ def summarize(runs):
     keys = {k for r in ok for k in r.get("server_cpu_us_per_req_by_process", {})}
     s["cpu_us_per_req_by_process"] = {
         k: round(statistics.median([r["server_cpu_us_per_req_by_process"].get(k, 0.0) for r in ok]), 1) for k in sorted(keys)}
-    loads = [r["mem_under_load"] for r in ok if "mem_under_load" in r]
+    loads = [r for r in ok if "mem_under_load" in r]
     if loads:
-        s["mem_under_load"] = max(loads, key=lambda m: m["rss_kb"])
+        top = max(loads, key=lambda r: r["mem_under_load"]["rss_kb"])
+        s["mem_under_load"] = top["mem_under_load"]
+        s["mem_under_load_procs"] = top.get("mem_under_load_procs")
+    for r in runs:  # keep the JSON small: per-process lists once, in the median
+        r.pop("mem_under_load_procs", None)
     return s
 
 
