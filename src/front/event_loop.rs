@@ -219,6 +219,12 @@ impl EventLoop {
                     }
                     token => {
                         if let Some(key) = key_of(token) {
+                            if let Some(Conn::Tls(client)) = self.conns.get_mut(key) {
+                                client.note_event(
+                                    token == upstream_token(key),
+                                    event.is_read_closed(),
+                                );
+                            }
                             self.with_conn(key, Conn::drive);
                         }
                     }
