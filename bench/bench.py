@@ -604,12 +604,18 @@ def paired_ratios(raw, pair, concs):
     return out
 
 
-def sweep(servers, concs, reps, duration, close=False, tag="", pair=()):
-    """Interleaved: for each round, each concurrency, every server (order rotated per round)."""
+def sweep(servers, concs, reps, duration, close=False, tag="", pair=(), pair_extra=0, pair_concs=(64, 256)):
+    """Interleaved: for each round, each concurrency, every server (order rotated per round).
+    Then pair_extra more rounds of the pair alone (back to back, alternating) at pair_concs, so
+    the medians the targets compare rest on reps + pair_extra runs."""
     raw = {s.key: {c: [] for c in concs} for s in servers}
-    for rnd in range(reps):
-        order = round_order(servers, rnd, pair)
-        for c in concs:
+    plan = [(rnd, concs, round_order(servers, rnd, pair)) for rnd in range(reps)]
+    ps = [s for k in pair for s in servers if s.key == k]
+    if len(ps) == 2:
+        extra_concs = [c for c in concs if c in pair_concs]
+        plan += [(rnd, extra_concs, ps if rnd % 2 == 0 else ps[::-1]) for rnd in range(reps, reps + pair_extra)]
+    for rnd, rconcs, order in plan:
+        for c in rconcs:
             for s in order:
                 if not all(p.alive() for p in s.procs):
                     raw[s.key][c].append({"error": f"{s.label} died: " + " | ".join(s.procs[0].tail(3))})
@@ -770,8 +776,10 @@ def markdown(res, servers_by_scn):
          "Busy processes at start (noise): " + (", ".join(f"{b['comm']} {b['cpu']}" for b in m["busy_start"]) or "none") + ".",
          f"Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
          f"Load generator: wrk on the same {m['machine']['cores']} cores; {m['duration_s']} s per run, "
-         f"{m['reps']} interleaved round(s), medians shown. CPU/req = user+sys of the server's whole "
-         "process tree (/proc) ÷ requests answered.",
+         f"{m['reps']} interleaved round(s), medians shown"
+         + (f" (rgunicorn and nginx, the front and nginx TLS: {m['reps'] + m['pair_extra']} runs at c=64 and c=256, "
+            f"{m['pair_extra']} extra rounds of each pair alone, back to back)" if m.get("pair_extra") else "")
+         + ". CPU/req = user+sys of the server's whole process tree (/proc) ÷ requests answered.",
          (f"Noise: during the runs, processes other than the server and wrk used a median of "
           f"{m['noise_other_cpu_cores']['median']} cores (max {m['noise_other_cpu_cores']['max']}) of {m['machine']['cores']}."
           if m.get("noise_other_cpu_cores") else ""), ""]
@@ -922,6 +930,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="about one minute: fewer points, one round")
     ap.add_argument("--reps", type=int, help="interleaved rounds (default 3; quick 1)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 3; quick 1)")
+    ap.add_argument("--pair-extra", type=int, help="extra rounds of the target pairs alone at c=64/256 (default 4; quick 0)")
     ap.add_argument("--hold", type=int, help="idle keep-alive connections to hold (default 10000; quick 2000)")
     ap.add_argument("--only", default="plain,tls,churn,memory", help="comma list of scenarios")
     a = ap.parse_args()
@@ -929,6 +938,7 @@ def main():
     reps = a.reps or (1 if quick else 3)
     dur = a.duration or (1 if quick else 3)
     nhold = a.hold or (2000 if quick else 10000)
+    pair_extra = a.pair_extra if a.pair_extra is not None else (0 if quick else 4)
     concs_plain = [64, 256] if quick else [1, 16, 64, 256, 1024]
     concs_tls = [64] if quick else [16, 64, 256]
     concs_churn = [64]
@@ -947,11 +957,11 @@ def main():
     os.makedirs(RUN)
     os.makedirs(RESULTS, exist_ok=True)
     now = dt.datetime.now()
-    custom = bool(a.reps or a.duration or a.hold or a.only != "plain,tls,churn,memory")
+    custom = bool(a.reps or a.duration or a.hold or a.pair_extra is not None or a.only != "plain,tls,churn,memory")
     mode = "quick" if quick else ("custom" if custom else "full")
     stamp = now.strftime("%Y-%m-%d_%H%M") + ("" if mode == "full" else "_" + mode)
     meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "quick": quick, "mode": mode, "argv": sys.argv[1:], "reps": reps, "duration_s": dur,
-            "hold_n": nhold, "concs_plain": concs_plain, "concs_tls": concs_tls, "concs_churn": concs_churn,
+            "hold_n": nhold, "pair_extra": pair_extra, "concs_plain": concs_plain, "concs_tls": concs_tls, "concs_churn": concs_churn,
             "machine": machine(), "versions": versions(), "load_start": loadavg(), "skipped": []}
     log(f"bench: {'quick' if quick else 'full'} run, {reps} round(s) x {dur}s, load {meta['load_start']}")
     meta["busy_start"] = busy_processes()
@@ -1002,7 +1012,8 @@ def main():
         servers_by_scn["all"] += plain
         if "plain" in only:
             log("== scenario 1: plain keep-alive")
-            res["plain"] = sweep(plain, concs_plain, reps, dur, tag="plain", pair=("rgunicorn", "nginx"))
+            res["plain"] = sweep(plain, concs_plain, reps, dur, tag="plain", pair=("rgunicorn", "nginx"),
+                                 pair_extra=pair_extra)
             record_load(res["plain"], plain, max(concs_plain))
         if "churn" in only:
             log("== scenario 3: connection churn, plain")
@@ -1057,7 +1068,8 @@ def main():
         servers_by_scn["all"] += tls
         if "tls" in only:
             log("== scenario 2: HTTPS keep-alive")
-            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls", pair=("rgunicorn-front", "nginx-tls"))
+            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls", pair=("rgunicorn-front", "nginx-tls"),
+                               pair_extra=pair_extra)
             record_load(res["tls"], tls, max(concs_tls))
         if "churn" in only:
             log("== scenario 3: connection churn, TLS (handshakes)")
