@@ -661,13 +661,7 @@ mod tests {
     #[test]
     fn the_504_follows_an_earlier_pipelined_answer_still_unsent() {
         let (ours, mut client) = mio::net::UnixStream::pair().expect("socketpair");
-        let mut conn = Conn::new(
-            Stream::Unix(ours),
-            ConnInfo {
-                peer: None,
-                local: None,
-            },
-        );
+        let mut conn = Conn::new(Stream::Unix(ours), ConnInfo::new(None, None));
         // The first request's answer is queued but the socket was full; the second
         // request is on an app thread that will not come back.
         let first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst";

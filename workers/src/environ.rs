@@ -14,6 +14,25 @@ pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
     /// The listener's own address, for SERVER_NAME/PORT when the request has no Host.
     pub local: Option<SocketAddr>,
+    /// Those addresses as the environ spells them, formatted once per connection
+    /// rather than once per request: (REMOTE_ADDR, REMOTE_PORT), (SERVER_NAME, SERVER_PORT).
+    peer_text: (String, String),
+    local_text: (String, String),
+}
+
+impl ConnInfo {
+    pub fn new(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> ConnInfo {
+        let text = |addr: Option<SocketAddr>| match addr {
+            Some(a) => (a.ip().to_string(), a.port().to_string()),
+            None => (String::new(), String::new()),
+        };
+        ConnInfo {
+            peer,
+            local,
+            peer_text: text(peer),
+            local_text: text(local),
+        }
+    }
 }
 
 pub fn build(head: &RequestHead, conn: &ConnInfo, trust: &ForwardedAllow) -> Environ {
@@ -42,10 +61,7 @@ pub fn build(head: &RequestHead, conn: &ConnInfo, trust: &ForwardedAllow) -> Env
             .map(|(_, v)| v.as_str())
     };
 
-    let (mut server_name, mut server_port) = match conn.local {
-        Some(addr) => (addr.ip().to_string(), addr.port().to_string()),
-        None => (String::new(), String::new()),
-    };
+    let (mut server_name, mut server_port) = conn.local_text.clone();
     if let Some(host) = find("host").filter(|h| !h.is_empty()) {
         let (name, port) = split_host(host);
         server_name = name.to_string();
@@ -55,10 +71,7 @@ pub fn build(head: &RequestHead, conn: &ConnInfo, trust: &ForwardedAllow) -> Env
     }
 
     let mut url_scheme = "http".to_string();
-    let (mut remote_addr, mut remote_port) = match conn.peer {
-        Some(peer) => (peer.ip().to_string(), peer.port().to_string()),
-        None => (String::new(), String::new()),
-    };
+    let (mut remote_addr, mut remote_port) = conn.peer_text.clone();
     if trust.trusts(conn.peer.map(|p| p.ip())) {
         if let Some(proto) = find("x-forwarded-proto") {
             let proto = proto.trim().to_ascii_lowercase();

@@ -420,7 +420,7 @@ impl Worker {
                 Ok((stream, peer, local)) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
-                    let mut conn = Conn::new(stream, ConnInfo { peer, local });
+                    let mut conn = Conn::new(stream, ConnInfo::new(peer, local));
                     if let Err(err) = self.poll.registry().register(
                         &mut conn.stream,
                         Token(CONN_BASE + key),
