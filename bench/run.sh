@@ -54,11 +54,12 @@ fi
 # --- run (bench.py stops every server it started, also on Ctrl-C; the trap is a backstop) ---
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 pid=""
+# shellcheck disable=SC2317  # invoked by the trap
 cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; true; }
 trap cleanup EXIT INT TERM
 "$VENV/bin/python" "$BENCH/bench.py" "$@" &
 pid=$!
-wait "$pid"
-rc=$?
+rc=0
+wait "$pid" || rc=$?
 pid=""
 exit $rc
