@@ -89,7 +89,6 @@ pub struct Client {
     peer_done: bool,
     /// Last time writing to the client was not blocked.
     last_write: Instant,
-    registered: Interest,
     /// The client socket may have bytes to read (as [`Upstream::ready`]): a read that
     /// could only say `WouldBlock` is not made, which halves the syscalls per request.
     sock_ready: bool,
@@ -108,8 +107,11 @@ impl Client {
         let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
         tls.set_buffer_limit(Some(BUF_CAP));
         let _ = sock.set_nodelay(true);
-        ctx.registry
-            .register(&mut sock, client_token(key), Interest::READABLE)?;
+        ctx.registry.register(
+            &mut sock,
+            client_token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         Ok(Client {
             sock,
             tls,
@@ -121,7 +123,6 @@ impl Client {
             upstream: None,
             peer_done: false,
             last_write: ctx.now,
-            registered: Interest::READABLE,
             sock_ready: true,
             sock_hup: false,
         })
@@ -146,45 +147,25 @@ impl Client {
         }
     }
 
-    /// Close now, or register the interest the state calls for.
+    /// Close now, or register a new upstream socket.
     fn settle(&mut self, ctx: &mut Ctx<'_>, result: Result<(), Close>) -> Outcome {
         if result.is_err() {
             self.close(ctx);
             return Outcome::Closed;
         }
-        let wanted = if self.tls.wants_write() {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if wanted != self.registered {
-            if ctx
-                .registry
-                .reregister(&mut self.sock, client_token(self.key), wanted)
-                .is_err()
-            {
-                self.close(ctx);
-                return Outcome::Closed;
-            }
-            self.registered = wanted;
-        }
-        if let (Some(up), State::Proxy(x)) = (&mut self.upstream, &self.state) {
-            let wanted = match up.phase {
-                UpPhase::Connecting { .. } => Interest::WRITABLE,
-                UpPhase::Open if x.to_upstream.is_empty() => Interest::READABLE,
-                UpPhase::Open => Interest::READABLE | Interest::WRITABLE,
-            };
-            if up.registered != Some(wanted) {
+        // Both sockets are registered once for both directions. Poll is edge-triggered,
+        // so a writable socket is announced only when it becomes writable again after a
+        // write was refused: no busy wake-ups, and no epoll_ctl each time a response
+        // starts or ends (the interest used to be recomputed and re-registered).
+        if let (Some(up), State::Proxy(_)) = (&mut self.upstream, &self.state) {
+            if up.registered.is_none() {
                 let token = upstream_token(self.key);
-                let done = match up.registered {
-                    Some(_) => ctx.registry.reregister(&mut up.stream, token, wanted),
-                    None => ctx.registry.register(&mut up.stream, token, wanted),
-                };
-                if done.is_err() {
+                let both = Interest::READABLE | Interest::WRITABLE;
+                if ctx.registry.register(&mut up.stream, token, both).is_err() {
                     self.close(ctx);
                     return Outcome::Closed;
                 }
-                up.registered = Some(wanted);
+                up.registered = Some(both);
             }
         }
         Outcome::Open
