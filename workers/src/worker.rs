@@ -37,6 +37,24 @@ const SCRATCH: usize = 64 * 1024;
 /// How long a stopping worker waits for the first request of a connection it accepted.
 const FRESH_GRACE: Duration = Duration::from_secs(1);
 
+/// What a connection borrows from the worker while it is driven. A macro rather than a
+/// method, so the borrow of `self.conns` (the connection) and of these fields stay apart.
+macro_rules! worker_cx {
+    ($w:expr, $key:expr, $stopping:expr) => {
+        Cx {
+            key: $key,
+            app: &$w.app,
+            mode: $w.mode,
+            pool: $w.pool.as_ref(),
+            cfg: &$w.cfg,
+            access: $w.access.as_ref(),
+            scratch: &mut $w.scratch,
+            stopping: $stopping,
+            requests: &mut $w.requests,
+        }
+    };
+}
+
 /// Signals the worker reacts to, set by handlers and read by the loop.
 struct SignalFlags {
     graceful: Arc<AtomicBool>,
@@ -346,17 +364,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut cx = Cx {
-            key,
-            app: &self.app,
-            mode: self.mode,
-            pool: self.pool.as_ref(),
-            cfg: &self.cfg,
-            access: self.access.as_ref(),
-            scratch: &mut self.scratch,
-            stopping: self.stop_by.is_some(),
-            requests: &mut self.requests,
-        };
+        let mut cx = worker_cx!(self, key, self.stop_by.is_some());
         let outcome = conn.drive(&mut cx);
         if outcome == Outcome::Close || self.closable_when_stopping(key, &self.conns[key]) {
             self.close(key);
@@ -374,17 +382,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(done.key) else {
                 continue;
             };
-            let mut cx = Cx {
-                key: done.key,
-                app: &self.app,
-                mode: self.mode,
-                pool: self.pool.as_ref(),
-                cfg: &self.cfg,
-                access: self.access.as_ref(),
-                scratch: &mut self.scratch,
-                stopping: self.stop_by.is_some(),
-                requests: &mut self.requests,
-            };
+            let mut cx = worker_cx!(self, done.key, self.stop_by.is_some());
             let outcome = conn.answered(done.out, done.answer, &mut cx);
             if outcome == Outcome::Close
                 || self.closable_when_stopping(done.key, &self.conns[done.key])
@@ -472,17 +470,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let mut cx = Cx {
-                key,
-                app: &self.app,
-                mode: self.mode,
-                pool: self.pool.as_ref(),
-                cfg: &self.cfg,
-                access: self.access.as_ref(),
-                scratch: &mut self.scratch,
-                stopping: self.stop_by.is_some(),
-                requests: &mut self.requests,
-            };
+            let mut cx = worker_cx!(self, key, self.stop_by.is_some());
             if conn.check_deadline(now, &mut cx) == Outcome::Close {
                 self.close(key);
             }
@@ -513,17 +501,7 @@ impl Worker {
                 "request timeout: the app spent over {}s on a request: answering 504",
                 limit.as_secs()
             );
-            let mut cx = Cx {
-                key: *key,
-                app: &self.app,
-                mode: self.mode,
-                pool: self.pool.as_ref(),
-                cfg: &self.cfg,
-                access: self.access.as_ref(),
-                scratch: &mut self.scratch,
-                stopping: true,
-                requests: &mut self.requests,
-            };
+            let mut cx = worker_cx!(self, *key, true);
             if conn.gateway_timeout(&mut cx) == Outcome::Close {
                 self.close(*key);
             }
