@@ -51,6 +51,13 @@ pub struct BindOptions {
 /// A socket the master holds for the whole life of the server.
 pub enum Bound {
     Tcp(TcpListener),
+    /// `--reuse-port`: the address is bound (port reserved, port 0 resolved) but not
+    /// listening, so no connection ever queues here; each worker gets a listening socket
+    /// of its own on the same address, and the kernel spreads connections over them.
+    TcpPerWorker {
+        reserved: TcpListener,
+        backlog: i32,
+    },
     Unix {
         listener: UnixListener,
         path: PathBuf,
@@ -58,10 +65,23 @@ pub enum Bound {
 }
 
 impl Bound {
-    /// A duplicate of the socket for one worker.
+    /// A duplicate of the socket for one worker, or with `--reuse-port` a socket of its own.
     pub fn for_worker(&self) -> io::Result<Listener> {
         Ok(match self {
             Bound::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Bound::TcpPerWorker { reserved, backlog } => {
+                let addr = reserved.local_addr()?;
+                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                socket.set_reuse_address(true)?;
+                socket.set_reuse_port(true)?;
+                if addr.is_ipv6() {
+                    socket.set_only_v6(true)?;
+                }
+                socket.bind(&addr.into())?;
+                socket.listen(*backlog)?;
+                socket.set_nonblocking(true)?;
+                Listener::Tcp(socket.into())
+            }
             Bound::Unix { listener, .. } => Listener::Unix(listener.try_clone()?),
         })
     }
@@ -69,7 +89,7 @@ impl Bound {
     /// How the startup log names it: `http://127.0.0.1:8000` or `unix:/run/x.sock`.
     pub fn describe(&self) -> String {
         match self {
-            Bound::Tcp(l) => match l.local_addr() {
+            Bound::Tcp(l) | Bound::TcpPerWorker { reserved: l, .. } => match l.local_addr() {
                 Ok(addr) => format!("http://{addr}"),
                 Err(_) => "http://?".into(),
             },
@@ -79,7 +99,7 @@ impl Bound {
 
     pub fn raw_fd(&self) -> RawFd {
         match self {
-            Bound::Tcp(l) => l.as_raw_fd(),
+            Bound::Tcp(l) | Bound::TcpPerWorker { reserved: l, .. } => l.as_raw_fd(),
             Bound::Unix { listener, .. } => listener.as_raw_fd(),
         }
     }
@@ -87,7 +107,10 @@ impl Bound {
     /// Close the socket without removing a unix socket file (another master uses it).
     pub fn close_keeping_file(self) {
         let fd = match self {
-            Bound::Tcp(ref l) => l.as_raw_fd(),
+            Bound::Tcp(ref l)
+            | Bound::TcpPerWorker {
+                reserved: ref l, ..
+            } => l.as_raw_fd(),
             Bound::Unix { ref listener, .. } => listener.as_raw_fd(),
         };
         std::mem::forget(self);
@@ -100,7 +123,8 @@ impl Bound {
         match (bind, self) {
             (BindAddr::Fd(fd), b) => b.raw_fd() == *fd,
             (BindAddr::Unix(path), Bound::Unix { path: p, .. }) => p == path,
-            (BindAddr::Tcp { host, port }, Bound::Tcp(l)) => {
+            (BindAddr::Tcp { host, port }, Bound::Tcp(l))
+            | (BindAddr::Tcp { host, port }, Bound::TcpPerWorker { reserved: l, .. }) => {
                 let Ok(local) = l.local_addr() else {
                     return false;
                 };
@@ -116,7 +140,7 @@ impl Bound {
     /// The port a TCP listener got (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
-            Bound::Tcp(l) => l.local_addr().ok(),
+            Bound::Tcp(l) | Bound::TcpPerWorker { reserved: l, .. } => l.local_addr().ok(),
             Bound::Unix { .. } => None,
         }
     }
@@ -279,6 +303,13 @@ fn bind_tcp(host: &str, port: u16, backlog: i32, reuse_port: bool) -> Result<Bou
         socket.set_only_v6(true).map_err(bind_err)?;
     }
     socket.bind(&addr.into()).map_err(bind_err)?;
+    if reuse_port {
+        // Reserved, not listening: the workers listen on sockets of their own.
+        return Ok(Bound::TcpPerWorker {
+            reserved: socket.into(),
+            backlog,
+        });
+    }
     socket.listen(backlog).map_err(bind_err)?;
     socket.set_nonblocking(true).map_err(bind_err)?;
     Ok(Bound::Tcp(socket.into()))
@@ -318,6 +349,10 @@ fn bind_unix(path: &Path, backlog: i32, umask: u32) -> Result<Bound, ListenError
     })
 }
 
+/// Backlog of the per-worker sockets made for an inherited reserved socket: its own
+/// backlog is not readable back from the kernel; this is gunicorn's default.
+const INHERITED_BACKLOG: i32 = 2048;
+
 fn adopt_fd(fd: RawFd) -> Result<Bound, ListenError> {
     let err = |source| ListenError::InheritedFd { fd, source };
     // Refuse fds that are not open sockets before taking ownership of them.
@@ -337,6 +372,13 @@ fn adopt_fd(fd: RawFd) -> Result<Bound, ListenError> {
         });
     }
     if local.as_socket().is_some() {
+        // A reserved `--reuse-port` socket handed over by USR2 is bound but not listening.
+        if !socket.is_listener().map_err(err)? {
+            return Ok(Bound::TcpPerWorker {
+                reserved: socket.into(),
+                backlog: INHERITED_BACKLOG,
+            });
+        }
         return Ok(Bound::Tcp(socket.into()));
     }
     Err(err(io::Error::new(

@@ -562,3 +562,28 @@ fn half_closed_client_still_gets_every_answer() {
     assert_eq!(reader.response(false).unwrap().text(), "slow done\n");
     assert!(reader.response(false).unwrap().text().starts_with("hello"));
 }
+
+#[test]
+fn reuse_port_gives_every_worker_a_listener_of_its_own() {
+    let server = Server::start_bin(&custom_app_bin(), &["-w", "3", "--reuse-port"], &[]);
+    let pids = server.wait_for_workers(3, Duration::from_secs(5));
+    let mut seen = std::collections::HashSet::new();
+    // New connections are hashed over the workers' own sockets by the kernel.
+    for _ in 0..60 {
+        let resp = get(server.addr, "/hello");
+        assert_eq!(resp.status, 200);
+        seen.insert(resp.text());
+    }
+    assert!(
+        seen.len() >= 2,
+        "all connections reached one worker: {seen:?}"
+    );
+    // The master's reserved socket does not listen: nothing can queue where nobody accepts.
+    let listening = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = format!(":{:04X} ", server.addr.port());
+    let listeners = listening
+        .lines()
+        .filter(|l| l.contains(&port) && l.split_whitespace().nth(3) == Some("0A"))
+        .count();
+    assert_eq!(listeners, pids.len(), "one listening socket per worker");
+}

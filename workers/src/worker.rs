@@ -515,6 +515,11 @@ impl Worker {
     /// Stop accepting, close idle connections, and let the rest finish.
     fn begin_stop(&mut self, why: &str) {
         crate::log_info!("{why} (pid: {})", std::process::id());
+        // Take what already waits in the accept queue: with --reuse-port the queue is this
+        // worker's own and closing the socket would reset those connections.
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
         self.stop_by = Some(Instant::now() + self.cfg.graceful_timeout);
         self.wake.set_retiring();
         for listener in self.listeners.iter_mut() {
