@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::app::{App, Environ, Input};
+use crate::app::{App, Environ, Idle, Input};
 use crate::log::AccessLog;
 use crate::respond::{call_app, write_response, Answer, BodySource, Exchange, ResponseContext};
 
@@ -148,7 +148,18 @@ impl Pool {
 }
 
 fn app_thread(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>) {
-    while let Ok(job) = jobs.recv() {
+    let app = Arc::clone(&shared.app);
+    app.run_thread(&mut |idle| serve_jobs(&jobs, &done, &shared, idle));
+}
+
+/// Take jobs until the pool stops; every blocking wait runs inside `idle.during`.
+fn serve_jobs(jobs: &Receiver<Job>, done: &Sender<Done>, shared: &Shared, idle: &dyn Idle) {
+    loop {
+        let mut next = None;
+        idle.during(&mut || next = jobs.recv().ok());
+        let Some(job) = next else {
+            return;
+        };
         let response = call_app(shared.app.as_ref(), &job.environ, job.input);
         let mut ctx = job.ctx;
         // Checked after the app ran: a stop that began meanwhile must close this connection.
@@ -191,7 +202,14 @@ fn app_thread(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>) {
         if let Some((stream, tx)) = stream {
             for chunk in stream {
                 let failed = chunk.is_err();
-                if tx.send_timeout(chunk, shared.stream_timeout).is_err() {
+                let mut chunk = Some(chunk);
+                let mut sent = false;
+                idle.during(&mut || {
+                    if let Some(chunk) = chunk.take() {
+                        sent = tx.send_timeout(chunk, shared.stream_timeout).is_ok();
+                    }
+                });
+                if !sent {
                     crate::log_warning!("client too slow to take a streamed response: abandoned");
                     break;
                 }

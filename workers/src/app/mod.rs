@@ -197,6 +197,30 @@ pub trait App: Send + Sync + 'static {
 
     /// Handle one request. A panic here becomes a 500 and the worker keeps serving.
     fn call(&self, environ: &Environ, input: &mut Input) -> Response;
+
+    /// Runs one app thread's whole life (threaded apps only). `serve` takes and runs jobs
+    /// until the pool stops, and wraps every wait (for the next job, for the loop to take a
+    /// streamed chunk) in [`Idle::during`]. An app with per-thread state overrides this:
+    /// the Python app attaches the thread to the interpreter once here, for the thread's
+    /// lifetime, and releases the GIL in `during`.
+    fn run_thread(&self, serve: &mut dyn FnMut(&dyn Idle)) {
+        serve(&HoldNothing)
+    }
+}
+
+/// What an app thread releases while it waits; see [`App::run_thread`].
+pub trait Idle {
+    /// Run `wait`, which may block for a long time, with the thread's app state released.
+    fn during(&self, wait: &mut dyn FnMut());
+}
+
+/// The [`Idle`] of apps that hold nothing across calls: waits run as they are.
+pub struct HoldNothing;
+
+impl Idle for HoldNothing {
+    fn during(&self, wait: &mut dyn FnMut()) {
+        wait()
+    }
 }
 
 /// Errors choosing or loading an app; the worker exits 4 on these (gunicorn's APP_LOAD_ERROR).
