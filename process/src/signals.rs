@@ -28,6 +28,35 @@ use nix::unistd::{fork, ForkResult, Pid};
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
+/// The signals the master acts on (SIGNALS.md, "Master").
+pub const MASTER: [Signal; 10] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCHLD,
+];
+/// The signals a worker acts on (SIGNALS.md, "Worker"); the others are ignored there.
+pub const WORKER: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+];
+/// The signals the TLS front acts on.
+pub const FRONT: [Signal; 5] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+];
+
 /// The signals one process handles, queued for its loop.
 pub struct Signals {
     /// `None` once dropped in a forked child.
