@@ -1,10 +1,11 @@
 //! The master process (gunicorn's arbiter): binds every listener, forks the workers (and
 //! the TLS front when configured), keeps their number up, reaps every child, kills the
 //! ones whose heartbeat is late, and reacts to signals. Single-threaded; signal handlers
-//! only queue the signal number on a pipe, and one `match` dispatches. It never runs
-//! application code and never parses HTTP. SIGNALS.md is the specification.
+//! only record the signal (`rgunicorn_process::Signals`, the same scheme as the workers'
+//! and the front's), and one `match` dispatches. It never runs application code and never
+//! parses HTTP. SIGNALS.md is the specification.
 //!
-//! Neighbours: `signals` (the queue), [`heartbeat`] (the memory a worker beats into),
+//! Neighbours: [`heartbeat`] (the memory a worker beats into),
 //! `health` and `boot` (the decisions about a worker: late, too big, failed to boot),
 //! `child` (a forked child until it is a worker), [`upgrade`] (USR2, systemd sockets,
 //! sd_notify), `front` (supervising the TLS front), [`crate::listeners`],
@@ -15,7 +16,6 @@ mod child;
 mod front;
 mod health;
 pub mod heartbeat;
-mod signals;
 mod title;
 pub mod upgrade;
 
@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, SigmaskHow, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
-use signal_hook::consts::signal::*;
+use nix::unistd::Pid;
+use rgunicorn_process::{exit, signals as roles, Forked, Signals};
 
 use crate::config::{self, Command, Settings};
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
@@ -40,9 +40,7 @@ use crate::pidfile::Pidfile;
 use boot::{BootRetry, BootVerdict};
 use health::{jitter, judge, rss_bytes, Health, Verdict};
 use heartbeat::Slot;
-use rgunicorn_workers::worker::{EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
-use signals::SignalQueue;
 use upgrade::Inherited;
 
 /// Exit codes of the master.
@@ -56,12 +54,58 @@ const TICK: Duration = Duration::from_millis(500);
 /// One worker the master knows about.
 struct WorkerSlot {
     age: u64,
-    /// Retiring (told to, or said so itself): it no longer counts towards `num_workers`.
-    retiring: bool,
+    state: WorkerState,
     /// The memory it beats into.
     heartbeat: Slot,
-    /// Sent SIGABRT for a late heartbeat; SIGKILL on the next check.
-    aborted: bool,
+}
+
+/// Where a worker is in its life, as the master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerState {
+    /// Serving: it counts towards `num_workers`.
+    Running,
+    /// Told to stop gracefully, or said it retires by itself: it no longer counts, and
+    /// its exit is expected.
+    Retiring,
+    /// Sent SIGABRT for a late heartbeat: SIGKILL on the next check if still there.
+    Aborted,
+}
+
+/// How the master stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// TERM: in-flight requests finish within graceful_timeout.
+    Graceful,
+    /// INT, QUIT, or a halt: at once.
+    Fast,
+}
+
+impl Stop {
+    /// A stop asked for in one batch of signals, and by which: a fast one wins over a
+    /// graceful one, and a stop over everything else in the batch.
+    fn asked_in(batch: &[Signal]) -> Option<(Stop, Signal)> {
+        let fast = [Signal::SIGINT, Signal::SIGQUIT];
+        if let Some(sig) = batch.iter().find(|s| fast.contains(s)) {
+            Some((Stop::Fast, *sig))
+        } else if batch.contains(&Signal::SIGTERM) {
+            Some((Stop::Graceful, Signal::SIGTERM))
+        } else {
+            None
+        }
+    }
+
+    /// What the children are sent.
+    fn signal(self) -> Signal {
+        match self {
+            Stop::Graceful => Signal::SIGTERM,
+            Stop::Fast => Signal::SIGQUIT,
+        }
+    }
+}
+
+/// How gunicorn names a signal in its log: `term`, `hup`.
+fn signal_name(sig: Signal) -> String {
+    sig.as_str().trim_start_matches("SIG").to_ascii_lowercase()
 }
 
 pub struct Arbiter {
@@ -76,7 +120,7 @@ pub struct Arbiter {
     hooks: Option<Arc<dyn Hooks>>,
     listeners: Vec<Listening>,
     workers: HashMap<Pid, WorkerSlot>,
-    signals: SignalQueue,
+    signals: Signals,
     num_workers: usize,
     worker_age: u64,
     pidfile: Option<Pidfile>,
@@ -135,7 +179,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         }
         None => None,
     };
-    let signals = match SignalQueue::install() {
+    let signals = match Signals::install(&roles::MASTER) {
         Ok(s) => s,
         Err(err) => {
             log_error!("cannot install signal handlers: {err}");
@@ -248,22 +292,25 @@ impl Arbiter {
     fn serve(&mut self) -> i32 {
         self.hook(|h, s| h.when_ready(s));
         self.manage_workers();
-        if let Some(front) = self.front.as_mut() {
-            front.spawn(&self.signals, self.settings.config_file.clone());
-        }
+        self.start_front_if_due();
         upgrade::sd_notify("READY=1");
         loop {
-            for sig in self.signals.wait(TICK) {
+            let batch = self.signals.wait(TICK);
+            if let Some((how, sig)) = Stop::asked_in(&batch) {
+                log_info!("Handling signal: {}", signal_name(sig));
+                return self.stop(how, EXIT_OK);
+            }
+            for sig in batch {
                 match sig {
-                    SIGCHLD => self.reap(),
-                    SIGTERM => return self.stop(true, EXIT_OK),
-                    SIGINT | SIGQUIT => return self.stop(false, EXIT_OK),
-                    SIGTTIN => self.set_num_workers(self.num_workers + 1),
-                    SIGTTOU if self.num_workers > 1 => self.set_num_workers(self.num_workers - 1),
-                    SIGUSR1 => self.reopen_logs(),
-                    SIGHUP => self.reload(),
-                    SIGUSR2 => self.upgrade(),
-                    SIGWINCH => self.winch(),
+                    Signal::SIGCHLD => self.reap(),
+                    Signal::SIGTTIN => self.set_num_workers(self.num_workers + 1),
+                    Signal::SIGTTOU if self.num_workers > 1 => {
+                        self.set_num_workers(self.num_workers - 1)
+                    }
+                    Signal::SIGUSR1 => self.reopen_logs(),
+                    Signal::SIGHUP => self.reload(),
+                    Signal::SIGUSR2 => self.upgrade(),
+                    Signal::SIGWINCH => self.winch(),
                     _ => {}
                 }
             }
@@ -271,20 +318,29 @@ impl Arbiter {
             self.reap();
             if let Some((code, why)) = self.halt.take() {
                 log_error!("Shutting down: {why}");
-                return self.stop(false, code);
+                return self.stop(Stop::Fast, code);
             }
             self.check_workers();
             self.manage_workers();
-            if let Some(front) = self.front.as_mut() {
-                front.respawn_if_due(&self.signals, self.settings.config_file.clone());
-            }
+            self.start_front_if_due();
             self.adopt_pidfile();
+        }
+    }
+
+    /// Fork the front when it is configured, not running, and its restart is due.
+    fn start_front_if_due(&mut self) {
+        if let Some(front) = self.front.as_mut() {
+            front.start_if_due(&mut self.signals, self.settings.config_file.clone());
         }
     }
 
     /// Fork workers until the live (not retiring) count is `num_workers`; retire extras.
     fn manage_workers(&mut self) {
-        let live = self.workers.values().filter(|w| !w.retiring).count();
+        let live = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Running)
+            .count();
         let forks = if self.boot.may_fork(Instant::now()) {
             self.num_workers.saturating_sub(live)
         } else {
@@ -300,7 +356,7 @@ impl Arbiter {
             let mut by_age: Vec<(u64, Pid)> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| !w.retiring)
+                .filter(|(_, w)| w.state == WorkerState::Running)
                 .map(|(pid, w)| (w.age, *pid))
                 .collect();
             by_age.sort();
@@ -320,8 +376,7 @@ impl Arbiter {
             .map(|(pid, w)| {
                 let health = Health {
                     silent_for: w.heartbeat.silent_for(),
-                    aborted: w.aborted,
-                    retiring: w.retiring,
+                    state: w.state,
                     says_retiring: w.heartbeat.is_retiring(),
                     rss: (max_memory > 0).then(|| rss_bytes(*pid)).flatten(),
                 };
@@ -346,8 +401,7 @@ impl Arbiter {
                     log_critical_timeout(pid);
                     let _ = kill(pid, Signal::SIGABRT);
                     if let Some(w) = self.workers.get_mut(&pid) {
-                        w.aborted = true;
-                        w.retiring = true;
+                        w.state = WorkerState::Aborted;
                     }
                 }
                 Verdict::Kill => {
@@ -355,7 +409,7 @@ impl Arbiter {
                 }
                 Verdict::Replace => {
                     if let Some(w) = self.workers.get_mut(&pid) {
-                        w.retiring = true;
+                        w.state = WorkerState::Retiring;
                     }
                 }
                 Verdict::TooBig(rss) => {
@@ -369,9 +423,12 @@ impl Arbiter {
         }
     }
 
+    /// Stop a worker gracefully (an aborted one is past that: it is being killed).
     fn retire(&mut self, pid: Pid) {
         if let Some(slot) = self.workers.get_mut(&pid) {
-            slot.retiring = true;
+            if slot.state == WorkerState::Running {
+                slot.state = WorkerState::Retiring;
+            }
             let _ = kill(pid, Signal::SIGTERM);
         }
     }
@@ -390,28 +447,21 @@ impl Arbiter {
             .collect::<io::Result<Vec<_>>>()?;
         let heartbeat = Slot::new()?;
         let age = self.worker_age;
+        let master = Pid::this();
         self.hook(|h, s| h.pre_fork(s, age));
-        // A stop signal sent to the child before its own handlers exist would hit the
-        // master's, unregistered there, and be lost (the worker would then linger until
-        // graceful_timeout): the child is born with them blocked, and the worker
-        // unblocks them once its handlers are installed. They stay pending meanwhile.
-        let blocked = signals::worker_signals().thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
+        // The worker's stop signals are blocked across the fork and stay pending until
+        // its own handlers exist (a TERM right after the fork is not lost).
         // SAFETY: the master is single-threaded (no other thread can hold a lock the
         // child would need), and the child leaves through process::exit, never returning.
-        let forked = unsafe { fork() }.map_err(io::Error::from);
-        if !matches!(forked, Ok(ForkResult::Child)) {
-            blocked.thread_set_mask()?;
-        }
-        match forked? {
-            ForkResult::Child => self.become_worker(listeners, cfg, &heartbeat, age),
-            ForkResult::Parent { child } => {
+        match unsafe { self.signals.fork(&roles::WORKER) }? {
+            Forked::Child => self.become_worker(master, listeners, cfg, &heartbeat, age),
+            Forked::Parent(child) => {
                 self.workers.insert(
                     child,
                     WorkerSlot {
                         age: self.worker_age,
-                        retiring: false,
+                        state: WorkerState::Running,
                         heartbeat,
-                        aborted: false,
                     },
                 );
                 Ok(())
@@ -446,7 +496,7 @@ impl Arbiter {
         if let Some(front) = self.front.as_mut() {
             if front.pid() == Some(pid) {
                 if let Some(why) = front.died(code, sig) {
-                    self.halt = Some((EXIT_BOOT_ERROR, why));
+                    self.halt = Some((exit::BOOT_ERROR, why));
                 }
                 return;
             }
@@ -464,14 +514,19 @@ impl Arbiter {
                 },
             )
         });
+        let expected = slot.state != WorkerState::Running || slot.heartbeat.is_retiring();
         match (code, sig) {
-            (Some(code @ (EXIT_BOOT_ERROR | EXIT_APP_LOAD_ERROR)), _) => {
+            (Some(code), _) if exit::halts_the_master(code) => {
                 self.boot_failed(pid, slot.age, code)
             }
-            (Some(0), _) if slot.retiring || slot.heartbeat.is_retiring() => {}
-            (Some(0), _) => log_info!("Worker exiting (pid: {pid})"),
+            (Some(exit::OK), _) if expected => {}
+            (Some(exit::OK), _) => log_info!("Worker exiting (pid: {pid})"),
+            (Some(exit::RUNTIME_ERROR), _) => log_error!(
+                "Worker (pid:{pid}) stopped: its event loop failed (exit {}); starting a replacement",
+                exit::RUNTIME_ERROR
+            ),
             (Some(code), _) => log_error!("Worker (pid:{pid}) exited with code {code}"),
-            (_, Some(Signal::SIGKILL)) if slot.aborted => {
+            (_, Some(Signal::SIGKILL)) if slot.state == WorkerState::Aborted => {
                 log_error!("Worker (pid:{pid}) was killed after its timeout")
             }
             (_, Some(Signal::SIGKILL)) => {
@@ -484,7 +539,7 @@ impl Arbiter {
 
     /// A worker exited 3 or 4: retry after a backoff while `boot_retries` allows, else halt.
     fn boot_failed(&mut self, pid: Pid, age: u64, code: i32) {
-        let what = if code == EXIT_BOOT_ERROR {
+        let what = if code == exit::BOOT_ERROR {
             "Worker failed to boot."
         } else {
             "App failed to load."
@@ -503,15 +558,22 @@ impl Arbiter {
         }
     }
 
+    /// USR1: reopen the master's error log, create the workers' log files (before they
+    /// reopen theirs, as a user that may not create files there), then tell them and the
+    /// front. A failure is one error line, and nothing says the logs were reopened.
     fn reopen_logs(&mut self) {
+        let mut failures = Vec::new();
         if let Err(err) = rgunicorn_workers::log::reopen() {
-            log_error!("cannot reopen error log: {err}");
+            failures.push(format!("cannot reopen the error log {err}"));
         }
-        // Before the workers reopen theirs, as a user that may not create files there.
         if let Err(err) = crate::startup::open_log_files(&self.settings) {
-            log_error!("{err}");
+            failures.push(err.to_string());
         }
-        log_info!("Handling signal: usr1: logs reopened");
+        if failures.is_empty() {
+            log_info!("Handling signal: usr1: logs reopened");
+        } else {
+            log_error!("Handling signal: usr1: {}", failures.join("; "));
+        }
         for pid in self.workers.keys() {
             let _ = kill(*pid, Signal::SIGUSR1);
         }
@@ -668,38 +730,43 @@ impl Arbiter {
         }
     }
 
-    /// Stop every worker: TERM and wait up to graceful_timeout (graceful), or QUIT and a
-    /// short wait (fast); then KILL what is left; then the front. Returns the exit code.
-    fn stop(&mut self, graceful: bool, code: i32) -> i32 {
-        log_info!("Handling signal: {}", if graceful { "term" } else { "int" });
+    /// Stop. The listening sockets close first (the master's copies here, each child's
+    /// own when it gets the signal), so new connections are refused at once instead of
+    /// queueing where nobody will accept them; then the children finish, bounded.
+    ///
+    /// Graceful (TERM): the front first. Its sockets close and it finishes its
+    /// in-flight requests while every worker still serves what it forwards (stopping
+    /// the workers first left it proxying into closed listeners: 502s). Then the
+    /// workers' sockets and the workers, which take what is already queued, answer what
+    /// they hold, and exit, within what is left of graceful_timeout (at least 1 s).
+    /// Fast (INT, QUIT, a halt): all at once, 1 s. An INT or QUIT during a graceful stop
+    /// makes it fast. What is left at the end is killed. Returns the exit code.
+    fn stop(&mut self, how: Stop, code: i32) -> i32 {
         upgrade::sd_notify("STOPPING=1");
-        let (sig, wait) = if graceful {
-            (Signal::SIGTERM, self.settings.worker.graceful_timeout)
-        } else {
-            (Signal::SIGQUIT, Duration::from_secs(1))
+        let wait = match how {
+            Stop::Graceful => self.settings.worker.graceful_timeout,
+            Stop::Fast => Duration::from_secs(1),
         };
         let deadline = Instant::now() + wait;
-        // The front goes first: while it drains its clients, every request it still
-        // forwards finds workers that accept. Stopping the workers first left the front
-        // proxying into closed listeners (502s during a graceful stop).
-        if let Some(mut front) = self.front.take() {
-            front.stop(sig, wait);
+        if let Some(front) = self.front.as_mut() {
+            front.stop(how.signal());
         }
+        let mut how = how;
+        if how == Stop::Graceful {
+            how = self.wait_for_children(how, deadline, |a| !a.front_is_alive());
+        }
+        self.close_listeners();
         for (pid, w) in self.workers.iter_mut() {
-            w.retiring = true;
-            let _ = kill(*pid, sig);
-        }
-        // Workers get what is left of the budget, and never less than a moment to
-        // finish what the front's last requests started.
-        let floor = Instant::now() + Duration::from_secs(1).min(wait);
-        self.wait_for_workers(graceful, deadline.max(floor));
-        if self.new_master.is_some() {
-            // The upgraded master serves these sockets now: close, do not unlink.
-            for l in self.listeners.drain(..) {
-                l.socket.close_keeping_file();
+            if w.state == WorkerState::Running {
+                w.state = WorkerState::Retiring;
             }
+            let _ = kill(*pid, how.signal());
         }
-        self.listeners.clear();
+        let floor = Instant::now() + Duration::from_secs(1).min(wait);
+        self.wait_for_children(how, deadline.max(floor), |a| {
+            a.workers.is_empty() && !a.front_is_alive()
+        });
+        self.kill_the_rest();
         if let Some(pidfile) = self.pidfile.take() {
             pidfile.remove();
         }
@@ -708,25 +775,66 @@ impl Arbiter {
         code
     }
 
-    fn wait_for_workers(&mut self, graceful: bool, deadline: Instant) {
-        while !self.workers.is_empty() && Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let sigs = self.signals.wait(left.min(Duration::from_millis(50)));
-            self.reap();
-            if graceful && sigs.iter().any(|s| *s == SIGINT || *s == SIGQUIT) {
-                // A fast stop asked for during a graceful one wins.
-                for pid in self.workers.keys() {
-                    let _ = kill(*pid, Signal::SIGQUIT);
-                }
+    fn front_is_alive(&self) -> bool {
+        self.front.as_ref().is_some_and(front::Front::is_alive)
+    }
+
+    /// Close the master's copies of the workers' sockets (unix socket files go too,
+    /// unless an upgraded master serves them now).
+    fn close_listeners(&mut self) {
+        let keep_files = self.new_master.is_some();
+        for l in self.listeners.drain(..) {
+            if keep_files {
+                l.socket.close_keeping_file();
             }
         }
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, Signal::SIGKILL);
+    }
+
+    /// Reap children until `done` or `deadline`. Returns how the stop goes on: an INT or
+    /// QUIT meanwhile turns a graceful stop fast (and is passed on to the children).
+    fn wait_for_children(
+        &mut self,
+        mut how: Stop,
+        deadline: Instant,
+        done: fn(&Arbiter) -> bool,
+    ) -> Stop {
+        while !done(self) && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let batch = self.signals.wait(left.min(Duration::from_millis(50)));
+            if how == Stop::Graceful && Stop::asked_in(&batch).is_some_and(|(s, _)| s == Stop::Fast)
+            {
+                log_info!("Stopping now: a fast stop was asked for during the graceful one");
+                how = Stop::Fast;
+                let pids = self.workers.keys().copied();
+                for pid in pids.chain(self.front.as_ref().and_then(front::Front::pid)) {
+                    let _ = kill(pid, Signal::SIGQUIT);
+                }
+            }
+            self.reap();
         }
-        while !self.workers.is_empty() {
+        how
+    }
+
+    /// SIGKILL every child still there and reap it.
+    fn kill_the_rest(&mut self) {
+        let front = self.front.as_ref().and_then(front::Front::pid);
+        if !self.workers.is_empty() {
+            log_warning!(
+                "Killing {} worker(s) still running at the end of the stop",
+                self.workers.len()
+            );
+        }
+        for pid in self.workers.keys().copied().chain(front) {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let mut front = front;
+        while !self.workers.is_empty() || front.is_some() {
             match waitpid(None, None) {
                 Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
                     self.workers.remove(&pid);
+                    if front == Some(pid) {
+                        front = None;
+                    }
                 }
                 Err(Errno::EINTR) | Ok(_) => continue,
                 Err(_) => break,

@@ -1,13 +1,20 @@
 //! What a freshly forked child does before it becomes a worker, and on its way out:
-//! forget the master's signal handlers and front, run `post_fork`, drop privileges, take
-//! its title, load and wrap the app when there are hooks, run the worker's event loop
+//! close the master's copies of the listening sockets and the front's sockets (a socket
+//! the master closes, or a worker stops accepting on, must not stay open here), ask to
+//! die with the master, run `post_fork`, drop privileges, take its title, load and wrap
+//! the app when there are hooks, run the worker's event loop
 //! (`rgunicorn_workers::worker`), run `worker_exit`, and exit. It never returns into the
-//! master's code. The fork itself, and the master's side, are in [`super`].
+//! master's code. The fork itself (which already dropped the master's signal handlers),
+//! and the master's side, are in [`super`].
 
 use std::sync::Arc;
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use rgunicorn_process::privileges::{self, Account};
+use rgunicorn_process::{exit, parent};
 use rgunicorn_workers::config::WorkerConfig;
-use rgunicorn_workers::worker::{self, WorkerHooks, EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR};
+use rgunicorn_workers::worker::{self, WorkerHooks};
 use rgunicorn_workers::{app, log_error, Listener};
 
 use super::heartbeat::{Beat, Slot};
@@ -15,17 +22,25 @@ use super::{title, Arbiter};
 use crate::hooks::{HookedApp, Hooks, ServerInfo, WorkerInfo};
 
 impl Arbiter {
-    /// In the child, right after the fork: become worker number `age`, then exit.
+    /// In the child, right after the fork by `master`: become worker number `age`, then
+    /// exit.
     pub(super) fn become_worker(
         &mut self,
+        master: Pid,
         listeners: Vec<Listener>,
         cfg: WorkerConfig,
         heartbeat: &Slot,
         age: u64,
     ) -> ! {
-        self.signals.forget_in_child();
-        if let Some(front) = self.front.take() {
-            front.close_in_worker();
+        // Only the master unlinks unix socket files: dropping these here just closes.
+        self.listeners.clear();
+        drop(self.front.take());
+        // SIGQUIT: a worker whose master is gone stops at once (nobody can replace it).
+        match parent::watch(master, Signal::SIGQUIT) {
+            Ok(()) => {}
+            Err(parent::ParentError::Gone(_)) => std::process::exit(exit::OK),
+            // Not fatal: the worker's loop also checks its parent on every tick.
+            Err(err) => log_error!("{err}"),
         }
         let me = WorkerInfo {
             pid: std::process::id(),
@@ -39,9 +54,11 @@ impl Arbiter {
             };
             hooks.post_fork(&server, &me);
         }
-        if let Err(err) = drop_privileges(self.settings.uid, self.settings.gid) {
+        if let Err(err) =
+            privileges::switch(&Account::from_ids(self.settings.uid, self.settings.gid))
+        {
             log_error!("worker failed to boot: {err}");
-            std::process::exit(EXIT_BOOT_ERROR);
+            std::process::exit(exit::BOOT_ERROR);
         }
         title::set(&format!("rgunicorn: worker [{}]", cfg.proc_name));
         let mut beat = Beat { slot: heartbeat };
@@ -55,7 +72,7 @@ impl Arbiter {
                         Ok(app) => app,
                         Err(err) => {
                             log_error!("Exception in worker process: {err}");
-                            std::process::exit(EXIT_APP_LOAD_ERROR);
+                            std::process::exit(exit::APP_LOAD_ERROR);
                         }
                     },
                 };
@@ -104,21 +121,4 @@ impl<H: WorkerHooks> WorkerHooks for WorkerSide<H> {
         self.inner.worker_int();
         self.hooks.worker_int(&self.worker);
     }
-}
-
-/// In a worker, before any app code: become `--user`/`--group` (the master stays as it
-/// is, so it can bind low ports again on HUP).
-fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
-    use nix::unistd::{geteuid, setgid, setgroups, setuid, Gid, Uid};
-    if let Some(gid) = gid {
-        let gid = Gid::from_raw(gid);
-        if geteuid().is_root() {
-            setgroups(&[gid]).map_err(|e| format!("setgroups: {e}"))?;
-        }
-        setgid(gid).map_err(|e| format!("cannot switch to group {gid}: {e}"))?;
-    }
-    if let Some(uid) = uid {
-        setuid(Uid::from_raw(uid)).map_err(|e| format!("cannot switch to user {uid}: {e}"))?;
-    }
-    Ok(())
 }

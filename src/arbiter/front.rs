@@ -1,29 +1,60 @@
-//! Supervising the TLS front (`crate::front`) when the config has a `[front]` table: the
-//! master binds its sockets before forking (maybe as root, for 443 and 80), forks it
-//! once, restarts it with a bounded backoff if it dies, sends it HUP and USR1 as it does
-//! the workers, and stops it after the workers. The front's own code is `crate::front`.
+//! Supervising the TLS front (`crate::front`) when the config has a `[front]` table.
+//!
+//! - The master binds the front's sockets before forking (maybe as root, for 443 and 80)
+//!   and holds its own copies for the whole run: while the front restarts, clients queue
+//!   in the backlog instead of being refused.
+//! - The forked front keeps only those sockets (every other descriptor the master holds
+//!   is closed in it), is sent SIGQUIT by the kernel when the master dies, and checks its
+//!   parent on every tick as well ([`rgunicorn_process::parent`]).
+//! - A front that dies is started again at once; only one that keeps dying soon after
+//!   each start (a crash loop) waits, 1 s doubling up to 30 s, and the wait starts over
+//!   once a front has run for [`STABLE_AFTER`] ([`Restarts`]). A front that exits 3
+//!   (cannot boot: bad certificate) halts the master instead.
+//! - The master forwards HUP and USR1 to it, and on a stop closes its own copies of the
+//!   sockets before it signals the front; [`super::Arbiter`]'s `stop` says in which
+//!   order the front and the workers go.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
+use rgunicorn_process::{exit, fds, parent, signals as roles, Forked, Signals};
 
-use super::SignalQueue;
 use crate::front::{self, FrontError, FrontListeners, FrontSettings};
 use rgunicorn_workers::{log_error, log_info};
 
-/// Longest wait before restarting a front that keeps dying.
+/// A front that ran this long was not crash-looping: its next crash restarts it at once.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// The first wait of a crash loop, doubled for every further crash.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct Front {
     settings: FrontSettings,
+    /// The master's copies; `None` once the master is stopping.
     listeners: Option<FrontListeners>,
-    pid: Option<Pid>,
-    /// When to start it again after it died.
-    restart_at: Option<Instant>,
-    backoff: Duration,
+    state: State,
+    restarts: Restarts,
+}
+
+/// Where the front is, as the master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not running; start it at `due`.
+    Waiting {
+        due: Instant,
+    },
+    Running {
+        pid: Pid,
+        since: Instant,
+    },
+    /// Told to stop; its exit is expected and it is not started again.
+    Stopping {
+        pid: Pid,
+    },
+    Stopped,
 }
 
 impl Front {
@@ -38,101 +69,203 @@ impl Front {
         Ok(Front {
             settings,
             listeners: Some(listeners),
-            pid: None,
-            restart_at: None,
-            backoff: Duration::from_secs(1),
+            state: State::Waiting {
+                due: Instant::now(),
+            },
+            restarts: Restarts::default(),
         })
     }
 
+    /// The running front's pid.
     pub fn pid(&self) -> Option<Pid> {
-        self.pid
+        match self.state {
+            State::Running { pid, .. } | State::Stopping { pid } => Some(pid),
+            State::Waiting { .. } | State::Stopped => None,
+        }
     }
 
-    /// Fork the front. `config_file` is re-read on the front's HUP for its new settings.
-    pub fn spawn(&mut self, signals: &SignalQueue, config_file: Option<PathBuf>) {
-        self.restart_at = None;
+    /// Fork the front if it is not running and its start is due. `config_file` is what
+    /// the front re-reads on HUP for its new settings.
+    pub fn start_if_due(&mut self, signals: &mut Signals, config_file: Option<PathBuf>) {
+        let State::Waiting { due } = self.state else {
+            return;
+        };
+        if Instant::now() < due || self.listeners.is_none() {
+            return;
+        }
+        let master = Pid::this();
         // SAFETY: the master is single-threaded, and the child leaves through
         // process::exit, never returning into the master's code.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                signals.forget_in_child();
-                super::title::set("rgunicorn: front");
-                let code = match self.listeners.take() {
-                    Some(listeners) => {
-                        let first = self.settings.clone();
-                        let reload = move || match &config_file {
-                            Some(path) => front::settings_from_file(path),
-                            None => Ok(first.clone()),
-                        };
-                        front::serve_with_reload(self.settings.clone(), listeners, &reload)
-                    }
-                    None => front::EXIT_BOOT,
+        match unsafe { signals.fork(&roles::FRONT) } {
+            Ok(Forked::Child) => std::process::exit(self.run_in_child(master, config_file)),
+            Ok(Forked::Parent(pid)) => {
+                log_info!("Booting front with pid: {pid}");
+                self.state = State::Running {
+                    pid,
+                    since: Instant::now(),
                 };
-                std::process::exit(code);
-            }
-            Ok(ForkResult::Parent { child }) => {
-                log_info!("Booting front with pid: {child}");
-                self.pid = Some(child);
             }
             Err(err) => {
-                log_error!("cannot fork the front: {err}");
-                self.schedule_restart();
+                let wait = self.restarts.after_death(Duration::ZERO).max(FIRST_BACKOFF);
+                log_error!(
+                    "Cannot fork the front: {err}; trying again in {} s",
+                    wait.as_secs()
+                );
+                self.state = State::Waiting {
+                    due: Instant::now() + wait,
+                };
             }
         }
     }
 
-    pub fn respawn_if_due(&mut self, signals: &SignalQueue, config_file: Option<PathBuf>) {
-        if self.pid.is_none() && self.restart_at.is_some_and(|t| Instant::now() >= t) {
-            self.spawn(signals, config_file);
+    /// In the forked child: keep only the front's sockets, die with the master, serve.
+    fn run_in_child(&mut self, master: Pid, config_file: Option<PathBuf>) -> i32 {
+        super::title::set("rgunicorn: front");
+        let Some(listeners) = self.listeners.take() else {
+            return exit::BOOT_ERROR;
+        };
+        // The master's error log is its own; the front writes to its own logs, and
+        // until they are open, to stderr. Switching drops the file cleanly before the
+        // descriptors go.
+        let _ = rgunicorn_workers::log::init(
+            &rgunicorn_workers::config::LogTarget::Stderr,
+            rgunicorn_workers::config::LogLevel::Info,
+        );
+        // SAFETY: a fresh fork of the single-threaded master: the master's memory that
+        // owns the other descriptors (listeners, signal sockets, files) is never used
+        // or dropped here, since this child leaves through process::exit.
+        if let Err(err) = unsafe { fds::close_all_except(&listeners.raw_fds()) } {
+            eprintln!("rgunicorn front: cannot close the master's descriptors: {err}");
         }
+        match parent::watch(master, Signal::SIGQUIT) {
+            Ok(()) => {}
+            Err(parent::ParentError::Gone(_)) => return exit::OK,
+            // Not fatal: the front's loop still checks its parent on every tick.
+            Err(err) => eprintln!("rgunicorn front: {err}"),
+        }
+        let first = self.settings.clone();
+        let reload = move || match &config_file {
+            Some(path) => front::settings_from_file(path),
+            None => Ok(first.clone()),
+        };
+        front::serve_with_reload(self.settings.clone(), listeners, &reload)
     }
 
     /// The front exited. Returns why the master must halt, if it must.
     pub fn died(&mut self, code: Option<i32>, sig: Option<Signal>) -> Option<String> {
-        let pid = self.pid.take();
-        match (code, sig) {
-            (Some(front::EXIT_BOOT), _) => {
-                return Some("The TLS front failed to boot.".to_string());
+        let (pid, since) = match self.state {
+            State::Running { pid, since } => (pid, since),
+            State::Stopping { .. } => {
+                self.state = State::Stopped;
+                return None;
             }
-            (Some(code), _) => log_error!("Front (pid:{pid:?}) exited with code {code}"),
-            (_, Some(sig)) => log_error!("Front (pid:{pid:?}) was sent {sig}!"),
-            (None, None) => {}
+            State::Waiting { .. } | State::Stopped => return None,
+        };
+        if code == Some(front::EXIT_BOOT) {
+            self.state = State::Stopped;
+            return Some("The TLS front failed to boot.".to_string());
         }
-        self.schedule_restart();
+        let how = match (code, sig) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (_, Some(sig)) => format!("was killed by {sig}"),
+            (None, None) => "ended".to_string(),
+        };
+        let ran = since.elapsed();
+        let wait = self.restarts.after_death(ran);
+        if wait.is_zero() {
+            log_error!("Front (pid:{pid}) {how}: starting it again now");
+        } else {
+            log_error!(
+                "Front (pid:{pid}) {how} {} s after it started, {} times in a row: starting it again in {} s",
+                ran.as_secs(),
+                self.restarts.streak,
+                wait.as_secs()
+            );
+        }
+        self.state = State::Waiting {
+            due: Instant::now() + wait,
+        };
         None
     }
 
-    fn schedule_restart(&mut self) {
-        log_info!("Restarting the front in {}s", self.backoff.as_secs());
-        self.restart_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    /// Close the master's copies of the front's sockets (so once the front has closed
+    /// its own, new connections are refused), and send `sig` to a running front. Its
+    /// exit is reaped like any child's; it is not started again.
+    pub fn stop(&mut self, sig: Signal) {
+        self.listeners = None;
+        self.state = match self.state {
+            State::Running { pid, .. } | State::Stopping { pid } => {
+                let _ = kill(pid, sig);
+                State::Stopping { pid }
+            }
+            State::Waiting { .. } | State::Stopped => State::Stopped,
+        };
     }
 
-    /// Stop the front (after the workers): `sig`, up to `wait`, then SIGKILL.
-    pub fn stop(&mut self, sig: Signal, wait: Duration) {
-        let Some(pid) = self.pid.take() else {
-            return;
-        };
-        let _ = kill(pid, sig);
-        let deadline = Instant::now() + wait;
-        loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Ok(WaitStatus::StillAlive) => {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
-                    return;
-                }
-                Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(_) => return,
-                Ok(_) => {}
-            }
+    /// Whether it has not exited yet.
+    pub fn is_alive(&self) -> bool {
+        self.pid().is_some()
+    }
+}
+
+/// When to start a front that died: at once, unless it keeps dying soon after each start.
+#[derive(Debug, Default)]
+struct Restarts {
+    /// Deaths in a row, each within [`STABLE_AFTER`] of its start.
+    streak: u32,
+}
+
+impl Restarts {
+    /// The front died after running `ran`: how long to wait before the next start.
+    fn after_death(&mut self, ran: Duration) -> Duration {
+        if ran >= STABLE_AFTER {
+            self.streak = 0;
+        }
+        self.streak = self.streak.saturating_add(1);
+        match self.streak {
+            1 => Duration::ZERO,
+            n => FIRST_BACKOFF
+                .saturating_mul(1 << (n - 2).min(16))
+                .min(MAX_BACKOFF),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_single_crash_restarts_at_once() {
+        let mut r = Restarts::default();
+        assert_eq!(r.after_death(secs(3600)), Duration::ZERO);
+        // Long after: still at once, every time.
+        assert_eq!(r.after_death(STABLE_AFTER), Duration::ZERO);
+        assert_eq!(r.after_death(secs(60)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_crash_loop_backs_off_up_to_30_s() {
+        let mut r = Restarts::default();
+        let waits: Vec<u64> = (0..9).map(|_| r.after_death(secs(1)).as_secs()).collect();
+        assert_eq!(waits, [0, 1, 2, 4, 8, 16, 30, 30, 30]);
+        // Many more: no overflow, still capped.
+        for _ in 0..100 {
+            assert_eq!(r.after_death(Duration::ZERO), MAX_BACKOFF);
         }
     }
 
-    /// In a forked worker: close the front's sockets, which are none of its business.
-    pub fn close_in_worker(self) {
-        drop(self.listeners);
+    #[test]
+    fn running_for_a_while_starts_the_count_over() {
+        let mut r = Restarts::default();
+        for _ in 0..5 {
+            r.after_death(secs(1));
+        }
+        assert_eq!(r.after_death(STABLE_AFTER), Duration::ZERO);
+        assert_eq!(r.after_death(secs(1)), secs(1));
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 
+use super::WorkerState;
+
 /// What a worker slot's state asks the master to do (a pure decision, unit-tested).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -22,21 +24,19 @@ pub(super) enum Verdict {
 
 pub(super) struct Health {
     pub(super) silent_for: Duration,
-    pub(super) aborted: bool,
-    pub(super) retiring: bool,
+    pub(super) state: WorkerState,
     pub(super) says_retiring: bool,
     pub(super) rss: Option<u64>,
 }
 
 pub(super) fn judge(h: &Health, timeout: Duration, max_memory: u64) -> Verdict {
     if !timeout.is_zero() && h.silent_for > timeout {
-        return if h.aborted {
-            Verdict::Kill
-        } else {
-            Verdict::Abort
+        return match h.state {
+            WorkerState::Aborted => Verdict::Kill,
+            WorkerState::Running | WorkerState::Retiring => Verdict::Abort,
         };
     }
-    if h.retiring {
+    if h.state != WorkerState::Running {
         return Verdict::Fine;
     }
     if h.says_retiring {
@@ -76,8 +76,7 @@ mod tests {
     fn health() -> Health {
         Health {
             silent_for: Duration::from_secs(1),
-            aborted: false,
-            retiring: false,
+            state: WorkerState::Running,
             says_retiring: false,
             rss: Some(100 << 20),
         }
@@ -92,14 +91,14 @@ mod tests {
         };
         assert_eq!(judge(&late, t, 0), Verdict::Abort);
         let aborted = Health {
-            aborted: true,
+            state: WorkerState::Aborted,
             ..late
         };
         assert_eq!(judge(&aborted, t, 0), Verdict::Kill);
         // A retiring worker is still killed when it stops beating.
         let retiring = Health {
             silent_for: Duration::from_secs(31),
-            retiring: true,
+            state: WorkerState::Retiring,
             ..health()
         };
         assert_eq!(judge(&retiring, t, 0), Verdict::Abort);
@@ -122,7 +121,7 @@ mod tests {
         };
         assert_eq!(judge(&says, Duration::from_secs(30), 0), Verdict::Replace);
         let known = Health {
-            retiring: true,
+            state: WorkerState::Retiring,
             ..says
         };
         assert_eq!(judge(&known, Duration::from_secs(30), 0), Verdict::Fine);

@@ -1,38 +1,35 @@
 //! The front process's main thread: loads the certificate, drops privileges, starts one
 //! event loop per thread, then waits for signals and for the loops to end.
 //!
-//! Signals (handlers only write to a pipe): TERM drains gracefully within
-//! `graceful_timeout`; INT and QUIT stop at once; HUP reloads the settings and the
-//! certificate (refused with a log line if the new one is bad; established connections
-//! keep theirs); USR1 reopens the log files. Exit codes: 0 after a stop, 1 when an event
-//! loop died, 3 when the front could not boot (the master's protocol: do not respawn).
+//! Signals (`rgunicorn_process::Signals`, as the master and the workers: handlers only
+//! record them): TERM drains gracefully within `graceful_timeout`; INT and QUIT stop at
+//! once (QUIT is also what the kernel sends when the master dies, and the loop checks its
+//! parent every second besides); HUP reloads the settings and the certificate (refused
+//! with a log line if the new one is bad; established connections keep theirs); USR1
+//! reopens the log files. Exit codes: 0 after a stop, 1 when an event loop died, 3 when
+//! the front could not boot (the master's protocol: do not respawn).
 
-use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::signal::Signal;
+use rgunicorn_process::privileges::{self, Account};
+use rgunicorn_process::{parent, signals as roles, Signals};
 
 use super::event_loop::{Control, EventLoop, Exit, WAKER};
 use super::log::Logger;
 use super::settings::FrontSettings;
 use super::{tls, FrontListeners, Runtime};
 
-pub const EXIT_OK: i32 = 0;
+pub const EXIT_OK: i32 = rgunicorn_process::exit::OK;
 pub const EXIT_LOOP_DIED: i32 = 1;
-pub const EXIT_BOOT: i32 = 3;
+pub const EXIT_BOOT: i32 = rgunicorn_process::exit::BOOT_ERROR;
 
-const SIGNALS: [i32; 5] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGHUP,
-    libc::SIGUSR1,
-];
-/// Tokens 0..5 are the signal pipes; this one is the loops' "I ended" waker.
+const SIGNALS: Token = Token(0);
+/// The loops' "I ended" waker.
 const LOOP_ENDED: Token = Token(100);
 
 struct LoopHandle {
@@ -83,7 +80,13 @@ pub fn serve(
         }
     };
     if let Some(user) = &runtime.settings.user {
-        if let Err(err) = drop_privileges(user) {
+        // As root only: a front started as someone else stays who it is.
+        let switched = if nix::unistd::geteuid().is_root() {
+            Account::named(user).and_then(|account| privileges::switch(&account))
+        } else {
+            Ok(())
+        };
+        if let Err(err) = switched {
             log.error(&format!("front.user: cannot switch to {user:?}: {err}"));
             return EXIT_BOOT;
         }
@@ -104,19 +107,9 @@ fn run(
     reload: &dyn Fn() -> Result<FrontSettings, String>,
 ) -> std::io::Result<i32> {
     let mut poll = Poll::new()?;
-    // Signal handlers write one byte to their own pipe; this thread reads them.
-    let mut pipes = Vec::new();
-    for (i, &signal) in SIGNALS.iter().enumerate() {
-        let (read, write) = UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        signal_hook::low_level::pipe::register(signal, write)?;
-        let mut read = mio::net::UnixStream::from_std(read);
-        poll.registry()
-            .register(&mut read, Token(i), Interest::READABLE)?;
-        pipes.push(read);
-    }
-    unblock_signals();
+    let mut signals = Signals::install(&roles::FRONT)?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let ended = Arc::new(Waker::new(poll.registry(), LOOP_ENDED)?);
 
     let (tls_addr, redirect_addr) = (listeners.tls_addr(), listeners.redirect_addr());
@@ -168,14 +161,17 @@ fn run(
                 return Err(err);
             }
         }
-        for event in events.iter() {
-            let Some(pipe) = pipes.get_mut(event.token().0) else {
-                continue;
-            };
-            let mut drained = [0u8; 64];
-            while matches!(pipe.read(&mut drained), Ok(n) if n > 0) {}
-            match SIGNALS[event.token().0] {
-                libc::SIGTERM => {
+        let mut arrived = Vec::new();
+        if events.iter().any(|e| e.token() == SIGNALS) {
+            arrived = signals.pending();
+        }
+        if parent::is_gone() && !stopping {
+            log.info("the master is gone: stopping now");
+            arrived.push(Signal::SIGQUIT);
+        }
+        for signal in arrived {
+            match signal {
+                Signal::SIGTERM => {
                     log.info("TERM: draining connections");
                     stopping = true;
                     let deadline = Instant::now() + current.settings.graceful_timeout;
@@ -183,12 +179,12 @@ fn run(
                         .iter()
                         .for_each(|l| l.send(Control::Drain { deadline }));
                 }
-                libc::SIGINT | libc::SIGQUIT => {
+                Signal::SIGINT | Signal::SIGQUIT => {
                     log.info("INT/QUIT: stopping now");
                     stopping = true;
                     loops.iter().for_each(|l| l.send(Control::Stop));
                 }
-                libc::SIGHUP => match reload().and_then(|s| {
+                Signal::SIGHUP => match reload().and_then(|s| {
                     keep_unreloadable(&current.settings, s, log).and_then(|s| self::runtime(s, log))
                 }) {
                     Ok(rt) => {
@@ -202,7 +198,7 @@ fn run(
                         "HUP: reload refused, keeping the running configuration: {err}"
                     )),
                 },
-                libc::SIGUSR1 => {
+                Signal::SIGUSR1 => {
                     if let Err(err) = log.reopen() {
                         log.error(&format!("USR1: cannot reopen the logs: {err}"));
                     }
@@ -260,35 +256,4 @@ fn keep_unreloadable(
     new.error_log = old.error_log.clone();
     new.user = old.user.clone();
     Ok(new)
-}
-
-/// A master may fork us with signals blocked; the handlers above need them delivered.
-fn unblock_signals() {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    let mut set = SigSet::empty();
-    for signal in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-    ] {
-        set.add(signal);
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-}
-
-/// Become `user` (and its primary group) when running as root.
-fn drop_privileges(user: &str) -> Result<(), String> {
-    use nix::unistd::{geteuid, setgid, setgroups, setuid, User};
-    if !geteuid().is_root() {
-        return Ok(());
-    }
-    let found = User::from_name(user)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "no such user".to_string())?;
-    setgroups(&[found.gid]).map_err(|e| format!("setgroups: {e}"))?;
-    setgid(found.gid).map_err(|e| format!("setgid: {e}"))?;
-    setuid(found.uid).map_err(|e| format!("setuid: {e}"))?;
-    Ok(())
 }
