@@ -4,6 +4,7 @@
 
 mod common;
 mod front_support;
+mod process_tree;
 
 use std::io::Write;
 use std::path::Path;
