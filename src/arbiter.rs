@@ -560,19 +560,16 @@ impl Arbiter {
 
     /// USR1: reopen the master's error log, create the workers' log files (before they
     /// reopen theirs, as a user that may not create files there), then tell them and the
-    /// front. A failure is one error line, and nothing says the logs were reopened.
+    /// front. A failure is an error line (the error log writes its own), and nothing
+    /// says the logs were reopened.
     fn reopen_logs(&mut self) {
-        let mut failures = Vec::new();
-        if let Err(err) = rgunicorn_workers::log::reopen() {
-            failures.push(format!("cannot reopen the error log {err}"));
-        }
+        let mut reopened = rgunicorn_workers::log::reopen().is_ok();
         if let Err(err) = crate::startup::open_log_files(&self.settings) {
-            failures.push(err.to_string());
+            log_error!("Handling signal: usr1: {err}");
+            reopened = false;
         }
-        if failures.is_empty() {
+        if reopened {
             log_info!("Handling signal: usr1: logs reopened");
-        } else {
-            log_error!("Handling signal: usr1: {}", failures.join("; "));
         }
         for pid in self.workers.keys() {
             let _ = kill(*pid, Signal::SIGUSR1);

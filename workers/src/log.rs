@@ -1,11 +1,16 @@
 //! The error log (gunicorn's line format, levels, reopen on USR1) and the access log
 //! (gunicorn's `access_log_format` atoms), written by a logger thread so a slow disk
 //! never stalls the event loop.
+//!
+//! A line that cannot be written (a full disk, a writer thread that fell behind) is
+//! dropped, never waited for, and counted: the error log says once when the access log
+//! starts failing, and how many lines were lost (and why) once it can be written again.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::sync::{Mutex, OnceLock};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -41,6 +46,57 @@ struct ErrorLog {
     target: LogTarget,
     level: LogLevel,
     out: Box<dyn Write + Send>,
+    /// Lines that could not be written since the last one that could, and why.
+    lost: Lost,
+}
+
+impl ErrorLog {
+    /// Write one line; first, if lines were lost, the note that says so.
+    fn emit(&mut self, line: &str) {
+        if let Some(note) = self.lost.note("error-log") {
+            let note = format!(
+                "{} [{}] [WARNING] {note}\n",
+                Civil::now().error_log_time(),
+                std::process::id()
+            );
+            if write_flushed(&mut self.out, note.as_bytes()).is_ok() {
+                self.lost = Lost::default();
+            }
+        }
+        if let Err(err) = write_flushed(&mut self.out, line.as_bytes()) {
+            self.lost.add(1, &err);
+        }
+    }
+}
+
+fn write_flushed(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Lines dropped since the log could last be written, and the first reason.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Lost {
+    lines: u64,
+    why: Option<String>,
+}
+
+impl Lost {
+    fn add(&mut self, lines: u64, why: &dyn fmt::Display) {
+        self.lines += lines;
+        self.why.get_or_insert_with(|| why.to_string());
+    }
+
+    /// What to report now that `what` can be written again, if anything was lost.
+    fn note(&self, what: &str) -> Option<String> {
+        (self.lines > 0).then(|| {
+            format!(
+                "{} {what} line(s) could not be written ({}) and were dropped",
+                self.lines,
+                self.why.as_deref().unwrap_or("unknown error")
+            )
+        })
+    }
 }
 
 static ERROR_LOG: OnceLock<Mutex<ErrorLog>> = OnceLock::new();
@@ -53,6 +109,7 @@ pub fn init(target: &LogTarget, level: LogLevel) -> io::Result<()> {
         target: target.clone(),
         level,
         out,
+        lost: Lost::default(),
     };
     match ERROR_LOG.get() {
         Some(lock) => {
@@ -67,14 +124,32 @@ pub fn init(target: &LogTarget, level: LogLevel) -> io::Result<()> {
     Ok(())
 }
 
-/// Reopen the error log file (USR1, after logrotate moved it).
+/// Reopen the error log file (USR1, after logrotate moved it). On failure the old file
+/// stays in use, the failure is logged as an error (there), and returned.
 pub fn reopen() -> io::Result<()> {
-    if let Some(lock) = ERROR_LOG.get() {
-        if let Ok(mut log) = lock.lock() {
-            log.out = open_target(&log.target)?;
+    let Some(mut log) = ERROR_LOG.get().and_then(|lock| lock.lock().ok()) else {
+        return Ok(());
+    };
+    match open_target(&log.target) {
+        Ok(out) => {
+            log.out = out;
+            Ok(())
+        }
+        Err(err) => {
+            let what = match &log.target {
+                LogTarget::File(path) => path.display().to_string(),
+                LogTarget::Stdout | LogTarget::Stderr => "-".to_string(),
+            };
+            let err = io::Error::new(err.kind(), format!("{what}: {err}"));
+            let line = format!(
+                "{} [{}] [ERROR] cannot reopen the error log {err}; still writing to the old file\n",
+                Civil::now().error_log_time(),
+                std::process::id()
+            );
+            log.emit(&line);
+            Err(err)
         }
     }
-    Ok(())
 }
 
 pub fn enabled(level: LogLevel) -> bool {
@@ -97,10 +172,7 @@ pub fn write(level: LogLevel, message: fmt::Arguments) {
         message
     );
     match ERROR_LOG.get().and_then(|lock| lock.lock().ok()) {
-        Some(mut log) => {
-            let _ = log.out.write_all(line.as_bytes());
-            let _ = log.out.flush();
-        }
+        Some(mut log) => log.emit(&line),
         None => {
             let _ = io::stderr().write_all(line.as_bytes());
         }
@@ -124,11 +196,14 @@ enum LogMsg {
 }
 
 /// The access log: lines go over a bounded channel to a writer thread. If the disk is so
-/// slow that the channel fills, lines are dropped and counted rather than stalling requests.
+/// slow that the channel fills, lines are dropped and counted rather than stalling
+/// requests; the writer reports them with its own losses.
 #[derive(Clone)]
 pub struct AccessLog {
     tx: Sender<LogMsg>,
-    format: std::sync::Arc<Vec<Atom>>,
+    format: Arc<Vec<Atom>>,
+    /// Lines dropped because the writer's queue was full, not reported yet.
+    behind: Arc<AtomicU64>,
 }
 
 impl AccessLog {
@@ -136,13 +211,16 @@ impl AccessLog {
     pub fn start(target: &LogTarget, format: &str) -> io::Result<AccessLog> {
         let out = open_target(target)?;
         let (tx, rx) = crossbeam_channel::bounded(8192);
+        let behind = Arc::new(AtomicU64::new(0));
+        let mut writer = AccessWriter::new(out, Arc::clone(&behind));
         let target = target.clone();
         thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || access_writer(rx, target, out))?;
+            .spawn(move || writer.run(&rx, &target))?;
         Ok(AccessLog {
             tx,
-            format: std::sync::Arc::new(compile(format)),
+            format: Arc::new(compile(format)),
+            behind,
         })
     }
 
@@ -151,7 +229,7 @@ impl AccessLog {
         render(&self.format, record, &mut line);
         line.push('\n');
         if let Err(TrySendError::Full(_)) = self.tx.try_send(LogMsg::Line(line)) {
-            crate::log_warning!("access log writer is behind; a line was dropped");
+            self.behind.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -160,26 +238,146 @@ impl AccessLog {
     }
 }
 
-fn access_writer(rx: Receiver<LogMsg>, target: LogTarget, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::new(out);
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            LogMsg::Line(line) => {
-                let _ = out.write_all(line.as_bytes());
+/// Lines gathered before one write.
+const BATCH: usize = 64 * 1024;
+
+/// The access-log writer thread's state: a batch of lines, written whenever the queue is
+/// empty or the batch is full, and what was lost since the file could last be written.
+struct AccessWriter {
+    out: Box<dyn Write + Send>,
+    batch: Vec<u8>,
+    behind: Arc<AtomicU64>,
+    lost: Lost,
+    /// The last write failed: the next failure is not news.
+    failing: bool,
+    /// The last write stopped inside a line: end it before the next one.
+    mid_line: bool,
+}
+
+impl AccessWriter {
+    fn new(out: Box<dyn Write + Send>, behind: Arc<AtomicU64>) -> AccessWriter {
+        AccessWriter {
+            out,
+            batch: Vec::with_capacity(BATCH),
+            behind,
+            lost: Lost::default(),
+            failing: false,
+            mid_line: false,
+        }
+    }
+
+    fn run(&mut self, rx: &Receiver<LogMsg>, target: &LogTarget) {
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                LogMsg::Line(line) => self.batch.extend_from_slice(line.as_bytes()),
+                LogMsg::Reopen => {
+                    self.write_batch().log();
+                    match open_target(target) {
+                        Ok(fresh) => self.out = fresh,
+                        Err(err) => crate::log_error!("cannot reopen the access log: {err}"),
+                    }
+                }
             }
-            LogMsg::Reopen => {
-                let _ = out.flush();
-                match open_target(&target) {
-                    Ok(fresh) => out = BufWriter::new(fresh),
-                    Err(err) => crate::log_error!("cannot reopen access log: {err}"),
+            if rx.is_empty() || self.batch.len() >= BATCH {
+                self.write_batch().log();
+            }
+        }
+        self.write_batch().log();
+        if let Some(note) = self.lost.note("access-log") {
+            crate::log_error!("{note}; stopping with the access log still failing");
+        }
+    }
+
+    /// Write the batch. A failure drops its lines (counted; the first failure of an
+    /// episode is news); the first write that succeeds after losses reports them.
+    fn write_batch(&mut self) -> Report {
+        if self.batch.is_empty() {
+            return Report::Nothing;
+        }
+        // A line cut short by the last failure is ended first: the newline is not a line.
+        let ender = u64::from(self.mid_line);
+        if self.mid_line {
+            self.batch.insert(0, b'\n');
+        }
+        let (written, mut error) = write_counting(&mut *self.out, &self.batch);
+        if error.is_none() {
+            error = self.out.flush().err();
+        }
+        let lines = count_lines(&self.batch) - ender;
+        let mut whole = count_lines(&self.batch[..written]).saturating_sub(ender);
+        if self.batch.get(written) == Some(&b'\n') && written > 0 {
+            whole += 1; // all of it but its newline, which the next write adds
+        }
+        if written > 0 {
+            self.mid_line = self.batch[written - 1] != b'\n';
+        }
+        self.batch.clear();
+        let behind = self.behind.swap(0, Ordering::Relaxed);
+        if behind > 0 {
+            self.lost
+                .add(behind, &"the writer was behind: its queue was full");
+        }
+        match error {
+            Some(err) => {
+                self.lost.add(lines - whole, &err);
+                if std::mem::replace(&mut self.failing, true) {
+                    Report::Nothing
+                } else {
+                    Report::Failing(format!(
+                        "cannot write the access log ({err}): dropping its lines until it can"
+                    ))
+                }
+            }
+            None => {
+                self.failing = false;
+                match self.lost.note("access-log") {
+                    Some(note) => {
+                        self.lost = Lost::default();
+                        Report::Recovered(format!("{note}; writing again"))
+                    }
+                    None => Report::Nothing,
                 }
             }
         }
-        if rx.is_empty() {
-            let _ = out.flush();
+    }
+}
+
+/// What a write of the access log has to tell the error log.
+#[derive(Debug, PartialEq, Eq)]
+enum Report {
+    Nothing,
+    /// An episode of failures begins.
+    Failing(String),
+    /// The log is written again; how many lines were lost, and why.
+    Recovered(String),
+}
+
+impl Report {
+    fn log(self) {
+        match self {
+            Report::Nothing => {}
+            Report::Failing(text) => crate::log_error!("{text}"),
+            Report::Recovered(text) => crate::log_warning!("{text}"),
         }
     }
-    let _ = out.flush();
+}
+
+/// Write as much of `bytes` as the writer takes: how much, and the error that stopped it.
+fn write_counting(out: &mut dyn Write, bytes: &[u8]) -> (usize, Option<io::Error>) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]) {
+            Ok(0) => return (written, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return (written, Some(err)),
+        }
+    }
+    (written, None)
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
 }
 
 /// What one access-log line is made from.
@@ -307,6 +505,80 @@ fn render(atoms: &[Atom], rec: &AccessRecord, out: &mut String) {
 mod tests {
     use super::*;
     use crate::app::Environ;
+
+    /// A file on a disk that can fill up: takes at most `room` more bytes, then ENOSPC.
+    #[derive(Clone, Default)]
+    struct Disk(Arc<Mutex<(Vec<u8>, Option<usize>)>>);
+
+    impl Disk {
+        fn set_room(&self, room: Option<usize>) {
+            self.0.lock().unwrap().1 = room;
+        }
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap().0).into_owned()
+        }
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut disk = self.0.lock().unwrap();
+            let n = match disk.1 {
+                Some(0) => return Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+                Some(room) => buf.len().min(room),
+                None => buf.len(),
+            };
+            disk.0.extend_from_slice(&buf[..n]);
+            if let Some(room) = disk.1.as_mut() {
+                *room -= n;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines(writer: &mut AccessWriter, lines: &[&str]) -> Report {
+        for line in lines {
+            writer
+                .batch
+                .extend_from_slice(format!("{line}\n").as_bytes());
+        }
+        writer.write_batch()
+    }
+
+    #[test]
+    fn access_lines_lost_on_a_full_disk_are_counted_and_reported_once_it_has_room() {
+        let disk = Disk::default();
+        let behind = Arc::new(AtomicU64::new(0));
+        let mut writer = AccessWriter::new(Box::new(disk.clone()), Arc::clone(&behind));
+        assert_eq!(lines(&mut writer, &["a1", "a2"]), Report::Nothing);
+        // The disk fills in the middle of the second line of a batch.
+        disk.set_room(Some(5));
+        let failing = lines(&mut writer, &["b1", "b2", "b3"]);
+        assert!(
+            matches!(&failing, Report::Failing(t) if t.contains("No space left on device")),
+            "{failing:?}"
+        );
+        // Still full: no news, more losses; and two lines the loop could not queue.
+        disk.set_room(Some(0));
+        assert_eq!(lines(&mut writer, &["c1"]), Report::Nothing);
+        behind.fetch_add(2, Ordering::Relaxed);
+        // Room again: the next write succeeds and says what was lost: b3, c1 and the
+        // two never queued (b2 is whole but for its newline, which comes before d1).
+        disk.set_room(None);
+        assert_eq!(
+            lines(&mut writer, &["d1"]),
+            Report::Recovered(
+                "4 access-log line(s) could not be written (No space left on device (os error 28)) \
+                 and were dropped; writing again"
+                    .into()
+            )
+        );
+        // The cut line is ended before the next one; what was written stays whole.
+        assert_eq!(disk.text(), "a1\na2\nb1\nb2\nd1\n");
+        assert_eq!(lines(&mut writer, &["e1"]), Report::Nothing);
+    }
 
     #[test]
     fn renders_gunicorn_atoms() {
