@@ -4,6 +4,7 @@
 
 mod common;
 mod front_support;
+mod log_files;
 mod process_tree;
 
 use std::io::Write;
