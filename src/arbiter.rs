@@ -38,7 +38,7 @@ use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::listeners::{self, BindOptions, Listening};
 use crate::pidfile::Pidfile;
 use boot::{BootRetry, BootVerdict};
-use health::{jitter, judge, rss_bytes, Health, Verdict};
+use health::{jitter, judge, rss_bytes, Death, Ending, Health, Verdict};
 use heartbeat::Slot;
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
 use upgrade::Inherited;
@@ -514,26 +514,11 @@ impl Arbiter {
                 },
             )
         });
-        let expected = slot.state != WorkerState::Running || slot.heartbeat.is_retiring();
-        match (code, sig) {
-            (Some(code), _) if exit::halts_the_master(code) => {
-                self.boot_failed(pid, slot.age, code)
-            }
-            (Some(exit::OK), _) if expected => {}
-            (Some(exit::OK), _) => log_info!("Worker exiting (pid: {pid})"),
-            (Some(exit::RUNTIME_ERROR), _) => log_error!(
-                "Worker (pid:{pid}) stopped: its event loop failed (exit {}); starting a replacement",
-                exit::RUNTIME_ERROR
-            ),
-            (Some(code), _) => log_error!("Worker (pid:{pid}) exited with code {code}"),
-            (_, Some(Signal::SIGKILL)) if slot.state == WorkerState::Aborted => {
-                log_error!("Worker (pid:{pid}) was killed after its timeout")
-            }
-            (_, Some(Signal::SIGKILL)) => {
-                log_error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
-            }
-            (_, Some(sig)) => log_error!("Worker (pid:{pid}) was sent {sig}!"),
-            (None, None) => {}
+        let how = Ending::of(code, sig);
+        match health::death(how, slot.state, slot.heartbeat.is_retiring()) {
+            Death::Expected => {}
+            Death::BootFailure(code) => self.boot_failed(pid, slot.age, code),
+            Death::Unexpected(why) => log_error!("Worker (pid:{pid}) {why}"),
         }
     }
 

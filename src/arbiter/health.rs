@@ -1,10 +1,13 @@
 //! The master's decisions about one worker, as pure functions the unit tests drive:
-//! is its heartbeat late, did it retire by itself, is it too big; plus the two facts the
+//! is its heartbeat late, did it retire by itself, is it too big, what its end means;
+//! plus the two facts the
 //! arbiter ([`super`]) feeds them with (resident memory) and the max_requests jitter.
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use rgunicorn_process::exit;
 
 use super::WorkerState;
 
@@ -45,6 +48,59 @@ pub(super) fn judge(h: &Health, timeout: Duration, max_memory: u64) -> Verdict {
     match h.rss {
         Some(rss) if max_memory > 0 && rss > max_memory => Verdict::TooBig(rss),
         _ => Verdict::Fine,
+    }
+}
+
+/// How a child ended, as waitpid tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    Exited(i32),
+    Killed(Signal),
+}
+
+impl Ending {
+    pub(super) fn of(code: Option<i32>, sig: Option<Signal>) -> Ending {
+        match (code, sig) {
+            (Some(code), _) => Ending::Exited(code),
+            (None, Some(sig)) => Ending::Killed(sig),
+            // waitpid reports one or the other; a stop or continue is not an end.
+            (None, None) => Ending::Exited(exit::OK),
+        }
+    }
+}
+
+/// What a worker's end means to the master.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Death {
+    /// It was retiring: nothing to say (its replacement exists or is not wanted).
+    Expected,
+    /// Exit 3 or 4: the next worker would fail the same way (retry with a backoff, or
+    /// halt).
+    BootFailure(i32),
+    /// Anything else: say what happened; the master starts a replacement.
+    Unexpected(String),
+}
+
+/// Why a worker in `state` that ended `how` did (`said_retiring`: its slot says it was
+/// retiring by itself).
+pub(super) fn death(how: Ending, state: WorkerState, said_retiring: bool) -> Death {
+    let expected = state != WorkerState::Running || said_retiring;
+    match how {
+        Ending::Exited(code) if exit::halts_the_master(code) => Death::BootFailure(code),
+        Ending::Exited(exit::OK) if expected => Death::Expected,
+        Ending::Exited(exit::OK) => Death::Unexpected("exited by itself".into()),
+        Ending::Exited(exit::RUNTIME_ERROR) => Death::Unexpected(format!(
+            "stopped: its event loop failed (exit {})",
+            exit::RUNTIME_ERROR
+        )),
+        Ending::Exited(code) => Death::Unexpected(format!("exited with code {code}")),
+        Ending::Killed(Signal::SIGKILL) if state == WorkerState::Aborted => {
+            Death::Unexpected("was killed after its timeout".into())
+        }
+        Ending::Killed(Signal::SIGKILL) => {
+            Death::Unexpected("was sent SIGKILL! Perhaps out of memory?".into())
+        }
+        Ending::Killed(sig) => Death::Unexpected(format!("was sent {sig}!")),
     }
 }
 
@@ -133,6 +189,43 @@ mod tests {
         assert_eq!(judge(&health(), t, 0), Verdict::Fine);
         assert_eq!(judge(&health(), t, 200 << 20), Verdict::Fine);
         assert_eq!(judge(&health(), t, 50 << 20), Verdict::TooBig(100 << 20));
+    }
+
+    #[test]
+    fn a_worker_whose_loop_failed_is_replaced_while_a_boot_failure_is_not() {
+        use WorkerState::*;
+        let running = |how| death(how, Running, false);
+        assert_eq!(
+            running(Ending::Exited(exit::BOOT_ERROR)),
+            Death::BootFailure(3)
+        );
+        assert_eq!(
+            running(Ending::Exited(exit::APP_LOAD_ERROR)),
+            Death::BootFailure(4)
+        );
+        assert_eq!(
+            running(Ending::Exited(exit::RUNTIME_ERROR)),
+            Death::Unexpected("stopped: its event loop failed (exit 5)".into())
+        );
+        assert_eq!(death(Ending::Exited(0), Retiring, false), Death::Expected);
+        assert_eq!(death(Ending::Exited(0), Running, true), Death::Expected);
+        assert_eq!(
+            running(Ending::Exited(0)),
+            Death::Unexpected("exited by itself".into())
+        );
+        assert_eq!(
+            death(Ending::Killed(Signal::SIGKILL), Aborted, false),
+            Death::Unexpected("was killed after its timeout".into())
+        );
+        assert_eq!(
+            running(Ending::Killed(Signal::SIGSEGV)),
+            Death::Unexpected("was sent SIGSEGV!".into())
+        );
+        // Exit 3 halts even a retiring worker's master: its replacement would fail too.
+        assert_eq!(
+            death(Ending::Exited(3), Retiring, true),
+            Death::BootFailure(3)
+        );
     }
 
     #[test]
