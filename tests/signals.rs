@@ -40,6 +40,15 @@ fn root_only_dir(parent: &Path) -> std::path::PathBuf {
     dir
 }
 
+/// Whether process `pid` has `path` open (its descriptors, from /proc).
+fn holds_open(pid: i32, path: &Path) -> bool {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+    })
+}
+
 fn write_config(path: &Path, text: &str) {
     let mut f = std::fs::File::create(path).expect("config file");
     f.write_all(text.as_bytes()).expect("write config");
@@ -367,9 +376,14 @@ fn usr1_reopens_a_rotated_log() {
     let rotated = dir.path().join("access.log.1");
     std::fs::rename(&access, &rotated).expect("rotate");
     server.signal(libc::SIGUSR1);
-    wait_until(Duration::from_secs(5), "the reopened log", || {
-        access.exists()
-    });
+    // The master creates the file before it tells the workers: wait for the worker's
+    // reopen itself, or the next line may still go to the rotated file.
+    let worker = server.worker_pids()[0];
+    wait_until(
+        Duration::from_secs(5),
+        "the worker to reopen its log",
+        || access.exists() && !holds_open(worker, &rotated),
+    );
     assert_eq!(
         get(server.addr, "/api/v1/welcome/get_welcome_data?second").status,
         200
@@ -546,9 +560,11 @@ fn a_root_owned_access_log_is_given_to_the_workers_user() {
     // logrotate moves it; the directory is root's, so only the master can create it.
     std::fs::rename(&access, dir.path().join("access.log.1")).expect("rotate");
     server.signal(libc::SIGUSR1);
-    // Created, then chowned: wait for both.
+    // Created, then chowned, then reopened by the worker: wait for all three.
+    let rotated = dir.path().join("access.log.1");
+    let worker = server.worker_pids()[0];
     wait_until(Duration::from_secs(5), "the reopened log, chowned", || {
-        access.exists() && owner(&access) == (65534, 65534)
+        access.exists() && owner(&access) == (65534, 65534) && !holds_open(worker, &rotated)
     });
     assert_eq!(
         get(server.addr, &format!("{WELCOME_PATH}?second")).status,
