@@ -4,14 +4,13 @@
 //! the master's code (the caller exits with the code `run` gives).
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind, Read};
-use std::os::unix::net::UnixStream as StdUnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
+use rgunicorn_process::{signals as roles, Signals};
 use slab::Slab;
 
 use crate::app::{self, App, Mode};
@@ -55,52 +54,35 @@ macro_rules! worker_cx {
     };
 }
 
-/// Signals the worker reacts to, set by handlers and read by the loop.
+/// Signals the worker reacts to (received as the master and the front receive theirs),
+/// kept until the loop acts on them.
 struct SignalFlags {
-    graceful: Arc<AtomicBool>,
-    fast: Arc<AtomicBool>,
-    reopen: Arc<AtomicBool>,
-    pipe: UnixStream,
+    graceful: bool,
+    fast: bool,
+    reopen: bool,
+    signals: Signals,
 }
 
 impl SignalFlags {
+    /// The master forks with these signals blocked so none is lost before this point;
+    /// one that came meanwhile is delivered now.
     fn install() -> io::Result<SignalFlags> {
-        use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
-        let graceful = Arc::new(AtomicBool::new(false));
-        let fast = Arc::new(AtomicBool::new(false));
-        let reopen = Arc::new(AtomicBool::new(false));
-        let (read_end, write_end) = StdUnixStream::pair()?;
-        read_end.set_nonblocking(true)?;
-        write_end.set_nonblocking(true)?;
-        signal_hook::flag::register(SIGTERM, Arc::clone(&graceful))?;
-        signal_hook::flag::register(SIGINT, Arc::clone(&fast))?;
-        signal_hook::flag::register(SIGQUIT, Arc::clone(&fast))?;
-        signal_hook::flag::register(SIGUSR1, Arc::clone(&reopen))?;
-        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGUSR1] {
-            signal_hook::low_level::pipe::register(sig, write_end.try_clone()?)?;
-        }
-        // The master forks with these blocked so none is lost before this point; one
-        // that came meanwhile is delivered now, to the handlers above.
-        let mut set = nix::sys::signal::SigSet::empty();
-        for sig in [SIGTERM, SIGINT, SIGQUIT, SIGUSR1] {
-            set.add(nix::sys::signal::Signal::try_from(sig).map_err(io::Error::from)?);
-        }
-        set.thread_unblock().map_err(io::Error::from)?;
         Ok(SignalFlags {
-            graceful,
-            fast,
-            reopen,
-            pipe: UnixStream::from_std(read_end),
+            graceful: false,
+            fast: false,
+            reopen: false,
+            signals: Signals::install(&roles::WORKER)?,
         })
     }
 
-    fn drain_pipe(&mut self) {
-        let mut buf = [0u8; 64];
-        loop {
-            match self.pipe.read(&mut buf) {
-                Ok(n) if n > 0 => continue,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                _ => break,
+    /// Note what arrived (the loop saw the signal source readable).
+    fn read(&mut self) {
+        for signal in self.signals.pending() {
+            match signal {
+                Signal::SIGTERM => self.graceful = true,
+                Signal::SIGINT | Signal::SIGQUIT => self.fast = true,
+                Signal::SIGUSR1 => self.reopen = true,
+                _ => {}
             }
         }
     }
@@ -184,7 +166,7 @@ impl Worker {
         let wake = Arc::new(Wake::new(mio::Waker::new(poll.registry(), WAKER)?));
         let mut signals = SignalFlags::install()?;
         poll.registry()
-            .register(&mut signals.pipe, SIGNALS, Interest::READABLE)?;
+            .register(&mut signals.signals, SIGNALS, Interest::READABLE)?;
         let mut mio_listeners = Vec::with_capacity(listeners.len());
         for (i, listener) in listeners.into_iter().enumerate() {
             let mut listener = MioListener::from_std(listener);
@@ -258,7 +240,7 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    SIGNALS => signals.drain_pipe(),
+                    SIGNALS => signals.read(),
                     Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
                         self.accept(t - LISTENER_BASE)
                     }
@@ -278,17 +260,17 @@ impl Worker {
             }
             self.take_answers();
 
-            if signals.fast.load(Ordering::SeqCst) {
+            if signals.fast {
                 hooks.worker_int();
                 return EXIT_OK;
             }
-            if signals.reopen.swap(false, Ordering::SeqCst) {
+            if std::mem::take(&mut signals.reopen) {
                 let _ = crate::log::reopen();
                 if let Some(access) = &self.access {
                     access.reopen();
                 }
             }
-            if signals.graceful.load(Ordering::SeqCst) && self.stop_by.is_none() {
+            if signals.graceful && self.stop_by.is_none() {
                 self.begin_stop("Worker exiting");
             }
             if self.cfg.max_requests > 0
