@@ -2,7 +2,7 @@
 //! decoder ([`super::chunked`]): token characters, OWS trimming, comma lists and the
 //! strict checks of one field line, so header fields and trailer fields obey the same rules.
 
-use super::ParseError;
+use crate::ParseError;
 
 /// RFC 9110 5.6.2 `tchar`.
 pub(crate) fn is_tchar(b: u8) -> bool {

@@ -25,7 +25,7 @@
 //! - Header names keep their case; headers with `_` in the name are kept here, dropping
 //!   them (gunicorn's `header_map = drop`) is the environ builder's job.
 
-use super::fields::{
+use crate::fields::{
     authority_valid, is_tchar, is_token, list_contains, list_elements, percent_escapes_valid,
     split_field_line, trim_ows,
 };
@@ -722,5 +722,5 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
+#[path = "request_tests.rs"]
 mod tests;

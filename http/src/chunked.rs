@@ -10,9 +10,9 @@
 //! chunk-size is 1 to 16 hex digits with nothing around it, extensions follow the RFC 9112
 //! 7.1.1 grammar without BWS (which senders must not generate), every line ends in CRLF.
 
-use super::fields::{is_tchar, split_field_line};
-use super::parse::{Header, Limits};
-use super::ParseError;
+use crate::fields::{is_tchar, split_field_line};
+use crate::request::{Header, Limits};
+use crate::ParseError;
 
 /// Longest chunk extension accepted on one chunk-size line. Extensions carry nothing we
 /// use; the bound only keeps a hostile client from growing the line buffer.
