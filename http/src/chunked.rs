@@ -1,18 +1,22 @@
-//! Decoding of `Transfer-Encoding: chunked` request bodies.
+//! `Transfer-Encoding: chunked`, both ways: [`ChunkedDecoder`] for request bodies and
+//! upstream response bodies alike, [`push_chunk`] and [`LAST_CHUNK`] to encode.
 //!
-//! Owns [`ChunkedDecoder`]: an incremental state machine fed whatever bytes arrived (one
-//! at a time works), with memory bounded by the longest line it may buffer (a chunk-size
-//! line or one trailer field), never by the body. It stops right after the final CRLF, so
-//! a pipelined request behind the body stays with the caller. The request head, and the
-//! [`ParseError`] variants, live in [`super::parse`]; field-line rules in `super::fields`.
+//! The decoder is an incremental state machine fed whatever bytes arrived (one at a time
+//! works), with memory bounded by the longest line it may buffer (a chunk-size line or
+//! one trailer field), never by the body. It hands out chunk data as slices of its input
+//! (no copy), stops right after the final CRLF so a pipelined message stays with the
+//! caller, and refuses a chunk whose declared size would take the body past 2^63-1 bytes
+//! or past the caller's limit as soon as its size line ends, before any of its data.
 //!
 //! Strict where parsers are known to disagree (the TE.TE / chunk-size smuggling family):
-//! chunk-size is 1 to 16 hex digits with nothing around it, extensions follow the RFC 9112
-//! 7.1.1 grammar without BWS (which senders must not generate), every line ends in CRLF.
+//! chunk-size is 1 to 16 hex digits, extensions follow the RFC 9112 7.1.1 grammar (BWS
+//! allowed around `;` and `=`, as it says), every line ends in CRLF. The body reader over
+//! all framings is [`crate::body`]; field-line rules are [`crate::fields`]'.
 
-use crate::fields::{is_tchar, split_field_line};
-use crate::request::{Header, Limits};
-use crate::ParseError;
+use crate::body::Decoded;
+use crate::fields::{is_tchar, scan_field_line, FieldLine, Header};
+use crate::request::MAX_BODY_LEN;
+use crate::{Limits, ParseError};
 
 /// Longest chunk extension accepted on one chunk-size line. Extensions carry nothing we
 /// use; the bound only keeps a hostile client from growing the line buffer.
@@ -20,19 +24,42 @@ pub const MAX_CHUNK_EXTENSION: usize = 4096;
 /// chunk-size digits: 16 hex digits fill a u64, more can only overflow or pad.
 const MAX_SIZE_DIGITS: usize = 16;
 
+/// The last chunk and the empty trailer section: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends `data` as one chunk (nothing for empty data: that would end the body).
+pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = data.len();
+    while n > 0 {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+    }
+    out.reserve(digits.len() - i + data.len() + 4);
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeProgress {
     /// Feed more input. (If `consumed < input.len()`, the output cap was reached: call
     /// again with the rest once the data is drained.)
     NeedMore,
-    /// The body ended; bytes after `consumed` belong to the next request.
+    /// The body ended; bytes after `consumed` belong to the next message.
     Done,
 }
 
 /// What the decoder waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// A chunk-size line, accumulated in `line`.
+    /// A chunk-size line.
     SizeLine,
     /// `remaining` bytes of chunk data.
     Data {
@@ -42,7 +69,7 @@ enum State {
     DataCr,
     /// The LF after chunk data.
     DataLf,
-    /// A trailer field line (or the final empty line), accumulated in `line`.
+    /// A trailer field line, or the final empty line.
     TrailerLine,
     Done,
 }
@@ -50,11 +77,17 @@ enum State {
 #[derive(Debug)]
 pub struct ChunkedDecoder {
     state: State,
-    /// The current line, LF not yet seen. Bounded by `line_limit()`.
+    /// A line split over several inputs, CRLF not yet complete. Bounded by
+    /// `line_limit()`; empty (and unallocated) while lines arrive whole.
     line: Vec<u8>,
     max_trailer_fields: usize,
+    /// Longest trailer line content, CRLF excluded.
     max_trailer_line: usize,
     trailers: Vec<Header>,
+    /// Sum of the chunk sizes declared so far, the current chunk's included.
+    declared: u64,
+    /// Refuse a body declaring more than this (0: no limit but 2^63-1).
+    max_body: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -69,17 +102,28 @@ impl ChunkedDecoder {
         ChunkedDecoder::with_limits(&Limits::default())
     }
 
-    /// A decoder bounding trailers like headers: at most `limits.fields` trailer fields
-    /// of at most `limits.field_size` bytes each.
+    /// A decoder bounding trailers like headers: at most `limits.fields` trailer fields,
+    /// each line at most `limits.field_size` bytes, CRLF included.
     pub fn with_limits(limits: &Limits) -> ChunkedDecoder {
         let limits = limits.normalized();
         ChunkedDecoder {
             state: State::SizeLine,
             line: Vec::new(),
             max_trailer_fields: limits.fields,
-            max_trailer_line: limits.field_size,
+            max_trailer_line: limits
+                .field_content_max()
+                .unwrap_or_else(|| limits.max_head_len()),
             trailers: Vec::new(),
+            declared: 0,
+            max_body: 0,
         }
+    }
+
+    /// Refuse the body ([`ParseError::BodyTooLarge`], 413) as soon as a size line takes
+    /// the declared total past `max` bytes (0: no limit), before that chunk's data.
+    pub fn with_max_body(mut self, max: u64) -> ChunkedDecoder {
+        self.max_body = max;
+        self
     }
 
     /// Whether the final CRLF has been read.
@@ -87,9 +131,69 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// The body size the chunk-size lines have declared so far, the chunk being
+    /// received included in full: at least what will have been decoded once it ends.
+    pub fn declared(&self) -> u64 {
+        self.declared
+    }
+
     /// Trailer fields received so far (complete once [`is_done`](Self::is_done)).
     pub fn trailers(&self) -> &[Header] {
         &self.trailers
+    }
+
+    /// Decodes from the start of `input` up to and including the next piece of chunk
+    /// data, which is returned as a slice of `input`. Call again with the rest while
+    /// `consumed > 0` and not `done`.
+    pub fn next<'i>(&mut self, input: &'i [u8]) -> Result<Decoded<'i>, ParseError> {
+        self.next_capped(input, usize::MAX)
+    }
+
+    /// Like [`next`](Self::next), with at most `max_data` bytes of data.
+    pub fn next_capped<'i>(
+        &mut self,
+        input: &'i [u8],
+        max_data: usize,
+    ) -> Result<Decoded<'i>, ParseError> {
+        let mut pos = 0;
+        loop {
+            match self.state {
+                State::Done => return Ok(Decoded::new(pos, &[], true)),
+                _ if pos == input.len() => return Ok(Decoded::new(pos, &[], false)),
+                State::SizeLine | State::TrailerLine => {
+                    pos += self.take_line(&input[pos..])?;
+                }
+                State::Data { remaining } => {
+                    let avail = (input.len() - pos).min(max_data);
+                    // `n` fits in usize because it is at most `avail`.
+                    let n = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
+                    if n == 0 {
+                        return Ok(Decoded::new(pos, &[], false));
+                    }
+                    let left = remaining - n as u64;
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data { remaining: left }
+                    };
+                    return Ok(Decoded::new(pos + n, &input[pos..pos + n], false));
+                }
+                State::DataCr => {
+                    if input[pos] != b'\r' {
+                        return Err(ParseError::InvalidChunkTerminator);
+                    }
+                    pos += 1;
+                    self.state = State::DataLf;
+                }
+                State::DataLf => {
+                    if input[pos] != b'\n' {
+                        return Err(ParseError::InvalidChunkTerminator);
+                    }
+                    pos += 1;
+                    self.state = State::SizeLine;
+                }
+            }
+        }
     }
 
     /// Decodes as much of `input` as possible, appending chunk data to `out`.
@@ -113,186 +217,197 @@ impl ChunkedDecoder {
     ) -> Result<(usize, DecodeProgress), ParseError> {
         let mut pos = 0;
         let mut budget = max_out;
-        while pos < input.len() {
-            match self.state {
-                State::Done => break,
-                State::SizeLine | State::TrailerLine => {
-                    pos += self.take_line(&input[pos..])?;
-                }
-                State::Data { remaining } => {
-                    if budget == 0 {
-                        return Ok((pos, DecodeProgress::NeedMore));
-                    }
-                    let avail = (input.len() - pos).min(budget);
-                    // `n` fits in usize because it is at most `avail`.
-                    let n = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
-                    out.extend_from_slice(&input[pos..pos + n]);
-                    pos += n;
-                    budget -= n;
-                    let left = remaining - n as u64;
-                    self.state = if left == 0 {
-                        State::DataCr
-                    } else {
-                        State::Data { remaining: left }
-                    };
-                }
-                State::DataCr => {
-                    if input[pos] != b'\r' {
-                        return Err(ParseError::InvalidChunkTerminator);
-                    }
-                    pos += 1;
-                    self.state = State::DataLf;
-                }
-                State::DataLf => {
-                    if input[pos] != b'\n' {
-                        return Err(ParseError::InvalidChunkTerminator);
-                    }
-                    pos += 1;
-                    self.state = State::SizeLine;
-                }
+        loop {
+            let step = self.next_capped(&input[pos..], budget)?;
+            out.extend_from_slice(step.data);
+            budget -= step.data.len();
+            pos += step.consumed;
+            if step.done {
+                return Ok((pos, DecodeProgress::Done));
+            }
+            if step.consumed == 0 {
+                return Ok((pos, DecodeProgress::NeedMore));
             }
         }
-        let progress = if self.state == State::Done {
-            DecodeProgress::Done
-        } else {
-            DecodeProgress::NeedMore
-        };
-        Ok((pos, progress))
     }
 
+    /// Longest line content (CRLF excluded) the current state accepts.
     fn line_limit(&self) -> usize {
         match self.state {
-            // digits + ';' + extension + CR
-            State::SizeLine => MAX_SIZE_DIGITS + MAX_CHUNK_EXTENSION + 2,
-            _ => self.max_trailer_line + 1,
+            State::SizeLine => MAX_SIZE_DIGITS + MAX_CHUNK_EXTENSION,
+            _ => self.max_trailer_line,
         }
     }
 
-    /// Appends input up to and including the next LF to `line`; on LF, completes the line.
-    /// Returns the bytes consumed.
-    fn take_line(&mut self, input: &[u8]) -> Result<usize, ParseError> {
-        let (piece, complete) = match input.iter().position(|&b| b == b'\n') {
-            Some(lf) => (&input[..lf], true),
-            None => (input, false),
-        };
-        if self.line.len() + piece.len() > self.line_limit() {
-            return Err(match self.state {
-                State::SizeLine if self.extension_started(piece) => {
-                    ParseError::ChunkExtensionTooLong
-                }
-                State::SizeLine => ParseError::ChunkSizeTooLong,
-                _ => ParseError::TrailerFieldTooLong,
-            });
+    fn too_long(&self, content: &[u8]) -> ParseError {
+        match self.state {
+            State::SizeLine if content.contains(&b';') => ParseError::ChunkExtensionTooLong,
+            State::SizeLine => ParseError::ChunkSizeTooLong,
+            _ => ParseError::TrailerFieldTooLong,
         }
-        self.line.extend_from_slice(piece);
-        // A CR is only allowed as the last byte before the LF.
-        let body = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-        if body.contains(&b'\r') {
+    }
+
+    /// Takes input up to and including the next LF; on LF, completes the line. Returns
+    /// the bytes consumed. A line that arrives whole is parsed where it lies.
+    fn take_line(&mut self, input: &[u8]) -> Result<usize, ParseError> {
+        let lf = input.iter().position(|&b| b == b'\n');
+        let used = lf.map_or(input.len(), |lf| lf + 1);
+        if self.line.is_empty() {
+            if let Some(lf) = lf {
+                self.complete_line(&input[..=lf])?;
+                return Ok(used);
+            }
+        }
+        self.line.extend_from_slice(&input[..used]);
+        if lf.is_none() {
+            // Refuse what can already be refused, so a peer waiting for an answer gets
+            // one and a hostile one cannot grow the buffer past the line limit.
+            let partial = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+            self.check_partial(partial)?;
+            return Ok(used);
+        }
+        let line = std::mem::take(&mut self.line);
+        let result = self.complete_line(&line);
+        self.line = line;
+        self.line.clear();
+        result.map(|()| used)
+    }
+
+    /// The checks a line prefix can fail, in the order a whole line meets them.
+    fn check_partial(&self, content: &[u8]) -> Result<(), ParseError> {
+        if self.state == State::SizeLine {
+            self.check_size_prefix(content)?;
+        }
+        if content.len() > self.line_limit() {
+            return Err(self.too_long(content));
+        }
+        if content.contains(&b'\r') {
             return Err(ParseError::BareCarriageReturn);
         }
-        if !complete {
-            // Refuse a bad chunk-size before its line ends, so a peer waiting for an
-            // answer gets one; the size part is short, so rescanning it is cheap.
-            if self.state == State::SizeLine {
-                check_size_prefix(body)?;
-            }
-            return Ok(input.len());
-        }
-        let Some(content) = self.line.strip_suffix(b"\r") else {
+        Ok(())
+    }
+
+    /// `line` ends in LF.
+    fn complete_line(&mut self, line: &[u8]) -> Result<(), ParseError> {
+        let without_lf = &line[..line.len() - 1];
+        let content = without_lf.strip_suffix(b"\r").unwrap_or(without_lf);
+        self.check_partial(content)?;
+        if content.len() == without_lf.len() {
             return Err(ParseError::BareLineFeed);
-        };
+        }
         match self.state {
             State::SizeLine => {
                 let size = parse_size_line(content)?;
+                self.declare(size)?;
                 self.state = if size == 0 {
                     State::TrailerLine
                 } else {
                     State::Data { remaining: size }
                 };
             }
-            _ => {
-                if content.is_empty() {
-                    self.state = State::Done;
-                } else {
+            _ => match scan_field_line(line, 0, usize::MAX, ParseError::TrailerFieldTooLong)? {
+                FieldLine::End(_) => self.state = State::Done,
+                FieldLine::Field(name, value, _) => {
                     if self.trailers.len() >= self.max_trailer_fields {
                         return Err(ParseError::TooManyTrailerFields);
                     }
-                    let (name, value) = split_field_line(content)?;
-                    let header = Header {
-                        // A token is ASCII, so this cannot fail.
+                    self.trailers.push(Header {
+                        // A token, so ASCII: this cannot fail.
                         name: String::from_utf8(name.to_vec())
                             .map_err(|_| ParseError::InvalidHeaderName)?,
                         value: value.to_vec(),
-                    };
-                    self.trailers.push(header);
+                    });
                 }
-            }
+                // The line ends in CRLF (checked above), so it is complete.
+                FieldLine::Incomplete => return Err(ParseError::BareLineFeed),
+            },
         }
-        self.line.clear();
-        Ok(piece.len() + 1)
+        Ok(())
     }
 
-    fn extension_started(&self, piece: &[u8]) -> bool {
-        self.line.contains(&b';') || piece.contains(&b';')
+    /// Adds a chunk's size to the declared total, refusing it past the bounds.
+    fn declare(&mut self, size: u64) -> Result<(), ParseError> {
+        self.declared = self
+            .declared
+            .checked_add(size)
+            .filter(|&total| total <= MAX_BODY_LEN)
+            .ok_or(ParseError::ChunkSizeTooLarge)?;
+        if self.max_body > 0 && self.declared > self.max_body {
+            return Err(ParseError::BodyTooLarge);
+        }
+        Ok(())
+    }
+
+    /// The digits seen so far of a chunk-size line are plausible, and do not already
+    /// declare too much (more digits only make the size larger).
+    fn check_size_prefix(&self, partial: &[u8]) -> Result<(), ParseError> {
+        let digits = partial.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        if digits > MAX_SIZE_DIGITS {
+            return Err(ParseError::ChunkSizeTooLong);
+        }
+        match partial.get(digits) {
+            None => {}
+            Some(_) if digits == 0 => return Err(ParseError::InvalidChunkSize),
+            Some(b' ' | b'\t' | b';' | b'\r') => {}
+            Some(_) => return Err(ParseError::InvalidChunkSize),
+        }
+        let total = self
+            .declared
+            .checked_add(hex_value(&partial[..digits]))
+            .filter(|&total| total <= MAX_BODY_LEN)
+            .ok_or(ParseError::ChunkSizeTooLarge)?;
+        if self.max_body > 0 && total > self.max_body {
+            return Err(ParseError::BodyTooLarge);
+        }
+        Ok(())
     }
 }
 
-/// The digits seen so far of an unfinished chunk-size line are plausible.
-fn check_size_prefix(partial: &[u8]) -> Result<(), ParseError> {
-    let digits_end = partial
-        .iter()
-        .position(|&b| b == b';')
-        .unwrap_or(partial.len());
-    let digits = &partial[..digits_end];
-    if digits.len() > MAX_SIZE_DIGITS {
-        return Err(ParseError::ChunkSizeTooLong);
-    }
-    if !digits.iter().all(u8::is_ascii_hexdigit)
-        || (digits_end < partial.len() && digits.is_empty())
-    {
-        return Err(ParseError::InvalidChunkSize);
-    }
-    Ok(())
+/// The value of at most 16 hex digits.
+fn hex_value(digits: &[u8]) -> u64 {
+    digits.iter().fold(0u64, |size, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => d - b'A' + 10,
+        };
+        (size << 4) | u64::from(v)
+    })
 }
 
-/// `chunk-size [ chunk-ext ]`, CRLF removed.
+/// `chunk-size [ chunk-ext ]`, CRLF removed; the digits are checked already.
 fn parse_size_line(line: &[u8]) -> Result<u64, ParseError> {
-    let digits_end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
-    let (digits, ext) = line.split_at(digits_end);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
         return Err(ParseError::InvalidChunkSize);
     }
-    if digits.len() > MAX_SIZE_DIGITS {
-        return Err(ParseError::ChunkSizeTooLong);
-    }
-    let mut size: u64 = 0;
-    for &d in digits {
-        let v = (d as char)
-            .to_digit(16)
-            .ok_or(ParseError::InvalidChunkSize)?;
-        // 16 digits cannot overflow, but checked math costs nothing and proves it.
-        size = size
-            .checked_mul(16)
-            .and_then(|s| s.checked_add(u64::from(v)))
-            .ok_or(ParseError::ChunkSizeTooLong)?;
-    }
+    let ext = &line[digits..];
     if ext.len() > MAX_CHUNK_EXTENSION {
         return Err(ParseError::ChunkExtensionTooLong);
     }
     check_extensions(ext)?;
-    Ok(size)
+    Ok(hex_value(&line[..digits]))
 }
 
-/// `*( ";" token [ "=" ( token / quoted-string ) ] )`, no whitespace around the
-/// separators.
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+/// `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )` (RFC 9112 7.1.1).
 fn check_extensions(mut ext: &[u8]) -> Result<(), ParseError> {
-    while let Some(rest) = ext.strip_prefix(b";") {
+    while !ext.is_empty() {
+        let Some(rest) = skip_bws(ext).strip_prefix(b";") else {
+            return Err(ParseError::InvalidChunkExtension);
+        };
+        let rest = skip_bws(rest);
         let name_len = rest.iter().take_while(|&&b| is_tchar(b)).count();
         if name_len == 0 {
             return Err(ParseError::InvalidChunkExtension);
         }
         ext = &rest[name_len..];
-        if let Some(value) = ext.strip_prefix(b"=") {
+        if let Some(value) = skip_bws(ext).strip_prefix(b"=") {
+            let value = skip_bws(value);
             ext = if let Some(quoted) = value.strip_prefix(b"\"") {
                 skip_quoted_string(quoted)?
             } else {
@@ -304,11 +419,7 @@ fn check_extensions(mut ext: &[u8]) -> Result<(), ParseError> {
             };
         }
     }
-    if ext.is_empty() {
-        Ok(())
-    } else {
-        Err(ParseError::InvalidChunkExtension)
-    }
+    Ok(())
 }
 
 /// Skips the rest of a quoted-string (opening quote already taken); returns what follows.
@@ -330,189 +441,5 @@ fn skip_quoted_string(s: &[u8]) -> Result<&[u8], ParseError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize, DecodeProgress), ParseError> {
-        let mut d = ChunkedDecoder::new();
-        let mut out = Vec::new();
-        let (n, p) = d.decode(input, &mut out)?;
-        Ok((out, n, p))
-    }
-
-    fn decode_bytewise(input: &[u8]) -> Result<(Vec<u8>, usize, DecodeProgress), ParseError> {
-        let mut d = ChunkedDecoder::new();
-        let mut out = Vec::new();
-        let mut consumed = 0;
-        for b in input {
-            let (n, p) = d.decode(std::slice::from_ref(b), &mut out)?;
-            consumed += n;
-            if p == DecodeProgress::Done {
-                return Ok((out, consumed, p));
-            }
-            assert_eq!(n, 1, "a single byte before Done is always consumed");
-        }
-        Ok((out, consumed, DecodeProgress::NeedMore))
-    }
-
-    #[test]
-    fn simple_body() {
-        let input = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-        let (out, n, p) = decode_all(input).unwrap();
-        assert_eq!(out, b"hello world");
-        assert_eq!(n, input.len());
-        assert_eq!(p, DecodeProgress::Done);
-    }
-
-    #[test]
-    fn byte_at_a_time_matches_whole() {
-        let input = b"5;a=b;c=\"x y\"\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
-        let whole = decode_all(input).unwrap();
-        let bytewise = decode_bytewise(input).unwrap();
-        assert_eq!(whole, bytewise);
-        assert_eq!(whole.0, b"hello0123456789");
-        assert_eq!(whole.2, DecodeProgress::Done);
-    }
-
-    #[test]
-    fn pipelined_leftover_is_not_consumed() {
-        let input = b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
-        let (out, n, p) = decode_all(input).unwrap();
-        assert_eq!(out, b"abc");
-        assert_eq!(p, DecodeProgress::Done);
-        assert_eq!(&input[n..], b"GET / HTTP/1.1\r\n");
-        // Once done, more input is left alone.
-        let mut d = ChunkedDecoder::new();
-        let mut out = Vec::new();
-        d.decode(b"0\r\n\r\n", &mut out).unwrap();
-        assert_eq!(
-            d.decode(b"xyz", &mut out).unwrap(),
-            (0, DecodeProgress::Done)
-        );
-    }
-
-    #[test]
-    fn trailers_are_kept() {
-        let mut d = ChunkedDecoder::new();
-        let mut out = Vec::new();
-        let (_, p) = d
-            .decode(b"1\r\na\r\n0\r\nX-Sum: 9\r\nY: z\r\n\r\n", &mut out)
-            .unwrap();
-        assert_eq!(p, DecodeProgress::Done);
-        assert_eq!(d.trailers().len(), 2);
-        assert_eq!(d.trailers()[0].name, "X-Sum");
-        assert_eq!(d.trailers()[0].value, b"9");
-    }
-
-    #[test]
-    fn output_cap_is_respected() {
-        let input = b"a\r\n0123456789\r\n0\r\n\r\n";
-        let mut d = ChunkedDecoder::new();
-        let mut out = Vec::new();
-        let mut pos = 0;
-        loop {
-            let (n, p) = d.decode_capped(&input[pos..], &mut out, 4).unwrap();
-            pos += n;
-            assert!(out.len() <= 12);
-            if p == DecodeProgress::Done {
-                break;
-            }
-            out.clear();
-        }
-        assert_eq!(pos, input.len());
-    }
-
-    #[test]
-    fn strict_chunk_sizes() {
-        let cases: &[(&[u8], ParseError)] = &[
-            (b"0x5\r\nhello\r\n0\r\n\r\n", ParseError::InvalidChunkSize),
-            (b" 5\r\nhello\r\n0\r\n\r\n", ParseError::InvalidChunkSize),
-            (b"5 \r\nhello\r\n0\r\n\r\n", ParseError::InvalidChunkSize),
-            (b"+5\r\nhello\r\n0\r\n\r\n", ParseError::InvalidChunkSize),
-            (b"-1\r\n", ParseError::InvalidChunkSize),
-            (b"\r\n", ParseError::InvalidChunkSize),
-            (b"10000000000000000\r\n", ParseError::ChunkSizeTooLong),
-            (b"5\nhello\r\n0\r\n\r\n", ParseError::BareLineFeed),
-            (b"5\rhello\r\n", ParseError::BareCarriageReturn),
-            (
-                b"5\r\nhelloX\r\n0\r\n\r\n",
-                ParseError::InvalidChunkTerminator,
-            ),
-            (b"5\r\nhello\n0\r\n\r\n", ParseError::InvalidChunkTerminator),
-            (b"5 ;a=b\r\nhello\r\n", ParseError::InvalidChunkSize),
-            (b"5; a=b\r\nhello\r\n", ParseError::InvalidChunkExtension),
-            (b"5;a=\r\nhello\r\n", ParseError::InvalidChunkExtension),
-            (b"5;a=\"x\r\nhello\r\n", ParseError::InvalidChunkExtension),
-            (b"5;=b\r\nhello\r\n", ParseError::InvalidChunkExtension),
-            (b"0\r\nbad trailer\r\n\r\n", ParseError::HeaderWithoutColon),
-            (b"0\r\n folded: x\r\n\r\n", ParseError::ObsoleteLineFolding),
-            (b"0\r\nX: 1\n\r\n", ParseError::BareLineFeed),
-        ];
-        for (input, want) in cases {
-            assert_eq!(
-                decode_all(input).err(),
-                Some(*want),
-                "whole: {:?}",
-                String::from_utf8_lossy(input)
-            );
-            assert_eq!(
-                decode_bytewise(input).err(),
-                Some(*want),
-                "bytewise: {:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-
-    #[test]
-    fn early_rejection_before_line_end() {
-        let mut d = ChunkedDecoder::new();
-        assert_eq!(
-            d.decode(b"zz", &mut Vec::new()).err(),
-            Some(ParseError::InvalidChunkSize)
-        );
-        let mut d = ChunkedDecoder::new();
-        assert_eq!(
-            d.decode(&[b'f'; 17], &mut Vec::new()).err(),
-            Some(ParseError::ChunkSizeTooLong)
-        );
-    }
-
-    #[test]
-    fn sixteen_digit_size_is_accepted() {
-        let mut d = ChunkedDecoder::new();
-        let (n, p) = d
-            .decode(b"ffffffffffffffff\r\nab", &mut Vec::new())
-            .unwrap();
-        assert_eq!((n, p), (20, DecodeProgress::NeedMore));
-    }
-
-    #[test]
-    fn bounded_lines() {
-        let mut long_ext = b"1;a=".to_vec();
-        long_ext.extend(std::iter::repeat(b'x').take(MAX_CHUNK_EXTENSION + 100));
-        let mut d = ChunkedDecoder::new();
-        assert_eq!(
-            d.decode(&long_ext, &mut Vec::new()).err(),
-            Some(ParseError::ChunkExtensionTooLong)
-        );
-
-        let limits = Limits {
-            request_line: 100,
-            fields: 2,
-            field_size: 20,
-        };
-        let mut d = ChunkedDecoder::with_limits(&limits);
-        let input = b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        assert_eq!(
-            d.decode(input, &mut Vec::new()).err(),
-            Some(ParseError::TooManyTrailerFields)
-        );
-        let mut d = ChunkedDecoder::with_limits(&limits);
-        let input = b"0\r\nA: 123456789012345678901234567890\r\n\r\n";
-        assert_eq!(
-            d.decode(input, &mut Vec::new()).err(),
-            Some(ParseError::TrailerFieldTooLong)
-        );
-    }
-}
+#[path = "chunked_tests.rs"]
+mod tests;

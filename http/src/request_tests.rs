@@ -3,12 +3,13 @@
 //! smuggling catalogue; these cover incremental behaviour and the helpers.
 
 use super::*;
+use crate::TargetForm;
 
-fn parse(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
+fn parse(buf: &[u8]) -> Result<Option<RequestHead<'_>>, ParseError> {
     parse_request_head(buf, &Limits::default())
 }
 
-fn ok(buf: &[u8]) -> RequestHead {
+fn ok(buf: &[u8]) -> RequestHead<'_> {
     match parse(buf) {
         Ok(Some(h)) => h,
         other => panic!(
@@ -33,15 +34,17 @@ fn simple_get() {
     let buf = b"GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Y:  z \r\n\r\n";
     let h = ok(buf);
     assert_eq!(h.method, "GET");
-    assert_eq!(h.target, "/a/b?c=d");
+    assert_eq!(h.target.raw(), "/a/b?c=d");
+    assert_eq!(h.line, "GET /a/b?c=d HTTP/1.1");
     assert_eq!(h.version, Version::Http11);
-    assert_eq!(h.body, BodyKind::None);
+    assert_eq!(h.body, Framing::NoBody);
     assert!(h.keep_alive);
     assert!(!h.expect_continue);
     assert_eq!(h.head_len, buf.len());
     assert_eq!(h.header("x-y"), Some(&b"z"[..]));
     assert_eq!(h.header("missing"), None);
-    assert_eq!(h.split_target(), ("/a/b", "c=d"));
+    assert_eq!((h.target.path(), h.target.query()), ("/a/b", "c=d"));
+    assert_eq!(h.authority(), Some("example.com"));
 }
 
 #[test]
@@ -51,7 +54,7 @@ fn every_prefix_is_incomplete_not_an_error() {
     for cut in 0..full.head_len {
         assert_eq!(parse(&buf[..cut]), Ok(None), "prefix of {cut} bytes");
     }
-    assert_eq!(full.body, BodyKind::Length(3));
+    assert_eq!(full.body, Framing::Length(3));
     assert_eq!(&buf[full.head_len..], b"abc");
 }
 
@@ -70,7 +73,7 @@ fn pipelined_requests_split_at_head_len() {
     let buf = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
     let first = ok(buf);
     let second = ok(&buf[first.head_len..]);
-    assert_eq!(second.target, "/2");
+    assert_eq!(second.target.raw(), "/2");
     assert_eq!(first.head_len + second.head_len, buf.len());
 }
 
@@ -117,12 +120,22 @@ fn request_line_limit_applies_before_crlf() {
 }
 
 #[test]
-fn field_limits_apply_before_crlf() {
+fn field_size_counts_the_crlf_as_gunicorn_does() {
     let limits = Limits {
         request_line: 100,
         fields: 2,
         field_size: 10,
     };
+    // "Host: hhh" is 9 bytes, 11 with its CRLF: too long; "Host: hh" + CRLF is 10.
+    assert_eq!(
+        parse_request_head(b"GET / HTTP/1.1\r\nHost: hhh\r\n\r\n", &limits),
+        Err(ParseError::HeaderFieldTooLong)
+    );
+    assert!(matches!(
+        parse_request_head(b"GET / HTTP/1.1\r\nHost: hh\r\n\r\n", &limits),
+        Ok(Some(_))
+    ));
+    // Refused before the line ends, so a slow client cannot grow the buffer.
     assert_eq!(
         parse_request_head(b"GET / HTTP/1.1\r\nHost: hhhhhhhhhhhh", &limits),
         Err(ParseError::HeaderFieldTooLong)
@@ -164,8 +177,30 @@ fn zero_limits_mean_gunicorn_maxima() {
         Limits {
             request_line: 8190,
             fields: 32768,
-            field_size: 8190
+            field_size: 0
         }
+    );
+    // No limit per field: a field far past 8190 bytes is fine, within the head bound.
+    let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
+    buf.extend(std::iter::repeat(b'x').take(20_000));
+    buf.extend_from_slice(b"\r\n\r\n");
+    assert!(matches!(parse_request_head(&buf, &l), Ok(Some(_))));
+}
+
+#[test]
+fn field_size_above_8190_is_honoured_not_clamped() {
+    let limits = Limits {
+        field_size: 16384,
+        ..Limits::default()
+    };
+    let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
+    buf.extend(std::iter::repeat(b'x').take(16384 - 5));
+    buf.extend_from_slice(b"\r\n\r\n");
+    assert!(matches!(parse_request_head(&buf, &limits), Ok(Some(_))));
+    buf.insert(30, b'x');
+    assert_eq!(
+        parse_request_head(&buf, &limits),
+        Err(ParseError::HeaderFieldTooLong)
     );
 }
 
@@ -176,7 +211,9 @@ fn many_fields_use_the_heap_path() {
         buf.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
     }
     buf.extend_from_slice(b"\r\n");
-    assert_eq!(ok(&buf).headers.len(), 61);
+    let h = ok(&buf);
+    assert_eq!(h.fields.len(), 61);
+    assert_eq!(h.header("x-59"), Some(&b"59"[..]));
 }
 
 #[test]
@@ -199,20 +236,23 @@ fn error_statuses() {
     assert_eq!(ParseError::UnsupportedTransferCoding.status(), 501);
     assert_eq!(ParseError::InvalidChunkSize.status(), 400);
     assert_eq!(ParseError::DuplicateContentLength.status(), 400);
+    assert_eq!(ParseError::ConnectNotSupported.status(), 405);
+    assert_eq!(ParseError::BodyTooLarge.status(), 413);
 }
 
 #[test]
-fn target_forms_and_split() {
-    let h = ok(b"GET http://example.com:8080/x/y?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
-    assert_eq!(h.target_form(), TargetForm::Absolute);
-    assert_eq!(h.split_target(), ("/x/y", "q=1"));
+fn target_forms() {
+    let h = ok(b"GET http://example.com:8080/x/y?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n");
+    assert_eq!(h.target.form(), TargetForm::Absolute);
+    assert_eq!((h.target.path(), h.target.query()), ("/x/y", "q=1"));
+    // RFC 9112 3.2.2: the target's authority, not Host, names the server.
+    assert_eq!(h.authority(), Some("example.com:8080"));
+    let h = ok(b"GET http://h?next=/home HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!((h.target.path(), h.target.query()), ("/", "next=/home"));
     let h = ok(b"GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
-    assert_eq!(h.split_target(), ("", ""));
+    assert_eq!((h.target.path(), h.target.query()), ("/", ""));
     let h = ok(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert_eq!(h.target_form(), TargetForm::Asterisk);
-    let h = ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    assert_eq!(h.target_form(), TargetForm::Authority);
-    assert_eq!(h.split_target(), ("", ""));
+    assert_eq!(h.target.form(), TargetForm::Asterisk);
     assert_eq!(
         err(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
         ParseError::AsteriskTargetWithoutOptions
@@ -220,10 +260,6 @@ fn target_forms_and_split() {
     assert_eq!(
         err(b"GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n"),
         ParseError::AuthorityTargetWithoutConnect
-    );
-    assert_eq!(
-        err(b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"),
-        ParseError::ConnectWithoutAuthority
     );
     assert_eq!(
         err(b"GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n"),
@@ -235,19 +271,33 @@ fn target_forms_and_split() {
     );
     // A stray % in the query is passed through (QUERY_STRING is raw).
     assert_eq!(
-        ok(b"GET /?off=50% HTTP/1.1\r\nHost: h\r\n\r\n").split_target(),
-        ("/", "off=50%")
+        ok(b"GET /?off=50% HTTP/1.1\r\nHost: h\r\n\r\n")
+            .target
+            .query(),
+        "off=50%"
     );
 }
 
 #[test]
-fn path_info_is_latin1_of_decoded_bytes() {
-    assert_eq!(percent_decode_latin1("/a%20b"), "/a b");
-    assert_eq!(percent_decode_latin1("/caf%C3%A9"), "/caf\u{c3}\u{a9}");
-    assert_eq!(percent_decode_latin1("/%2fx%"), "//x%");
-    assert_eq!(percent_decode_latin1("/%g1%4"), "/%g1%4");
-    let h = ok(b"GET /a%2Fb%20c?x=%20 HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert_eq!(h.path_info(), "/a/b c");
+fn connect_is_refused_like_nginx() {
+    for raw in [
+        &b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"[..],
+        b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n",
+        // Decided on the request line: no need to wait for the headers.
+        b"CONNECT example.com:443 HTTP/1.1\r\n",
+    ] {
+        assert_eq!(err(raw), ParseError::ConnectNotSupported);
+    }
+    assert_eq!(
+        err(b"CONNECT a\x7fb HTTP/1.1\r\n"),
+        ParseError::InvalidTarget
+    );
+}
+
+#[test]
+fn http09_request_line_is_refused_at_once() {
+    assert_eq!(err(b"GET /\r\n"), ParseError::MissingVersion);
+    assert_eq!(parse(b"GET / HTTP/1.1\r\nHost"), Ok(None));
 }
 
 #[test]
@@ -268,13 +318,14 @@ fn version_statuses() {
         err(b"GET / HTTP/1.10\r\nHost: h\r\n\r\n"),
         ParseError::InvalidVersion
     );
-    assert_eq!(err(b"GET /\r\n\r\n"), ParseError::InvalidRequestLine);
+    assert_eq!(err(b"GET /\r\n\r\n"), ParseError::MissingVersion);
+    assert_eq!(err(b"GET\r\n\r\n"), ParseError::InvalidRequestLine);
 }
 
 #[test]
 fn transfer_encoding_lists() {
     let h = ok(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n");
-    assert_eq!(h.body, BodyKind::Chunked);
+    assert_eq!(h.body, Framing::Chunked);
     assert_eq!(
         err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
         ParseError::ChunkedRepeated
@@ -307,10 +358,15 @@ fn content_length_overflow() {
         err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n"),
         ParseError::InvalidContentLength
     );
-    let h = ok(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n");
-    assert_eq!(h.content_length(), Some(u64::MAX));
+    // Past a file offset (2^63-1), as nginx refuses it.
+    assert_eq!(
+        err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9223372036854775808\r\n\r\n"),
+        ParseError::InvalidContentLength
+    );
+    let h = ok(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9223372036854775807\r\n\r\n");
+    assert_eq!(h.content_length(), Some(i64::MAX as u64));
     assert_eq!(
         ok(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n").body,
-        BodyKind::Length(7)
+        Framing::Length(7)
     );
 }

@@ -14,9 +14,7 @@ use std::time::Instant;
 use crate::app::{App, Environ, Input, Mode};
 use crate::config::WorkerConfig;
 use crate::environ::{self, ConnInfo};
-use crate::http::{
-    parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, ParseError, RequestHead, Version,
-};
+use crate::http::{ChunkedDecoder, DecodeProgress, ParseError, Version};
 use crate::log::AccessLog;
 use crate::pool::{Job, Pool};
 use crate::respond::{
@@ -59,6 +57,16 @@ pub struct Cx<'a> {
     pub stopping: bool,
     /// Requests this worker has started; drives max_requests.
     pub requests: &'a mut u64,
+}
+
+/// What a parsed request head leaves behind once its bytes are drained from the input.
+struct Request {
+    environ: Environ,
+    version: Version,
+    is_head: bool,
+    keep_alive: bool,
+    body: Framing,
+    expect_continue: bool,
 }
 
 /// A request whose body is still arriving.
@@ -242,8 +250,20 @@ impl Conn {
 
     fn on_head(&mut self, cx: &mut Cx) -> Step {
         if !self.inbuf.is_empty() {
-            match parse_request_head(&self.inbuf, &cx.cfg.limits) {
-                Ok(Some(head)) => return self.start_request(head, cx),
+            match rgunicorn_http::parse_request_head(&self.inbuf, &cx.cfg.limits) {
+                Ok(Some(head)) => {
+                    // The head borrows the input: take what the request needs, then drain.
+                    let request = Request {
+                        environ: environ::build(&head, &self.info, &cx.cfg.forwarded_allow),
+                        version: head.version,
+                        is_head: head.is_head(),
+                        keep_alive: head.keep_alive,
+                        body: head.body,
+                        expect_continue: head.expect_continue,
+                    };
+                    self.inbuf.drain(..head.head_len);
+                    return self.start_request(request, cx);
+                }
                 Ok(None) => {
                     if let State::Head {
                         started: started @ None,
@@ -319,29 +339,33 @@ impl Conn {
         self.state = State::Closing;
     }
 
-    fn start_request(&mut self, head: RequestHead, cx: &mut Cx) -> Step {
-        self.inbuf.drain(..head.head_len);
+    fn start_request(&mut self, head: Request, cx: &mut Cx) -> Step {
         let started = Instant::now();
         let retiring =
             cx.stopping || (cx.cfg.max_requests > 0 && *cx.requests + 1 >= cx.cfg.max_requests);
         let ctx = ResponseContext {
             version: head.version,
-            is_head: head.method == "HEAD",
+            is_head: head.is_head,
             keep_alive: head.keep_alive && !cx.cfg.keepalive.is_zero() && !retiring,
         };
-        let environ = environ::build(&head, &self.info, &cx.cfg.forwarded_allow);
+        let environ = head.environ;
         let framing = match head.body {
-            BodyKind::None | BodyKind::Length(0) => {
+            Framing::NoBody | Framing::UntilClose | Framing::Length(0) => {
                 return self.dispatch(environ, Input::Empty, ctx, started, cx)
             }
-            BodyKind::Length(n) => {
+            Framing::Length(n) => {
                 if cx.cfg.limit_request_body > 0 && n > cx.cfg.limit_request_body {
                     self.fail(413, cx);
                     return Step::Again;
                 }
                 BodyFraming::Length { remaining: n }
             }
-            BodyKind::Chunked => BodyFraming::Chunked(ChunkedDecoder::with_limits(&cx.cfg.limits)),
+            // A chunk whose size takes the body past limit_request_body is refused (413)
+            // as soon as its size line arrives.
+            Framing::Chunked => BodyFraming::Chunked(
+                ChunkedDecoder::with_limits(&cx.cfg.limits)
+                    .with_max_body(cx.cfg.limit_request_body),
+            ),
         };
         if head.expect_continue && head.version == Version::Http11 && self.inbuf.is_empty() {
             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");

@@ -1,11 +1,14 @@
 //! Building the app's [`Environ`] from a parsed request head and what the connection
-//! knows (peer address, listener, scheme), applying `X-Forwarded-*` only from trusted peers.
+//! knows (peer address, listener, scheme), applying `X-Forwarded-*` only from trusted
+//! peers. The target's parts come decoded from `rgunicorn_http`; turning them into WSGI's
+//! strings (PATH_INFO's percent-decoding read as latin-1) happens here and only here.
 
 use std::net::{IpAddr, SocketAddr};
 
+use rgunicorn_http::{split_authority, RequestHead, TargetForm};
+
 use crate::app::Environ;
 use crate::config::ForwardedAllow;
-use crate::http::{percent_decode_latin1, RequestHead, Version};
 
 /// What the connection contributes to the environ.
 #[derive(Debug, Clone)]
@@ -35,100 +38,114 @@ impl ConnInfo {
     }
 }
 
-pub fn build(head: &RequestHead, conn: &ConnInfo, trust: &ForwardedAllow) -> Environ {
-    let target = head.target.as_str();
-    // absolute-form (`GET http://host/path`): the app sees only the path.
-    let origin = match target.find("://") {
-        Some(i) if !target.starts_with('/') => {
-            let after = &target[i + 3..];
-            after.find('/').map(|p| &after[p..]).unwrap_or("/")
-        }
-        _ => target,
-    };
-    let (path, query) = match origin.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (origin, ""),
+pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) -> Environ {
+    let target = &head.target;
+    // RFC 9112 3.2.2: with an absolute-form target the server must ignore Host and use
+    // the target's authority; the app sees it in HTTP_HOST too, as a proxy would send it.
+    let absolute_authority = match target.form() {
+        TargetForm::Absolute => target.authority(),
+        _ => None,
     };
     let headers: Vec<(String, String)> = head
-        .headers
+        .fields
         .iter()
-        .map(|h| (h.name.clone(), latin1(&h.value)))
+        .map(|f| {
+            let value = match absolute_authority {
+                Some(authority) if f.name.eq_ignore_ascii_case("host") => authority.to_owned(),
+                _ => latin1(f.value),
+            };
+            (f.name.to_owned(), value)
+        })
         .collect();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    };
+    let find = |name: &str| head.header(name).map(latin1);
 
-    let (mut server_name, mut server_port) = conn.local_text.clone();
-    if let Some(host) = find("host").filter(|h| !h.is_empty()) {
-        let (name, port) = split_host(host);
-        server_name = name.to_string();
-        if let Some(port) = port {
-            server_port = port.to_string();
-        }
-    }
-
-    let mut url_scheme = "http".to_string();
+    let mut url_scheme = "http";
     let (mut remote_addr, mut remote_port) = conn.peer_text.clone();
     if trust.trusts(conn.peer.map(|p| p.ip())) {
-        if let Some(proto) = find("x-forwarded-proto") {
-            let proto = proto.trim().to_ascii_lowercase();
-            if proto == "https" || proto == "http" {
-                url_scheme = proto;
+        if let Some(proto) = head.header("x-forwarded-proto") {
+            let proto = rgunicorn_http::fields::trim_ows(proto);
+            if proto.eq_ignore_ascii_case(b"https") {
+                url_scheme = "https";
             }
         }
         // The trusted proxy appends the client it saw last; X-Real-IP is that same client.
-        let client = find("x-real-ip").map(str::trim).or_else(|| {
-            find("x-forwarded-for")
-                .and_then(|v| v.rsplit(',').next())
-                .map(str::trim)
+        let client = find("x-real-ip").or_else(|| {
+            find("x-forwarded-for").and_then(|v| v.rsplit(',').next().map(str::to_owned))
         });
-        if let Some(ip) = client.and_then(|c| c.parse::<IpAddr>().ok()) {
+        if let Some(ip) = client.and_then(|c| c.trim().parse::<IpAddr>().ok()) {
             remote_addr = ip.to_string();
             remote_port = String::new();
         }
-        if url_scheme == "https" && conn.local.is_none() && find("host").is_none() {
-            server_port = "443".into();
-        }
-    }
-    if server_port.is_empty() {
-        server_port = if url_scheme == "https" { "443" } else { "80" }.into();
     }
 
+    // SERVER_NAME and SERVER_PORT: from the request's authority (the target's, else
+    // Host), the port defaulting by scheme as gunicorn does; else from the listener.
+    let default_port = if url_scheme == "https" { "443" } else { "80" };
+    let (server_name, server_port) = match head.authority() {
+        Some(authority) => {
+            let (name, port) = split_authority(authority);
+            let name = name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .unwrap_or(name);
+            (name.to_owned(), port.unwrap_or(default_port).to_owned())
+        }
+        None => {
+            let (name, port) = conn.local_text.clone();
+            let port = if port.is_empty() {
+                default_port.to_owned()
+            } else {
+                port
+            };
+            (name, port)
+        }
+    };
+
     Environ {
-        method: head.method.clone(),
+        method: head.method.to_owned(),
         script_name: String::new(),
-        path_info: percent_decode_latin1(path),
-        query_string: query.to_string(),
-        raw_uri: target.to_string(),
-        content_type: find("content-type").unwrap_or("").to_string(),
-        content_length: find("content-length").unwrap_or("").to_string(),
+        path_info: path_info(target.path()),
+        query_string: target.query().to_owned(),
+        raw_uri: target.raw().to_owned(),
+        content_type: find("content-type").unwrap_or_default(),
+        content_length: find("content-length").unwrap_or_default(),
         server_name,
         server_port,
-        server_protocol: match head.version {
-            Version::Http10 => "HTTP/1.0".into(),
-            Version::Http11 => "HTTP/1.1".into(),
-        },
+        server_protocol: head.version.as_str().to_owned(),
         remote_addr,
         remote_port,
-        url_scheme,
+        url_scheme: url_scheme.to_owned(),
         headers,
     }
 }
 
-/// `host`, `host:port`, `[v6]:port`.
-fn split_host(host: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((v6, after)) = rest.split_once(']') {
-            return (v6, after.strip_prefix(':'));
+/// PATH_INFO as gunicorn builds it: `%XX` escapes decoded and each resulting byte mapped
+/// to the char of the same code point (latin-1), like Python's
+/// `unquote_to_bytes(path).decode("latin-1")` (PEP 3333 "bytes as latin-1 str").
+/// Malformed escapes stay as they are (the parser refuses them in paths anyway).
+pub fn path_info(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            if let Some([h, l]) = bytes.get(i + 1..i + 3) {
+                if let (Some(h), Some(l)) = (hex_val(*h), hex_val(*l)) {
+                    out.push(char::from(h * 16 + l));
+                    i += 3;
+                    continue;
+                }
+            }
         }
+        out.push(char::from(b));
+        i += 1;
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (name, Some(port)),
-        _ => (host, None),
-    }
+    out
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// Header bytes as text: ISO-8859-1, as PEP 3333 requires.
@@ -139,14 +156,82 @@ pub fn latin1(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rgunicorn_http::{parse_request_head, Limits};
+
+    fn environ(raw: &[u8], local: Option<&str>) -> Environ {
+        let head = parse_request_head(raw, &Limits::default())
+            .expect("valid")
+            .expect("complete");
+        let conn = ConnInfo::new(
+            Some("192.0.2.9:5555".parse().expect("addr")),
+            local.map(|l| l.parse().expect("addr")),
+        );
+        build(&head, &conn, &ForwardedAllow::Ips(Vec::new()))
+    }
 
     #[test]
-    fn splits_hosts() {
+    fn path_info_is_latin1_of_decoded_bytes() {
+        assert_eq!(path_info("/a%20b"), "/a b");
+        assert_eq!(path_info("/caf%C3%A9"), "/caf\u{c3}\u{a9}");
+        assert_eq!(path_info("/%2fx%"), "//x%");
+        assert_eq!(path_info("/%g1%4"), "/%g1%4");
+        let env = environ(b"GET /a%2Fb%20c?x=%20 HTTP/1.1\r\nHost: h\r\n\r\n", None);
         assert_eq!(
-            split_host("example.com:8080"),
-            ("example.com", Some("8080"))
+            (env.path_info.as_str(), env.query_string.as_str()),
+            ("/a/b c", "x=%20")
         );
-        assert_eq!(split_host("[::1]:5000"), ("::1", Some("5000")));
-        assert_eq!(split_host("example.com"), ("example.com", None));
+    }
+
+    #[test]
+    fn absolute_form_target_wins_over_host() {
+        let env = environ(
+            b"GET http://h?next=/home HTTP/1.1\r\nHost: other:81\r\n\r\n",
+            Some("127.0.0.1:8000"),
+        );
+        assert_eq!(env.path_info, "/");
+        assert_eq!(env.query_string, "next=/home");
+        assert_eq!(env.raw_uri, "http://h?next=/home");
+        assert_eq!(
+            (env.server_name.as_str(), env.server_port.as_str()),
+            ("h", "80")
+        );
+        assert_eq!(env.header("host"), Some("h"));
+        let env = environ(
+            b"GET http://[::1]:9/x HTTP/1.1\r\nHost: other\r\n\r\n",
+            Some("127.0.0.1:8000"),
+        );
+        assert_eq!(
+            (env.server_name.as_str(), env.server_port.as_str()),
+            ("::1", "9")
+        );
+    }
+
+    #[test]
+    fn server_name_from_host_else_listener() {
+        let env = environ(
+            b"GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+            Some("127.0.0.1:8000"),
+        );
+        assert_eq!(
+            (env.server_name.as_str(), env.server_port.as_str()),
+            ("example.com", "8080")
+        );
+        // gunicorn: a Host without a port means the scheme's port.
+        let env = environ(
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            Some("127.0.0.1:8000"),
+        );
+        assert_eq!(env.server_port, "80");
+        let env = environ(b"GET / HTTP/1.0\r\n\r\n", Some("127.0.0.1:8000"));
+        assert_eq!(
+            (env.server_name.as_str(), env.server_port.as_str()),
+            ("127.0.0.1", "8000")
+        );
+        let env = environ(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", None);
+        assert_eq!(
+            (env.server_name.as_str(), env.server_port.as_str()),
+            ("", "80")
+        );
+        assert_eq!(env.server_protocol, "HTTP/1.1");
     }
 }

@@ -14,23 +14,9 @@ use crossbeam_channel::Receiver;
 use crate::app::{App, Body, ChunkStream, Environ, Headers, Input, Response};
 use crate::clock::with_http_date;
 use crate::http::Version;
+// HTTP vocabulary that lived here, now in rgunicorn-http: re-exported so paths hold.
+pub use crate::http::{is_hop_by_hop, push_chunk, reason, Framing};
 use crate::log::{AccessLog, AccessRecord};
-
-/// Hop-by-hop headers: an app may not set them; the server owns the connection.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-];
-
-pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
 
 /// What the loop knows about the request that shapes the response.
 #[derive(Debug, Clone, Copy)]
@@ -39,16 +25,6 @@ pub struct ResponseContext {
     pub is_head: bool,
     /// The client allows keep-alive and the server is willing.
     pub keep_alive: bool,
-}
-
-/// How the body after the head is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    NoBody,
-    Length(u64),
-    Chunked,
-    /// HTTP/1.0 with unknown length: the end of the body is the close of the connection.
-    UntilClose,
 }
 
 /// Where the rest of a body comes from once the head (and any bytes body) is written.
@@ -66,46 +42,6 @@ pub struct Answer {
     pub keep_alive: bool,
     pub framing: Framing,
     pub rest: Option<BodySource>,
-}
-
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
 }
 
 /// Call the app, catching a panic as a 500.
@@ -207,11 +143,7 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         Framing::UntilClose
     };
 
-    let version = match ctx.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    out.extend_from_slice(version.as_bytes());
+    out.extend_from_slice(ctx.version.as_str().as_bytes());
     out.push(b' ');
     push_u64(out, u64::from(status));
     out.push(b' ');
@@ -296,17 +228,6 @@ fn push_limited(out: &mut Vec<u8>, bytes: &[u8], framing: Framing) {
         Framing::Chunked => push_chunk(out, bytes),
         _ => out.extend_from_slice(bytes),
     }
-}
-
-/// Append one chunk in chunked transfer coding (empty data writes nothing).
-pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    if data.is_empty() {
-        return;
-    }
-    use std::io::Write as _;
-    let _ = write!(out, "{:x}\r\n", data.len());
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
 }
 
 fn push_u64(out: &mut Vec<u8>, mut n: u64) {

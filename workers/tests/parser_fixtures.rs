@@ -7,33 +7,34 @@
 //! 501, 505). After `ok`, optional `key: value` lines, each checked exactly:
 //! `method`, `target`, `version` (HTTP/1.1), `body` (`none`, `chunked` or the length),
 //! `keep_alive`, `expect_continue` (true/false), `decoded` (the body as UTF-8),
-//! `path`, `query` (split_target), `path_info` (percent-decoded latin-1), `headers`
-//! (count), `header.NAME` (first value, UTF-8), `trailers` (count), `leftover` (bytes
-//! after the request: the next pipelined one). Fixtures are written by generate.py.
+//! `path`, `query` (the target's parts), `authority` (the target's, else Host),
+//! `path_info` (percent-decoded latin-1), `headers` (count), `header.NAME` (first value,
+//! UTF-8), `trailers` (count), `leftover` (bytes after the request: the next pipelined
+//! one). Fixtures are written by generate.py. Bodies are read with the same
+//! `BodyDecoder` the worker and the front read them with.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rgunicorn_workers::http::{
-    parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, Limits, RequestHead, Version,
-};
+use rgunicorn_http::{parse_request_head, BodyDecoder, Framing, Limits, RequestHead};
+use rgunicorn_workers::environ::path_info;
 
 /// What parsing one fixture produced.
-enum Outcome {
+enum Outcome<'b> {
     Rejected(u16),
     /// The parser wants more bytes: never right for a fixture.
     Incomplete(&'static str),
-    Accepted(Accepted),
+    Accepted(Accepted<'b>),
 }
 
-struct Accepted {
-    head: RequestHead,
+struct Accepted<'b> {
+    head: RequestHead<'b>,
     decoded: Vec<u8>,
     trailers: usize,
     leftover: usize,
 }
 
-fn run(raw: &[u8]) -> Outcome {
+fn run(raw: &[u8]) -> Outcome<'_> {
     let limits = Limits::default();
     let head = match parse_request_head(raw, &limits) {
         Err(e) => return Outcome::Rejected(e.status()),
@@ -41,27 +42,32 @@ fn run(raw: &[u8]) -> Outcome {
         Ok(Some(head)) => head,
     };
     let rest = &raw[head.head_len..];
-    let (decoded, trailers, used) = match head.body {
-        BodyKind::None => (Vec::new(), 0, 0),
-        BodyKind::Length(n) => match usize::try_from(n).ok().filter(|&n| n <= rest.len()) {
-            Some(n) => (rest[..n].to_vec(), 0, n),
-            None => return Outcome::Incomplete("content-length body"),
-        },
-        BodyKind::Chunked => {
-            let mut decoder = ChunkedDecoder::with_limits(&limits);
-            let mut out = Vec::new();
-            match decoder.decode(rest, &mut out) {
-                Err(e) => return Outcome::Rejected(e.status()),
-                Ok((_, DecodeProgress::NeedMore)) => return Outcome::Incomplete("chunked body"),
-                Ok((used, DecodeProgress::Done)) => (out, decoder.trailers().len(), used),
+    let mut body = match BodyDecoder::request(head.body, &limits, 0) {
+        Ok(body) => body,
+        Err(e) => return Outcome::Rejected(e.status()),
+    };
+    let mut decoded = Vec::new();
+    let mut used = 0;
+    loop {
+        match body.next(&rest[used..]) {
+            Err(e) => return Outcome::Rejected(e.status()),
+            Ok(step) => {
+                decoded.extend_from_slice(step.data);
+                used += step.consumed;
+                if step.done {
+                    break;
+                }
+                if step.consumed == 0 {
+                    return Outcome::Incomplete("body");
+                }
             }
         }
-    };
+    }
     Outcome::Accepted(Accepted {
         leftover: rest.len() - used,
+        trailers: body.chunked().map_or(0, |c| c.trailers().len()),
         head,
         decoded,
-        trailers,
     })
 }
 
@@ -69,24 +75,22 @@ fn run(raw: &[u8]) -> Outcome {
 fn actual(acc: &Accepted, key: &str) -> Option<String> {
     let h = &acc.head;
     let s = match key {
-        "method" => h.method.clone(),
-        "target" => h.target.clone(),
-        "version" => match h.version {
-            Version::Http10 => "HTTP/1.0".to_owned(),
-            Version::Http11 => "HTTP/1.1".to_owned(),
-        },
+        "method" => h.method.to_owned(),
+        "target" => h.target.raw().to_owned(),
+        "version" => h.version.as_str().to_owned(),
         "body" => match h.body {
-            BodyKind::None => "none".to_owned(),
-            BodyKind::Chunked => "chunked".to_owned(),
-            BodyKind::Length(n) => n.to_string(),
+            Framing::NoBody | Framing::UntilClose => "none".to_owned(),
+            Framing::Chunked => "chunked".to_owned(),
+            Framing::Length(n) => n.to_string(),
         },
         "keep_alive" => h.keep_alive.to_string(),
         "expect_continue" => h.expect_continue.to_string(),
         "decoded" => String::from_utf8_lossy(&acc.decoded).into_owned(),
-        "path" => h.split_target().0.to_owned(),
-        "query" => h.split_target().1.to_owned(),
-        "path_info" => h.path_info(),
-        "headers" => h.headers.len().to_string(),
+        "path" => h.target.path().to_owned(),
+        "query" => h.target.query().to_owned(),
+        "authority" => h.authority().unwrap_or("<absent>").to_owned(),
+        "path_info" => path_info(h.target.path()),
+        "headers" => h.fields.len().to_string(),
         "trailers" => acc.trailers.to_string(),
         "leftover" => acc.leftover.to_string(),
         _ => {

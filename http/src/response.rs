@@ -1,0 +1,276 @@
+//! Parsing a response head from an upstream (the front reading what the workers answer):
+//! the status line, the fields with the same line grammar as requests, and the framing
+//! of the body that follows by RFC 9112 6.3. The body itself is read with
+//! [`crate::body::BodyDecoder::response`], the same chunked decoder requests use.
+//!
+//! Strict on what could desync the front from its client (CRLF only, no controls, no
+//! conflicting lengths) and lenient where RFC 9112 lets a recipient be (a list of equal
+//! Content-Lengths, a missing reason phrase). Any error means the front answers 502.
+
+use crate::body::Framing;
+use crate::fields::{
+    list_contains, list_elements, scan_field_line, scan_start_line, Field, FieldLine, Fields,
+};
+use crate::request::parse_content_length;
+use crate::{ParseError, Version};
+
+/// Largest response head accepted.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most fields a response head may have.
+pub const MAX_RESPONSE_FIELDS: usize = 128;
+
+/// A parsed response head, borrowed from the buffer it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead<'b> {
+    pub version: Version,
+    pub status: u16,
+    /// The reason phrase as sent (possibly empty; may hold obs-text).
+    pub reason: &'b [u8],
+    pub fields: Fields<'b>,
+    /// How the body is delimited (`NoBody` for 1xx, 204, 304 and answers to HEAD).
+    pub framing: Framing,
+    /// The length the sender announced, also where there is no body (HEAD, 304) so a
+    /// proxy can re-state it; `None` when Transfer-Encoding overrides it.
+    pub content_length: Option<u64>,
+    /// The sender keeps the connection open after this response: HTTP/1.1 without
+    /// `Connection: close` (1.0 with `keep-alive`), and a body that does not end at close.
+    pub keep_alive: bool,
+    /// Bytes of the buffer the head took, including the blank line.
+    pub head_len: usize,
+}
+
+/// Parses the response head at the start of `buf`, the answer to a request that was
+/// (`request_was_head`) or was not a HEAD. `Ok(None)` while incomplete. A 1xx head is
+/// returned as it is (an interim response: another head follows); what to do with a 101
+/// is the caller's decision.
+pub fn parse_response_head(
+    buf: &[u8],
+    request_was_head: bool,
+) -> Result<Option<ResponseHead<'_>>, ParseError> {
+    let Some(line_len) = scan_start_line(buf, 0, MAX_RESPONSE_HEAD, ParseError::HeadTooLarge)?
+    else {
+        return Ok(None);
+    };
+    let (version, status, reason) = parse_status_line(&buf[..line_len])?;
+    let mut pos = line_len + 2;
+    let mut fields = Fields::new();
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let cap = MAX_RESPONSE_HEAD.saturating_sub(4);
+    loop {
+        match scan_field_line(buf, pos, cap.max(pos), ParseError::HeadTooLarge)? {
+            FieldLine::Incomplete => return Ok(None),
+            FieldLine::End(next) => {
+                pos = next;
+                break;
+            }
+            FieldLine::Field(name, value, next) => {
+                if fields.len() == MAX_RESPONSE_FIELDS {
+                    return Err(ParseError::TooManyHeaders);
+                }
+                // A token, so ASCII: this cannot fail.
+                let name = std::str::from_utf8(name).map_err(|_| ParseError::InvalidHeaderName)?;
+                if name.eq_ignore_ascii_case("content-length") {
+                    // RFC 9112 6.3: a list of equal values may be taken as one.
+                    for part in list_elements(value) {
+                        let n = parse_content_length(part)?;
+                        if content_length.is_some_and(|old| old != n) {
+                            return Err(ParseError::DuplicateContentLength);
+                        }
+                        content_length = Some(n);
+                    }
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    transfer_encoding = true;
+                    // Only a final `chunked` delimits the body; anything else runs until
+                    // close (RFC 9112 6.3).
+                    chunked = list_elements(value)
+                        .filter(|c| !c.is_empty())
+                        .last()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close |= list_contains(value, "close");
+                    keep_alive_token |= list_contains(value, "keep-alive");
+                }
+                fields.push(Field { name, value });
+                pos = next;
+            }
+        }
+    }
+    let mut keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
+    };
+    let no_body =
+        request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = if no_body {
+        Framing::NoBody
+    } else if transfer_encoding {
+        // Transfer-Encoding overrides Content-Length; a message with both must not be
+        // followed by another on that connection (it may be a smuggling attempt).
+        if content_length.is_some() {
+            keep_alive = false;
+        }
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(n) = content_length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    if transfer_encoding {
+        content_length = None;
+    }
+    Ok(Some(ResponseHead {
+        version,
+        status,
+        reason,
+        fields,
+        framing,
+        content_length,
+        keep_alive,
+        head_len: pos,
+    }))
+}
+
+/// `HTTP-version SP 3DIGIT [ SP reason-phrase ]`.
+fn parse_status_line(line: &[u8]) -> Result<(Version, u16, &[u8]), ParseError> {
+    let (Some(version), Some(b' '), Some(code)) = (line.get(..8), line.get(8), line.get(9..12))
+    else {
+        return Err(ParseError::InvalidStatusLine);
+    };
+    let version = Version::parse(version)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::InvalidStatusLine);
+    }
+    let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    if !(100..=599).contains(&status) {
+        return Err(ParseError::InvalidStatusLine);
+    }
+    let reason = match &line[12..] {
+        [] => &[][..],
+        [b' ', reason @ ..] => reason,
+        _ => return Err(ParseError::InvalidStatusLine),
+    };
+    // HTAB / SP / VCHAR / obs-text: no other control.
+    if !reason
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    {
+        return Err(ParseError::InvalidStatusLine);
+    }
+    Ok((version, status, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(buf: &[u8], head_request: bool) -> ResponseHead<'_> {
+        match parse_response_head(buf, head_request) {
+            Ok(Some(h)) => h,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    #[test]
+    fn framing_by_rfc_9112_6_3() {
+        let h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive, h.head_len),
+            (200, Framing::Length(5), true, 38)
+        );
+        assert_eq!(h.reason, b"OK");
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head(b"HTTP/1.0 200 OK\r\n\r\n", false);
+        assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
+        let h = head(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(0), true));
+        let h = head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+        );
+        assert_eq!((h.framing, h.content_length), (Framing::NoBody, Some(9)));
+        let h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true);
+        assert_eq!(h.framing, Framing::NoBody);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            (h.framing, h.keep_alive, h.content_length),
+            (Framing::Chunked, false, None)
+        );
+        let h = head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
+        let h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n", false);
+        assert_eq!(h.framing, Framing::Length(3));
+        let h = head(b"HTTP/1.1 100 Continue\r\n\r\n", false);
+        assert_eq!(
+            (h.status, h.framing, h.reason),
+            (100, Framing::NoBody, &b"Continue"[..])
+        );
+        let h = head(b"HTTP/1.1 204\r\n\r\n", false);
+        assert_eq!((h.status, h.reason), (204, &b""[..]));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\nCont", false),
+            Ok(None)
+        );
+        let bad: &[(&[u8], ParseError)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                ParseError::DuplicateContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                ParseError::InvalidContentLength,
+            ),
+            (b"HTTP/1.1 20 OK\r\n\r\n", ParseError::InvalidStatusLine),
+            (b"HTTP/1.1 600 X\r\n\r\n", ParseError::InvalidStatusLine),
+            (b"HTTP/1.1 200OK\r\n\r\n", ParseError::InvalidStatusLine),
+            (b"HTTP/2.0 200 OK\r\n\r\n", ParseError::UnsupportedVersion),
+            (b"HTTP/1.1 200 OK\nX: y\r\n\r\n", ParseError::BareLineFeed),
+            (
+                b"HTTP/1.1 200 OK\r\nX : y\r\n\r\n",
+                ParseError::WhitespaceBeforeColon,
+            ),
+            (
+                b"HTTP/1.1 200 O\x01K\r\n\r\n",
+                ParseError::InvalidStatusLine,
+            ),
+        ];
+        for (raw, want) in bad {
+            assert_eq!(
+                parse_response_head(raw, false).err(),
+                Some(*want),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let mut big = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        big.resize(MAX_RESPONSE_HEAD + 10, b'a');
+        assert_eq!(
+            parse_response_head(&big, false),
+            Err(ParseError::HeadTooLarge)
+        );
+    }
+}
