@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rgunicorn_http::{Limit, Limits};
 use rgunicorn_workers::config::{ForwardedAllow, LogLevel, LogTarget};
 
 use super::spec::Spec;
@@ -65,10 +66,6 @@ impl fmt::Display for Raw {
 pub(crate) const MAX_SECONDS: u64 = 365 * 24 * 3600;
 /// Largest count accepted: TOML integers are i64, and `--print-config` must round-trip.
 const MAX_INT: u64 = i64::MAX as u64;
-pub(crate) const MAX_REQUEST_LINE: u64 = 8190;
-pub(crate) const MAX_HEADER_FIELDS: u64 = 32768;
-/// Our bound for limit_request_field_size (gunicorn has none): it sizes a worker's buffers.
-pub(crate) const MAX_FIELD_SIZE: u64 = 65536;
 
 const SECONDS: &str = "a whole number of seconds from 0 to 31536000 (0 disables)";
 const POSITIVE: &str = "a whole number >= 1";
@@ -166,24 +163,9 @@ pub(crate) fn apply(
             }
             w.proc_name = name.to_string();
         }
-        "limit_request_line" => {
-            w.limits.request_line = cx.zero_means_max(
-                MAX_REQUEST_LINE,
-                "a whole number from 0 to 8190 (0 means 8190)",
-            )?
-        }
-        "limit_request_fields" => {
-            w.limits.fields = cx.zero_means_max(
-                MAX_HEADER_FIELDS,
-                "a whole number from 0 to 32768 (0 means 32768)",
-            )?
-        }
-        "limit_request_field_size" => {
-            w.limits.field_size = cx.zero_means_max(
-                MAX_FIELD_SIZE,
-                "a whole number from 0 to 65536 (0 means 65536)",
-            )?
-        }
+        "limit_request_line" => cx.limit(&mut w.limits, Limit::RequestLine)?,
+        "limit_request_fields" => cx.limit(&mut w.limits, Limit::Fields)?,
+        "limit_request_field_size" => cx.limit(&mut w.limits, Limit::FieldSize)?,
         "limit_request_body" => w.limit_request_body = cx.size()?,
         "header_timeout" => {
             w.header_timeout = Duration::from_secs(cx.number(
@@ -387,11 +369,10 @@ impl<'a> Cx<'a> {
         Ok(Duration::from_secs(self.number(0, MAX_SECONDS, SECONDS)?))
     }
 
-    /// gunicorn's request limits, where 0 means the largest allowed value.
-    fn zero_means_max(&self, max: u64, expected: &str) -> Result<usize, ConfigError> {
-        let n = self.number(0, max, expected)?;
-        // Every max fits a usize on any platform we build for (>= 32 bits).
-        Ok(if n == 0 { max } else { n } as usize)
+    /// One of gunicorn's request limits, validated by the table the front shares.
+    fn limit(&self, limits: &mut Limits, limit: Limit) -> Result<(), ConfigError> {
+        let n = self.number(0, limit.max() as u64, limit.expected())?;
+        limits.set(limit, n).map_err(|_| self.bad(limit.expected()))
     }
 
     /// A byte count: an integer, or text such as `512M`.

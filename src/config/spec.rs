@@ -106,7 +106,7 @@ pub(crate) const SPECS: &[Spec] = &[
         "limit-request-line",
         None,
         "BYTES",
-        "Longest request line, 0 to 8190 (0 = 8190) [default: 4094]",
+        "Longest request line, CRLF not counted, 0 to 8190 (0 = 8190) [default: 4094]",
     ),
     value(
         "limit_request_fields",
@@ -122,7 +122,7 @@ pub(crate) const SPECS: &[Spec] = &[
         aliases: &["limit-request-field-size"],
         shape: ArgShape::Value,
         value_name: "BYTES",
-        help: "Longest header field, 0 to 65536 (0 = 65536) [default: 8190]",
+        help: "Longest header field line, CRLF counted, 0 to 65536 (0 = no limit per field) [default: 8190]",
     },
     value(
         "limit_request_body",

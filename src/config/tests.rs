@@ -205,6 +205,35 @@ fn gunicorn_spellings_are_accepted() {
     assert_eq!(settings(&["-w", "2", "-w", "5"], &[]).workers, 5);
 }
 
+/// One table of limits (rgunicorn_http::limits), the one the front validates with too:
+/// a field size up to 65536 is kept as given (it was clamped to 8190 without a word), 0
+/// means no limit per field as in gunicorn, and past the maximum is one line naming it.
+#[test]
+fn request_limits_follow_the_shared_table() {
+    let s = settings(&["--limit-request-field-size", "65536"], &[]);
+    assert_eq!(s.worker.limits.field_size, 65536);
+    let s = settings(
+        &[
+            "--limit-request-field-size",
+            "0",
+            "--limit-request-line",
+            "0",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (s.worker.limits.field_size, s.worker.limits.request_line),
+        (0, 8190)
+    );
+    let err = error(&["--limit-request-field-size", "65537"], &[]);
+    assert_eq!(
+        err,
+        "invalid value \"65537\" for --limit-request-field_size (limit_request_field_size): \
+         expected a whole number from 0 to 65536, CRLF included (0 means no limit per field)"
+    );
+    assert!(!err.contains('\n'));
+}
+
 #[test]
 fn bad_values_name_the_setting_and_what_is_allowed() {
     assert_eq!(
