@@ -14,7 +14,7 @@
 //! all framings is [`crate::body`]; field-line rules are [`crate::fields`]'.
 
 use crate::body::Decoded;
-use crate::fields::{is_tchar, scan_field_line, FieldLine, Header};
+use crate::fields::{ascii_str, is_tchar, scan_field_line, FieldLine, Header};
 use crate::request::MAX_BODY_LEN;
 use crate::{Limits, ParseError};
 
@@ -307,15 +307,13 @@ impl ChunkedDecoder {
             }
             _ => match scan_field_line(line, 0, usize::MAX, ParseError::TrailerFieldTooLong)? {
                 FieldLine::End(_) => self.state = State::Done,
-                FieldLine::Field(name, value, _) => {
+                FieldLine::Field { name, value, .. } => {
                     if self.trailers.len() >= self.max_trailer_fields {
                         return Err(ParseError::TooManyTrailerFields);
                     }
                     self.trailers.push(Header {
-                        // A token, so ASCII: this cannot fail.
-                        name: String::from_utf8(name.to_vec())
-                            .map_err(|_| ParseError::InvalidHeaderName)?,
-                        value: value.to_vec(),
+                        name: ascii_str(&line[name]).to_owned(),
+                        value: line[value].to_vec(),
                     });
                 }
                 // The line ends in CRLF (checked above), so it is complete.

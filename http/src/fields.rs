@@ -10,6 +10,7 @@ use crate::ParseError;
 const TCHAR: u8 = 1;
 const VALUE: u8 = 2;
 const TARGET: u8 = 4;
+const REG_NAME: u8 = 8;
 
 const fn classes() -> [u8; 256] {
     let mut table = [0u8; 256];
@@ -49,6 +50,29 @@ const fn classes() -> [u8; 256] {
         if b >= b'!' && b <= b'~' && b != b'#' {
             class |= TARGET;
         }
+        // RFC 3986 reg-name: unreserved, pct-encoded (its `%`) and sub-delims.
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+        {
+            class |= REG_NAME;
+        }
         table[i] = class;
         i += 1;
     }
@@ -77,6 +101,11 @@ pub(crate) fn is_target_byte(b: u8) -> bool {
     CLASSES[usize::from(b)] & TARGET != 0
 }
 
+/// A byte a URI reg-name (a host name) may hold.
+pub(crate) fn is_reg_name_byte(b: u8) -> bool {
+    CLASSES[usize::from(b)] & REG_NAME != 0
+}
+
 /// Strips optional whitespace (SP / HTAB) from both ends.
 pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
@@ -101,9 +130,13 @@ pub fn list_contains(value: &[u8], token: &str) -> bool {
 
 /// One scanned field line.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FieldLine<'b> {
-    /// `name: value` (value OWS-trimmed) and the offset just past its CRLF.
-    Field(&'b [u8], &'b [u8], usize),
+pub(crate) enum FieldLine {
+    /// Where `name` and the (OWS-trimmed) value lie, and the offset past the CRLF.
+    Field {
+        name: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+        next: usize,
+    },
     /// The empty line that ends a block of fields, and the offset past it.
     End(usize),
     /// The line is not complete yet, and nothing in it so far is wrong.
@@ -122,13 +155,13 @@ pub(crate) fn scan_field_line(
     start: usize,
     cap: usize,
     too_long: ParseError,
-) -> Result<FieldLine<'_>, ParseError> {
+) -> Result<FieldLine, ParseError> {
     let end = buf.len().min(cap);
     let mut i = start;
     while i < end && is_tchar(buf[i]) {
         i += 1;
     }
-    let name = &buf[start..i];
+    let name = start..i;
     let Some(&c) = buf.get(i) else {
         return Ok(FieldLine::Incomplete);
     };
@@ -156,6 +189,7 @@ pub(crate) fn scan_field_line(
         i += 1;
     }
     let value_start = i;
+    i = skip_plain(buf, i, end);
     while i < end && is_field_value_byte(buf[i]) {
         i += 1;
     }
@@ -165,7 +199,17 @@ pub(crate) fn scan_field_line(
     match c {
         b'\r' | b'\n' => Ok(match line_end(buf, i)? {
             None => FieldLine::Incomplete,
-            Some(next) => FieldLine::Field(name, trim_ows(&buf[value_start..i]), next),
+            Some(next) => {
+                let mut value_end = i;
+                while value_end > value_start && matches!(buf[value_end - 1], b' ' | b'\t') {
+                    value_end -= 1;
+                }
+                FieldLine::Field {
+                    name,
+                    value: value_start..value_end,
+                    next,
+                }
+            }
         }),
         _ if i >= cap => Err(too_long),
         0 => Err(ParseError::NulInHead),
@@ -175,11 +219,7 @@ pub(crate) fn scan_field_line(
 
 /// Whitespace after a field name: the line is bad either way; say why once its colon
 /// (or its end) shows.
-fn whitespace_after_name(
-    buf: &[u8],
-    mut i: usize,
-    end: usize,
-) -> Result<FieldLine<'_>, ParseError> {
+fn whitespace_after_name(buf: &[u8], mut i: usize, end: usize) -> Result<FieldLine, ParseError> {
     while i < end && !matches!(buf[i], b':' | b'\r' | b'\n') {
         i += 1;
     }
@@ -201,7 +241,7 @@ pub(crate) fn scan_start_line(
 ) -> Result<Option<usize>, ParseError> {
     let cap = start.saturating_add(max);
     let end = buf.len().min(cap);
-    let mut i = start;
+    let mut i = skip_plain(buf, start, end);
     while i < end && !matches!(buf[i], b'\r' | b'\n' | 0) {
         i += 1;
     }
@@ -213,6 +253,30 @@ pub(crate) fn scan_start_line(
         _ if i >= cap => Err(too_long),
         _ => Err(ParseError::NulInHead),
     }
+}
+
+/// Skips, eight at a time, bytes that are neither controls nor DEL (so SP, VCHAR and
+/// obs-text), up to `end`: where most of a head's bytes go. Returns where a byte-by-byte
+/// loop must take over (at the latest 8 bytes before the first byte it stops at).
+fn skip_plain(buf: &[u8], mut i: usize, end: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while i + 8 <= end {
+        let Ok(word) = <[u8; 8]>::try_from(&buf[i..i + 8]) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        // Some byte is below 0x20 (any control, HTAB included: the byte loop judges it),
+        // or some byte is 0x7f. Both tests are exact about whether such a byte exists.
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+        let del = word ^ (ONES * 0x7f);
+        let del = del.wrapping_sub(ONES) & !del & HIGH;
+        if control | del != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i
 }
 
 /// At a CR or LF: the offset past a CRLF, `None` when the LF has not arrived yet.
@@ -234,11 +298,6 @@ pub struct Field<'b> {
 }
 
 impl Field<'_> {
-    const EMPTY: Field<'static> = Field {
-        name: "",
-        value: b"",
-    };
-
     /// The value as text, when it is UTF-8 (header values usually are ASCII).
     pub fn value_str(&self) -> Option<&str> {
         std::str::from_utf8(self.value).ok()
@@ -253,6 +312,16 @@ pub struct Header {
     pub value: Vec<u8>,
 }
 
+/// Where one field lies in its buffer: four offsets instead of two fat pointers, so a
+/// head with its fields in place stays small to move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    name: u32,
+    name_len: u32,
+    value: u32,
+    value_len: u32,
+}
+
 /// Fields kept in place up to this many; more spill to one heap allocation.
 const INLINE_FIELDS: usize = 24;
 
@@ -260,34 +329,47 @@ const INLINE_FIELDS: usize = 24;
 /// 24 fields allocates nothing.
 #[derive(Clone)]
 pub struct Fields<'b> {
+    buf: &'b [u8],
     len: usize,
-    inline: [Field<'b>; INLINE_FIELDS],
-    spill: Vec<Field<'b>>,
+    inline: [Span; INLINE_FIELDS],
+    spill: Vec<Span>,
 }
 
 impl<'b> Fields<'b> {
-    pub(crate) fn new() -> Fields<'b> {
+    /// Fields that will be pushed from `buf` (heads are far below 4 GiB: the limits
+    /// bound them to a few MiB).
+    pub(crate) fn new(buf: &'b [u8]) -> Fields<'b> {
         Fields {
+            buf,
             len: 0,
-            inline: [Field::EMPTY; INLINE_FIELDS],
+            inline: [Span::default(); INLINE_FIELDS],
             spill: Vec::new(),
         }
     }
 
-    pub(crate) fn push(&mut self, field: Field<'b>) {
+    /// Adds the field whose name is `buf[name]` and value `buf[value]`; the name must
+    /// be a token (checked by the scanner).
+    pub(crate) fn push(&mut self, name: std::ops::Range<usize>, value: std::ops::Range<usize>) {
+        let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let span = Span {
+            name: offset(name.start),
+            name_len: offset(name.len()),
+            value: offset(value.start),
+            value_len: offset(value.len()),
+        };
         if self.len < INLINE_FIELDS {
-            self.inline[self.len] = field;
+            self.inline[self.len] = span;
         } else {
             if self.spill.is_empty() {
                 self.spill.reserve(self.len * 2);
                 self.spill.extend_from_slice(&self.inline);
             }
-            self.spill.push(field);
+            self.spill.push(span);
         }
         self.len += 1;
     }
 
-    pub fn as_slice(&self) -> &[Field<'b>] {
+    fn spans(&self) -> &[Span] {
         if self.len <= INLINE_FIELDS {
             &self.inline[..self.len]
         } else {
@@ -295,8 +377,21 @@ impl<'b> Fields<'b> {
         }
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Field<'b>> {
-        self.as_slice().iter()
+    fn field(&self, span: &Span) -> Field<'b> {
+        let buf = self.buf;
+        let slice = |start: u32, len: u32| {
+            let start = start as usize;
+            buf.get(start..start + len as usize).unwrap_or_default()
+        };
+        Field {
+            name: ascii_str(slice(span.name, span.name_len)),
+            value: slice(span.value, span.value_len),
+        }
+    }
+
+    /// The fields in order received.
+    pub fn iter(&self) -> impl Iterator<Item = Field<'b>> + '_ {
+        self.spans().iter().map(|span| self.field(span))
     }
 
     pub fn len(&self) -> usize {
@@ -309,16 +404,23 @@ impl<'b> Fields<'b> {
 
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&'b [u8]> {
-        self.iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value)
+        self.get_all(name).next()
     }
 
     /// The values of every field named `name`, in order received.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'b [u8]> + 'a {
-        self.iter()
-            .filter(move |f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value)
+        let buf = self.buf;
+        let slice = move |start: u32, len: u32| {
+            let start = start as usize;
+            buf.get(start..start + len as usize).unwrap_or_default()
+        };
+        self.spans()
+            .iter()
+            .filter(move |span| {
+                span.name_len as usize == name.len()
+                    && slice(span.name, span.name_len).eq_ignore_ascii_case(name.as_bytes())
+            })
+            .map(move |span| slice(span.value, span.value_len))
     }
 
     /// Whether a `Connection` field lists `name`: such a field is hop-by-hop too
@@ -335,14 +437,6 @@ impl<'b> Fields<'b> {
     }
 }
 
-impl<'a, 'b> IntoIterator for &'a Fields<'b> {
-    type Item = &'a Field<'b>;
-    type IntoIter = std::slice::Iter<'a, Field<'b>>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
-
 impl std::fmt::Debug for Fields<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
@@ -351,11 +445,23 @@ impl std::fmt::Debug for Fields<'_> {
 
 impl PartialEq for Fields<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
+        self.iter().eq(other.iter())
     }
 }
 
 impl Eq for Fields<'_> {}
+
+/// Bytes the scanners have checked to be ASCII (tokens, targets, request lines), as
+/// text, without the cost of a UTF-8 validation call per slice. Not ASCII (which the
+/// scanners never let through) gives "".
+pub(crate) fn ascii_str(bytes: &[u8]) -> &str {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8, and `is_ascii` has just checked every byte.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    } else {
+        ""
+    }
+}
 
 /// Fields that describe one connection, never the message (RFC 9110 7.6.1, plus the
 /// proxy authentication pair of 11.7): an app may not set them, a proxy does not forward
@@ -387,7 +493,7 @@ pub fn is_framing_field(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn scan(line: &[u8]) -> Result<FieldLine<'_>, ParseError> {
+    fn scan(line: &[u8]) -> Result<FieldLine, ParseError> {
         scan_field_line(line, 0, 64, ParseError::HeaderFieldTooLong)
     }
 
@@ -395,9 +501,20 @@ mod tests {
     fn field_line_rules() {
         assert_eq!(
             scan(b"Host: a \r\n"),
-            Ok(FieldLine::Field(b"Host", b"a", 10))
+            Ok(FieldLine::Field {
+                name: 0..4,
+                value: 6..7,
+                next: 10
+            })
         );
-        assert_eq!(scan(b"X:\r\n"), Ok(FieldLine::Field(b"X", b"", 4)));
+        assert_eq!(
+            scan(b"X:\r\n"),
+            Ok(FieldLine::Field {
+                name: 0..1,
+                value: 2..2,
+                next: 4
+            })
+        );
         assert_eq!(scan(b"\r\n"), Ok(FieldLine::End(2)));
         assert_eq!(scan(b" X: a\r\n"), Err(ParseError::ObsoleteLineFolding));
         assert_eq!(scan(b"X a\r\n"), Err(ParseError::InvalidHeaderName));
@@ -412,7 +529,7 @@ mod tests {
         assert_eq!(scan(b"X: a\rb\r\n"), Err(ParseError::BareCarriageReturn));
         assert!(matches!(
             scan(b"X: caf\xc3\xa9\tok\r\n"),
-            Ok(FieldLine::Field(..))
+            Ok(FieldLine::Field { .. })
         ));
     }
 
@@ -430,14 +547,33 @@ mod tests {
             assert_eq!(scan(partial), Ok(FieldLine::Incomplete), "{partial:?}");
         }
         // Content may end exactly at the cap; one byte more is too long, whatever it is.
-        fn cap(line: &[u8], cap: usize) -> Result<FieldLine<'_>, ParseError> {
+        fn cap(line: &[u8], cap: usize) -> Result<FieldLine, ParseError> {
             scan_field_line(line, 0, cap, ParseError::HeadTooLarge)
         }
-        assert!(matches!(cap(b"X: ab\r\n", 5), Ok(FieldLine::Field(..))));
+        assert!(matches!(cap(b"X: ab\r\n", 5), Ok(FieldLine::Field { .. })));
         assert_eq!(cap(b"X: abc\r\n", 5), Err(ParseError::HeadTooLarge));
         assert_eq!(cap(b"X: ab\0", 5), Err(ParseError::HeadTooLarge));
         assert_eq!(cap(b"X: a\0", 5), Err(ParseError::NulInHead));
         assert_eq!(cap(b"X: ab", 5), Ok(FieldLine::Incomplete));
+    }
+
+    #[test]
+    fn skip_plain_stops_before_every_control_and_del() {
+        let mut line = vec![b'a'; 40];
+        assert_eq!(skip_plain(&line, 0, 40), 40);
+        for bad in [0u8, b'\t', b'\r', b'\n', 0x1f, 0x7f] {
+            for at in 0..40 {
+                line[at] = bad;
+                let stop = skip_plain(&line, 0, 40);
+                assert!(
+                    stop <= at && at - stop < 8,
+                    "{bad:#x} at {at}: stopped at {stop}"
+                );
+                line[at] = b'a';
+            }
+        }
+        let high = vec![0xe9u8; 24];
+        assert_eq!(skip_plain(&high, 0, 24), 24);
     }
 
     #[test]
@@ -452,9 +588,17 @@ mod tests {
     #[test]
     fn fields_spill_past_the_inline_array() {
         let names: Vec<String> = (0..40).map(|i| format!("X-{i}")).collect();
-        let mut fields = Fields::new();
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
         for name in &names {
-            fields.push(Field { name, value: b"v" });
+            let start = buf.len();
+            buf.extend_from_slice(name.as_bytes());
+            ranges.push((start..buf.len(), buf.len()..buf.len() + 1));
+            buf.push(b'v');
+        }
+        let mut fields = Fields::new(&buf);
+        for (name, value) in ranges {
+            fields.push(name, value);
         }
         assert_eq!(fields.len(), 40);
         assert_eq!(fields.iter().map(|f| f.name).collect::<Vec<_>>(), names);

@@ -32,8 +32,8 @@
 
 use crate::body::Framing;
 use crate::fields::{
-    is_target_byte, is_tchar, is_token, list_contains, list_elements, scan_field_line,
-    scan_start_line, Field, FieldLine, Fields,
+    ascii_str, is_target_byte, is_tchar, is_token, list_contains, list_elements, scan_field_line,
+    scan_start_line, FieldLine, Fields,
 };
 use crate::target::{authority_valid, Target};
 use crate::{Limits, ParseError, Version};
@@ -123,7 +123,7 @@ pub fn parse_request_head<'b>(
     let (method, target, version) = parse_request_line(line)?;
     pos = line_start + line_len + 2;
 
-    let mut fields = Fields::new();
+    let mut fields = Fields::new(buf);
     let mut checks = FieldChecks::default();
     let field_max = limits.field_content_max();
     loop {
@@ -140,23 +140,20 @@ pub fn parse_request_head<'b>(
                 pos = next;
                 break;
             }
-            FieldLine::Field(name, value, next) => {
+            FieldLine::Field { name, value, next } => {
                 if fields.len() == limits.fields {
                     return Err(ParseError::TooManyHeaders);
                 }
-                // A token, so ASCII: this cannot fail; map rather than unwrap.
-                let name = std::str::from_utf8(name).map_err(|_| ParseError::InvalidHeaderName)?;
-                checks.field(name, value, version)?;
-                fields.push(Field { name, value });
+                checks.field(&buf[name.clone()], &buf[value.clone()], version)?;
+                fields.push(name, value);
                 pos = next;
             }
         }
     }
     let framing = checks.finish(version)?;
-    // Both are ASCII by now (checked byte by byte): these cannot fail.
-    let line = std::str::from_utf8(line).map_err(|_| ParseError::InvalidRequestLine)?;
     Ok(Some(RequestHead {
-        line,
+        // Method, target and version are ASCII, checked byte by byte.
+        line: ascii_str(line),
         method,
         target,
         version,
@@ -199,8 +196,7 @@ fn parse_request_line(line: &[u8]) -> Result<(&str, Target<'_>, Version), ParseE
     if !method_ok {
         return Err(ParseError::InvalidMethod);
     }
-    // Tchars are ASCII: this cannot fail.
-    let method = std::str::from_utf8(method).map_err(|_| ParseError::InvalidMethod)?;
+    let method = ascii_str(method);
     let raw_target = &line[first + 1..last];
     if method == "CONNECT" {
         // Tunnels are not served (nginx answers 405 too); only the target's bytes matter.
@@ -235,10 +231,10 @@ struct FieldChecks {
 }
 
 impl FieldChecks {
-    fn field(&mut self, name: &str, value: &[u8], version: Version) -> Result<(), ParseError> {
+    fn field(&mut self, name: &[u8], value: &[u8], version: Version) -> Result<(), ParseError> {
         // The length tells most names apart before any case-insensitive compare.
         match name.len() {
-            4 if name.eq_ignore_ascii_case("host") => {
+            4 if name.eq_ignore_ascii_case(b"host") => {
                 self.hosts += 1;
                 if self.hosts > 1 {
                     return Err(ParseError::DuplicateHost);
@@ -247,7 +243,7 @@ impl FieldChecks {
                     return Err(ParseError::InvalidHost);
                 }
             }
-            14 if name.eq_ignore_ascii_case("content-length") => {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
                 // Even an identical repeat is refused: a peer that joins them as "5, 5"
                 // or takes the last one could frame differently (gunicorn refuses it too).
                 if self.content_length.is_some() {
@@ -255,7 +251,7 @@ impl FieldChecks {
                 }
                 self.content_length = Some(parse_content_length(value)?);
             }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 // RFC 9112 6.1: a 1.0 message with Transfer-Encoding has unreliable
                 // framing, whatever the coding; say so before judging the codings.
                 if version == Version::Http10 {
@@ -278,11 +274,11 @@ impl FieldChecks {
                     }
                 }
             }
-            10 if name.eq_ignore_ascii_case("connection") => {
+            10 if name.eq_ignore_ascii_case(b"connection") => {
                 self.close |= list_contains(value, "close");
                 self.keep_alive_token |= list_contains(value, "keep-alive");
             }
-            6 if name.eq_ignore_ascii_case("expect") => {
+            6 if name.eq_ignore_ascii_case(b"expect") => {
                 self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
             }
             _ => {}

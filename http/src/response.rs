@@ -9,7 +9,7 @@
 
 use crate::body::Framing;
 use crate::fields::{
-    list_contains, list_elements, scan_field_line, scan_start_line, Field, FieldLine, Fields,
+    ascii_str, list_contains, list_elements, scan_field_line, scan_start_line, FieldLine, Fields,
 };
 use crate::request::parse_content_length;
 use crate::{ParseError, Version};
@@ -53,7 +53,7 @@ pub fn parse_response_head(
     };
     let (version, status, reason) = parse_status_line(&buf[..line_len])?;
     let mut pos = line_len + 2;
-    let mut fields = Fields::new();
+    let mut fields = Fields::new(buf);
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
@@ -67,12 +67,12 @@ pub fn parse_response_head(
                 pos = next;
                 break;
             }
-            FieldLine::Field(name, value, next) => {
+            FieldLine::Field { name, value, next } => {
                 if fields.len() == MAX_RESPONSE_FIELDS {
                     return Err(ParseError::TooManyHeaders);
                 }
-                // A token, so ASCII: this cannot fail.
-                let name = std::str::from_utf8(name).map_err(|_| ParseError::InvalidHeaderName)?;
+                fields.push(name.clone(), value.clone());
+                let (name, value) = (ascii_str(&buf[name]), &buf[value]);
                 if name.eq_ignore_ascii_case("content-length") {
                     // RFC 9112 6.3: a list of equal values may be taken as one.
                     for part in list_elements(value) {
@@ -94,7 +94,6 @@ pub fn parse_response_head(
                     close |= list_contains(value, "close");
                     keep_alive_token |= list_contains(value, "keep-alive");
                 }
-                fields.push(Field { name, value });
                 pos = next;
             }
         }

@@ -4,7 +4,7 @@
 //! the raw target itself. Percent-decoding the path is the app interface's business (the
 //! worker's environ does it for PATH_INFO); here escapes are only checked.
 
-use crate::fields::is_target_byte;
+use crate::fields::{ascii_str, is_reg_name_byte, is_target_byte};
 use crate::ParseError;
 
 /// The four request-target forms of RFC 9112 3.2.
@@ -35,11 +35,12 @@ impl<'b> Target<'b> {
     /// the form the method allows, well-formed `%XX` escapes in the path, and for the
     /// absolute form an authority without userinfo.
     pub fn parse(method: &str, raw: &'b [u8]) -> Result<Target<'b>, ParseError> {
-        if raw.is_empty() || !raw.iter().all(|&b| is_target_byte(b)) {
-            return Err(ParseError::InvalidTarget);
-        }
-        // All visible ASCII by now: this cannot fail, map rather than unwrap.
-        let raw = std::str::from_utf8(raw).map_err(|_| ParseError::InvalidTarget)?;
+        let query_at = scan_target(raw)?;
+        let raw = ascii_str(raw);
+        let (before_query, query) = match query_at {
+            Some(q) => (&raw[..q], Some(&raw[q + 1..])),
+            None => (raw, None),
+        };
         if raw == "*" {
             if method != "OPTIONS" {
                 return Err(ParseError::AsteriskTargetWithoutOptions);
@@ -53,25 +54,22 @@ impl<'b> Target<'b> {
             });
         }
         if raw.starts_with('/') {
-            let (path, query) = split_query(raw);
-            check_path(path)?;
             return Ok(Target {
                 raw,
                 form: TargetForm::Origin,
                 authority: None,
-                path,
+                path: before_query,
                 query,
             });
         }
         if let Some(scheme) = scheme_len(raw) {
-            let rest = &raw[scheme..];
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let rest = &before_query[scheme..];
+            let end = rest.find('/').unwrap_or(rest.len());
             let authority = &rest[..end];
             if !authority_valid(authority.as_bytes(), true, false) {
                 return Err(ParseError::InvalidTarget);
             }
-            let (path, query) = split_query(&rest[end..]);
-            check_path(path)?;
+            let path = &rest[end..];
             return Ok(Target {
                 raw,
                 form: TargetForm::Absolute,
@@ -130,23 +128,34 @@ impl<'b> Target<'b> {
     }
 }
 
-/// `path?query` → (path, Some(query)); `path` → (path, None).
-fn split_query(s: &str) -> (&str, Option<&str>) {
-    match s.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (s, None),
+/// One pass over a target: every byte visible ASCII but `#`, every `%` before the query
+/// a `%XX` escape. Returns where the `?` is. The path is what gets percent-decoded into
+/// PATH_INFO, so its escapes must be well formed (an absolute form's authority is checked
+/// again on its own); the query is handed to the app raw, so a stray `%` there is
+/// tolerated as browsers send it.
+fn scan_target(raw: &[u8]) -> Result<Option<usize>, ParseError> {
+    if raw.is_empty() {
+        return Err(ParseError::InvalidTarget);
     }
-}
-
-/// The path is what gets percent-decoded into PATH_INFO, so its escapes must be well
-/// formed; the query is handed to the app raw, so a stray `%` there is tolerated as
-/// browsers send it.
-fn check_path(path: &str) -> Result<(), ParseError> {
-    if percent_escapes_valid(path.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ParseError::InvalidTarget)
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'?' => {
+                return if raw[i..].iter().all(|&b| is_target_byte(b)) {
+                    Ok(Some(i))
+                } else {
+                    Err(ParseError::InvalidTarget)
+                }
+            }
+            b'%' => match raw.get(i + 1..i + 3) {
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return Err(ParseError::InvalidTarget),
+            },
+            b if is_target_byte(b) => i += 1,
+            _ => return Err(ParseError::InvalidTarget),
+        }
     }
+    Ok(None)
 }
 
 /// Length of a leading `http://` or `https://` (case-insensitive).
@@ -203,27 +212,8 @@ pub(crate) fn authority_valid(s: &[u8], require_host: bool, require_port: bool) 
         }
     };
     let reg_name_ok = host.first() == Some(&b'[')
-        || (host.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        }) && percent_escapes_valid(host));
+        || (host.iter().all(|&b| is_reg_name_byte(b))
+            && (!host.contains(&b'%') || percent_escapes_valid(host)));
     if !reg_name_ok || (require_host && host.is_empty()) {
         return false;
     }
