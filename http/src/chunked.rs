@@ -339,38 +339,52 @@ impl ChunkedDecoder {
     /// The digits seen so far of a chunk-size line are plausible, and do not already
     /// declare too much (more digits only make the size larger).
     fn check_size_prefix(&self, partial: &[u8]) -> Result<(), ParseError> {
-        let digits = partial.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-        if digits > MAX_SIZE_DIGITS {
-            return Err(ParseError::ChunkSizeTooLong);
+        // Digit by digit, as they arrive: the first digit that makes the size wrong
+        // decides which error, whether the line came whole or a byte at a time.
+        let mut size: u64 = 0;
+        let mut digits = 0;
+        for &d in partial {
+            let Some(v) = hex_digit(d) else {
+                break;
+            };
+            digits += 1;
+            if digits > MAX_SIZE_DIGITS {
+                return Err(ParseError::ChunkSizeTooLong);
+            }
+            size = (size << 4) | u64::from(v);
+            let total = self
+                .declared
+                .checked_add(size)
+                .filter(|&total| total <= MAX_BODY_LEN)
+                .ok_or(ParseError::ChunkSizeTooLarge)?;
+            if self.max_body > 0 && total > self.max_body {
+                return Err(ParseError::BodyTooLarge);
+            }
         }
         match partial.get(digits) {
-            None => {}
-            Some(_) if digits == 0 => return Err(ParseError::InvalidChunkSize),
-            Some(b' ' | b'\t' | b';' | b'\r') => {}
-            Some(_) => return Err(ParseError::InvalidChunkSize),
+            None => Ok(()),
+            Some(_) if digits == 0 => Err(ParseError::InvalidChunkSize),
+            Some(b' ' | b'\t' | b';' | b'\r') => Ok(()),
+            Some(_) => Err(ParseError::InvalidChunkSize),
         }
-        let total = self
-            .declared
-            .checked_add(hex_value(&partial[..digits]))
-            .filter(|&total| total <= MAX_BODY_LEN)
-            .ok_or(ParseError::ChunkSizeTooLarge)?;
-        if self.max_body > 0 && total > self.max_body {
-            return Err(ParseError::BodyTooLarge);
-        }
-        Ok(())
+    }
+}
+
+fn hex_digit(d: u8) -> Option<u8> {
+    match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
     }
 }
 
 /// The value of at most 16 hex digits.
 fn hex_value(digits: &[u8]) -> u64 {
-    digits.iter().fold(0u64, |size, &d| {
-        let v = match d {
-            b'0'..=b'9' => d - b'0',
-            b'a'..=b'f' => d - b'a' + 10,
-            _ => d - b'A' + 10,
-        };
-        (size << 4) | u64::from(v)
-    })
+    digits
+        .iter()
+        .filter_map(|&d| hex_digit(d))
+        .fold(0u64, |size, v| (size << 4) | u64::from(v))
 }
 
 /// `chunk-size [ chunk-ext ]`, CRLF removed; the digits are checked already.
