@@ -29,7 +29,7 @@ pub use body::{BodyDecoder, Decoded, Framing};
 pub use chunked::{push_chunk, ChunkedDecoder, DecodeProgress, LAST_CHUNK};
 pub use error::ParseError;
 pub use fields::{is_framing_field, is_hop_by_hop, Field, Fields, Header, HOP_BY_HOP};
-pub use limits::{Limit, Limits};
+pub use limits::{Limit, LimitError, Limits};
 pub use request::{parse_request_head, RequestHead};
 pub use response::{parse_response_head, ResponseHead};
 pub use status::reason;

@@ -106,6 +106,14 @@ impl Limit {
     }
 }
 
+/// A configured value out of a limit's range; displays as one line naming the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}: expected {}, got {value}", .limit.name(), .limit.expected())]
+pub struct LimitError {
+    pub limit: Limit,
+    pub value: u64,
+}
+
 impl Limits {
     pub fn get(&self, limit: Limit) -> usize {
         match limit {
@@ -115,11 +123,9 @@ impl Limits {
         }
     }
 
-    /// Sets `limit` from a configured value; `Err` carries the one-line reason.
-    pub fn set(&mut self, limit: Limit, n: u64) -> Result<(), String> {
-        let value = limit
-            .value(n)
-            .ok_or_else(|| format!("{}: expected {}, got {n}", limit.name(), limit.expected()))?;
+    /// Sets `limit` from a configured value, refusing one out of range.
+    pub fn set(&mut self, limit: Limit, n: u64) -> Result<(), LimitError> {
+        let value = limit.value(n).ok_or(LimitError { limit, value: n })?;
         match limit {
             Limit::RequestLine => self.request_line = value,
             Limit::Fields => self.fields = value,
@@ -189,7 +195,10 @@ mod tests {
         let mut limits = Limits::default();
         limits.set(Limit::FieldSize, 16384).unwrap();
         assert_eq!(limits.field_size, 16384);
-        let err = limits.set(Limit::RequestLine, 65536).unwrap_err();
+        let err = limits
+            .set(Limit::RequestLine, 65536)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("limit_request_line: expected"), "{err}");
         assert!(!err.contains('\n'));
     }
