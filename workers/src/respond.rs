@@ -9,8 +9,6 @@ use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
-
 use crate::app::{App, Body, ChunkStream, Environ, Headers, Input, Response};
 use crate::clock::with_http_date;
 use crate::http::Version;
@@ -53,12 +51,12 @@ pub enum Framing {
 
 /// Where the rest of a body comes from once the head (and any bytes body) is written.
 pub enum BodySource {
-    /// An inline app's stream, pulled on the loop.
+    /// An app's stream: an inline app's, pulled on the loop, or a threaded app's,
+    /// pulled on its app thread (`crate::pool::Pulled`, which says `WouldBlock` until
+    /// the thread has the next chunk).
     Iter(ChunkStream),
     /// A file, read on the loop `remaining` bytes at a time (None = to its end).
     File { file: File, remaining: Option<u64> },
-    /// Chunks an app thread pulls from a threaded app's stream.
-    Channel(Receiver<std::io::Result<Vec<u8>>>),
 }
 
 /// The outcome of one exchange: whether the connection may be reused, and the body still to send.
@@ -325,7 +323,7 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 
 impl BodySource {
     /// Pull the next piece of body. `Ok(None)` is the end; `Err(WouldBlock)` means an app
-    /// thread has not produced the next chunk yet (the loop is woken when it has).
+    /// thread has not produced the next chunk yet (the loop is told when it has).
     pub fn next_chunk(&mut self, scratch: &mut [u8]) -> std::io::Result<Option<Vec<u8>>> {
         match self {
             BodySource::Iter(stream) => stream.next().transpose(),
@@ -350,13 +348,6 @@ impl BodySource {
                 }
                 Ok(Some(scratch[..got].to_vec()))
             }
-            BodySource::Channel(rx) => match rx.try_recv() {
-                Ok(chunk) => chunk.map(Some),
-                Err(crossbeam_channel::TryRecvError::Empty) => {
-                    Err(std::io::ErrorKind::WouldBlock.into())
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => Ok(None),
-            },
         }
     }
 }
