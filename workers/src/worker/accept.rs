@@ -90,7 +90,6 @@ impl Worker {
             };
             match listener.accept() {
                 Ok((stream, peer, local)) => {
-                    self.accepting_again();
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     let mut conn = Conn::new(key, stream, ConnInfo::new(peer, local));
@@ -104,8 +103,10 @@ impl Worker {
                     }
                     entry.insert(conn);
                 }
-                // accept(2) takes a descriptor before it looks at the queue, so an
-                // empty queue also says one was free.
+                // The queue is drained, and accept(2) takes a descriptor before it
+                // looks at the queue, so one was free: the worker has caught up. (A
+                // successful accept alone ends nothing: freeing one descriptor and
+                // taking it again is still the same shortage.)
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.accepting_again();
                     return;
@@ -148,7 +149,7 @@ impl Worker {
         }
     }
 
-    /// An accept got through: end a pause, saying how long it lasted.
+    /// The accept queue is drained: end a pause, saying how long it lasted.
     fn accepting_again(&mut self) {
         if let Accepting::Starved {
             since, failures, ..
