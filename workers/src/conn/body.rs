@@ -128,7 +128,10 @@ impl Pending {
                     .decode(input, &mut decoded)
                     .map_err(BodyError::Framing)?;
                 self.received += decoded.len() as u64;
-                if limit > 0 && self.received > limit {
+                // What a chunk size announces counts at once: a chunk that would pass
+                // the limit is refused before its data is read.
+                let announced = self.received.saturating_add(decoder.chunk_remaining());
+                if limit > 0 && announced > limit {
                     return Err(BodyError::TooLarge);
                 }
                 self.sink

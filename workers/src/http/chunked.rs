@@ -87,6 +87,15 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Bytes of the current chunk's declared size not decoded yet (0 between chunks), so
+    /// a caller can refuse at once a chunk that alone would pass its body limit.
+    pub fn chunk_remaining(&self) -> u64 {
+        match self.state {
+            State::Data { remaining } => remaining,
+            _ => 0,
+        }
+    }
+
     /// Trailer fields received so far (complete once [`is_done`](Self::is_done)).
     pub fn trailers(&self) -> &[Header] {
         &self.trailers
