@@ -4,8 +4,9 @@
 //! What it cannot put in the output buffer at once (a streamed or file body) it hands
 //! back as a [`BodySource`] for the loop to pull from.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -13,6 +14,10 @@ use crate::app::{App, Body, ChunkStream, Environ, Headers, Input, Response};
 use crate::clock::with_http_date;
 use crate::http::Version;
 use crate::log::{AccessLog, AccessRecord};
+
+/// Bodies up to this size are copied after the head, to go out in the same write;
+/// larger ones are sent from their own buffer.
+const COPY_BODY_MAX: usize = 64 * 1024;
 
 /// Hop-by-hop headers: an app may not set them; the server owns the connection.
 const HOP_BY_HOP: [&str; 8] = [
@@ -55,6 +60,11 @@ pub enum BodySource {
     /// pulled on its app thread (`crate::pool::Pulled`, which says `WouldBlock` until
     /// the thread has the next chunk).
     Iter(ChunkStream),
+    /// A bytes body too large to copy into the output buffer, sent from its own.
+    Bytes {
+        data: Cow<'static, [u8]>,
+        sent: usize,
+    },
     /// A file, read on the loop `remaining` bytes at a time (None = to its end).
     File { file: File, remaining: Option<u64> },
 }
@@ -193,6 +203,15 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     }
 
     let no_body_status = status < 200 || status == 204 || status == 304;
+    let body = match body {
+        // A file's length is known from the file: framed by Content-Length (and so
+        // sendable with sendfile) rather than chunked.
+        Body::File { file, len: None } => {
+            let len = file_remaining(&file);
+            Body::File { file, len }
+        }
+        other => other,
+    };
     let length = declared_len.or_else(|| body.known_len());
     let framing = if no_body_status {
         Framing::NoBody
@@ -204,6 +223,23 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         keep_alive = false;
         Framing::UntilClose
     };
+
+    let send_body = !ctx.is_head && framing != Framing::NoBody;
+    // (A file's or a stream's mismatch shows as it is sent: see `conn`.)
+    let in_memory = matches!(body, Body::Empty | Body::Static(_) | Body::Bytes(_));
+    if let (true, true, Some(declared), Some(actual)) =
+        (send_body, in_memory, declared_len, body.known_len())
+    {
+        if declared != actual {
+            // The client would read the rest of the connection out of step with the
+            // responses: send what was declared at most, then close.
+            crate::log_warning!(
+                "app declared Content-Length {declared} for a body of {actual} bytes: \
+                 closing the connection after it"
+            );
+            keep_alive = false;
+        }
+    }
 
     let version = match ctx.version {
         Version::Http10 => "HTTP/1.0",
@@ -251,7 +287,6 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         });
     }
 
-    let send_body = !ctx.is_head && framing != Framing::NoBody;
     // A HEAD answer ends with its head, whatever the app's body would have been.
     let framing = if send_body { framing } else { Framing::NoBody };
     let rest = if !send_body {
@@ -259,14 +294,17 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } else {
         match body {
             Body::Empty => None,
-            Body::Static(bytes) => {
+            Body::Static(bytes) if bytes.len() <= COPY_BODY_MAX => {
                 push_limited(out, bytes, framing);
                 None
             }
-            Body::Bytes(bytes) => {
+            Body::Bytes(bytes) if bytes.len() <= COPY_BODY_MAX => {
                 push_limited(out, &bytes, framing);
                 None
             }
+            // Larger bodies are sent from their own buffer, never copied whole.
+            Body::Static(bytes) => Some(BodySource::bytes(Cow::Borrowed(bytes), framing)),
+            Body::Bytes(bytes) => Some(BodySource::bytes(Cow::Owned(bytes), framing)),
             Body::Stream(stream) => Some(BodySource::Iter(stream)),
             Body::File { file, len } => Some(BodySource::File {
                 file,
@@ -282,6 +320,18 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         framing,
         rest,
     }
+}
+
+/// What is left of a regular file from its current position; None for anything else
+/// (a pipe, a device), which is then sent chunked.
+fn file_remaining(file: &File) -> Option<u64> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut file = file;
+    let pos = file.stream_position().ok()?;
+    Some(meta.len().saturating_sub(pos))
 }
 
 /// Append a bytes body, never more than a declared Content-Length.
@@ -322,11 +372,34 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 }
 
 impl BodySource {
+    /// A bytes body sent from its own buffer, never more than a declared Content-Length.
+    fn bytes(mut data: Cow<'static, [u8]>, framing: Framing) -> BodySource {
+        if let Framing::Length(n) = framing {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if data.len() > n {
+                match &mut data {
+                    Cow::Borrowed(bytes) => *bytes = &bytes[..n],
+                    Cow::Owned(bytes) => bytes.truncate(n),
+                }
+            }
+        }
+        BodySource::Bytes { data, sent: 0 }
+    }
+
     /// Pull the next piece of body. `Ok(None)` is the end; `Err(WouldBlock)` means an app
     /// thread has not produced the next chunk yet (the loop is told when it has).
     pub fn next_chunk(&mut self, scratch: &mut [u8]) -> std::io::Result<Option<Vec<u8>>> {
         match self {
             BodySource::Iter(stream) => stream.next().transpose(),
+            BodySource::Bytes { data, sent } => {
+                let n = (data.len() - *sent).min(scratch.len());
+                if n == 0 {
+                    return Ok(None);
+                }
+                let chunk = data[*sent..*sent + n].to_vec();
+                *sent += n;
+                Ok(Some(chunk))
+            }
             BodySource::File { file, remaining } => {
                 let want = match remaining {
                     Some(0) => return Ok(None),
