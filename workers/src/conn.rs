@@ -9,6 +9,7 @@
 //! the buffer, or any `WouldBlock`, clears it until the next event.
 
 mod body;
+mod send;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -21,11 +22,11 @@ use crate::http::{parse_request_head, BodyKind, ChunkedDecoder, RequestHead, Ver
 use crate::log::AccessLog;
 use crate::pool::{Job, Ticket};
 use crate::respond::{
-    call_app, error_response, push_chunk, write_response, BodySource, Exchange, Framing,
-    ResponseContext,
+    call_app, error_response, write_response, BodySource, Exchange, ResponseContext,
 };
 use crate::stream::Stream;
 use body::{BodyError, Pending, Progress};
+use send::Streaming;
 
 /// Stop parsing pipelined requests while this much response is still unsent.
 const OUT_HIGH_WATER: usize = 256 * 1024;
@@ -110,18 +111,6 @@ enum State {
     Lingering { until: Instant },
 }
 
-/// A response body being sent after its head.
-struct Streaming {
-    source: BodySource,
-    framing: Framing,
-    /// Bytes still owed under Content-Length.
-    remaining: Option<u64>,
-    keep_alive: bool,
-    /// For a body an app thread pulls: its ticket, and when the request went to the app
-    /// (`--request-timeout` covers the whole exchange, stream included).
-    app: Option<(Ticket, Instant)>,
-}
-
 pub struct Conn {
     key: usize,
     pub stream: Stream,
@@ -203,6 +192,22 @@ impl Conn {
     /// The worker began to retire: read what the client has already sent, regardless of
     /// the cached readiness, and answer it (the last request with `Connection: close`).
     pub fn retire(&mut self, cx: &mut Context) -> Outcome {
+        self.readable = true;
+        self.drive(cx)
+    }
+
+    /// The client shut its sending side (the socket said so). If an app thread is
+    /// pulling a stream for this connection and the client sent nothing more, the
+    /// client has gone, as nginx judges it: drop the connection now, so the thread lets
+    /// go of the app's iterator as soon as it next hands over a chunk, rather than after
+    /// a write has failed a chunk later.
+    pub fn client_shut(&mut self, cx: &mut Context) -> Outcome {
+        if let State::Stream(s) = &self.state {
+            if s.app.is_some() && self.inbuf.is_empty() && self.stream.peer_done_sending() {
+                crate::log_debug!("{} closed during a streamed answer", self.peer_name());
+                return Outcome::Close;
+            }
+        }
         self.readable = true;
         self.drive(cx)
     }
@@ -567,86 +572,16 @@ impl Conn {
             Some(source) => {
                 // Only a stream an app thread pulls keeps the app's clock running.
                 let app = pulled.filter(|_| matches!(source, BodySource::Iter(_)));
-                State::Stream(Box::new(Streaming {
-                    remaining: match answer.framing {
-                        Framing::Length(n) => Some(n),
-                        _ => None,
-                    },
+                State::Stream(Box::new(Streaming::new(
                     source,
-                    framing: answer.framing,
-                    keep_alive: answer.keep_alive,
+                    answer.framing,
+                    answer.keep_alive,
                     app,
-                }))
+                )))
             }
             None if answer.keep_alive => State::Idle,
             None => State::Closing,
         };
-    }
-
-    fn on_stream(&mut self, cx: &mut Context) -> Step {
-        if self.unsent() > 0 {
-            if self.flush().is_err() {
-                return Step::Close;
-            }
-            if self.unsent() > 0 {
-                return Step::Wait;
-            }
-        }
-        let State::Stream(s) = &mut self.state else {
-            return Step::Wait;
-        };
-        match s.source.next_chunk(&mut cx.scratch) {
-            Ok(Some(mut chunk)) => {
-                match s.framing {
-                    Framing::Length(_) => {
-                        let left = s.remaining.unwrap_or(0);
-                        if chunk.len() as u64 > left {
-                            // The app sends more than it declared: what follows could
-                            // only be read as the next response. Send what was
-                            // declared, drop the rest of the body, and close.
-                            crate::log_warning!(
-                                "app body longer than its Content-Length: closing the connection"
-                            );
-                            chunk.truncate(left as usize);
-                            self.out.extend_from_slice(&chunk);
-                            self.state = State::Closing;
-                            return Step::Again;
-                        }
-                        s.remaining = Some(left - chunk.len() as u64);
-                        self.out.extend_from_slice(&chunk);
-                    }
-                    Framing::Chunked => push_chunk(&mut self.out, &chunk),
-                    Framing::UntilClose => self.out.extend_from_slice(&chunk),
-                    Framing::NoBody => {}
-                }
-                Step::Again
-            }
-            Ok(None) => {
-                let mut keep = s.keep_alive;
-                match s.framing {
-                    Framing::Chunked => self.out.extend_from_slice(b"0\r\n\r\n"),
-                    Framing::Length(_) if s.remaining.unwrap_or(0) > 0 => {
-                        // The app promised more than it gave: the client cannot tell
-                        // where the body ends, so the connection must end.
-                        crate::log_warning!(
-                            "app body shorter than its Content-Length: closing the connection"
-                        );
-                        keep = false;
-                    }
-                    Framing::UntilClose => keep = false,
-                    _ => {}
-                }
-                self.state = if keep { State::Idle } else { State::Closing };
-                Step::Again
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Step::Wait,
-            Err(e) => {
-                crate::log_error!("error streaming response body: {e}");
-                // A body cut short cannot be framed as complete: no terminator, close.
-                self.state = State::Closing;
-                Step::Again
-            }
-        }
     }
 
     fn on_closing(&mut self) -> Step {

@@ -215,13 +215,17 @@ impl Worker {
                             self.close(key);
                             continue;
                         }
-                        if event.is_readable() || event.is_read_closed() {
+                        if event.is_readable() {
                             conn.readable = true;
                         }
                         if event.is_writable() {
                             conn.writable = true;
                         }
-                        let outcome = conn.drive(&mut self.cx);
+                        let outcome = if event.is_read_closed() {
+                            conn.client_shut(&mut self.cx)
+                        } else {
+                            conn.drive(&mut self.cx)
+                        };
                         self.settle(key, outcome);
                     }
                 }
