@@ -10,7 +10,7 @@ use std::io::{Read, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use crate::app::{App, Body, ChunkStream, Environ, Headers, Input, Response};
+use crate::app::{App, Body, ChunkStream, Environ, Input, Response};
 use crate::clock::with_http_date;
 use crate::http::Version;
 use crate::log::{AccessLog, AccessRecord};
@@ -167,22 +167,21 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } = *ex;
     let Response {
         status,
-        headers,
+        headers: mut kept,
         body,
     } = response;
     let mut keep_alive = ctx.keep_alive;
     let mut declared_len: Option<u64> = None;
-    // Moved, not copied: static header names and values stay borrowed.
-    let mut kept: Headers = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
+    // Filtered in place: no header list is built per response.
+    kept.retain(|(name, value)| {
         if name.eq_ignore_ascii_case("content-length") {
             match value.trim().parse::<u64>() {
                 Ok(n) => declared_len = Some(n),
                 Err(_) => crate::log_warning!("app sent invalid Content-Length {value:?}: ignored"),
             }
-            continue;
+            return false;
         }
-        if is_hop_by_hop(&name) {
+        if is_hop_by_hop(name) {
             if name.eq_ignore_ascii_case("connection")
                 && value
                     .split(',')
@@ -190,17 +189,17 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
             {
                 keep_alive = false;
             }
-            continue;
+            return false;
         }
         if name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f)
             || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
         {
             // A header that would split the response: refuse it rather than send it.
             crate::log_error!("app sent an invalid header {name:?}: dropped");
-            continue;
+            return false;
         }
-        kept.push((name, value));
-    }
+        true
+    });
 
     let no_body_status = status < 200 || status == 204 || status == 304;
     let body = match body {
