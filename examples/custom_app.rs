@@ -5,7 +5,8 @@
 //!     curl http://127.0.0.1:8000/hello
 //!
 //! Its routes also exercise the server in the integration tests: an app that may block
-//! (it runs on the app threads), a panic, a slow answer, a streamed body and a file.
+//! (it runs on the app threads), a panic, a slow answer, a streamed body (which may break
+//! the length it declares, or never end), and a file (`DEMO_FILE`, else Cargo.toml).
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -17,13 +18,36 @@ use rgunicorn::{App, Body, Environ, Input, Mode, Response};
 struct Demo;
 
 fn query_number(environ: &Environ, key: &str, default: u64) -> u64 {
+    query_value(environ, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn query_value<'a>(environ: &'a Environ, key: &str) -> Option<&'a str> {
     environ
         .query_string
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(default)
+        .map(|(_, v)| v)
+}
+
+/// The body of `/forever`.
+struct Forever(Duration);
+
+impl Iterator for Forever {
+    type Item = std::io::Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        std::thread::sleep(self.0);
+        Some(Ok(b"tick\n".to_vec()))
+    }
+}
+
+impl Drop for Forever {
+    fn drop(&mut self) {
+        // On the app thread that pulled it: the server let go of the stream.
+        eprintln!("demo stream dropped");
+    }
 }
 
 fn text(status: u16, body: String) -> Response {
@@ -58,15 +82,40 @@ impl App for Demo {
             "/stream" => {
                 let chunks = query_number(environ, "n", 3);
                 let size = query_number(environ, "size", 5) as usize;
+                let mut headers = vec![("Content-Type".into(), "text/plain".into())];
+                // For the tests: a declared length the body may not keep to.
+                if let Some(n) = query_value(environ, "declare") {
+                    headers.push(("Content-Length".into(), n.to_string().into()));
+                }
                 Response::new(
                     200,
-                    vec![("Content-Type".into(), "text/plain".into())],
+                    headers,
                     Body::Stream(Box::new(
                         (0..chunks).map(move |i| Ok(vec![b'a' + (i % 26) as u8; size])),
                     )),
                 )
             }
-            "/file" => match std::fs::File::open("Cargo.toml") {
+            // A body that is not as long as the Content-Length it declares.
+            "/lie" => Response::new(
+                200,
+                vec![(
+                    "Content-Length".into(),
+                    query_number(environ, "declare", 10).to_string().into(),
+                )],
+                Body::Static(b"hello\n"),
+            ),
+            // A stream that never ends: a chunk every `ms`; says when it is dropped.
+            "/forever" => {
+                let pause = Duration::from_millis(query_number(environ, "ms", 100));
+                Response::new(
+                    200,
+                    vec![("Content-Type".into(), "text/plain".into())],
+                    Body::Stream(Box::new(Forever(pause))),
+                )
+            }
+            "/file" => match std::fs::File::open(
+                std::env::var_os("DEMO_FILE").unwrap_or_else(|| "Cargo.toml".into()),
+            ) {
                 Ok(file) => Response::new(
                     200,
                     vec![("Content-Type".into(), "text/plain".into())],

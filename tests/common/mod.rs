@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -230,6 +232,11 @@ impl<R: Read> Reader<R> {
             inner,
             buf: Vec::new(),
         }
+    }
+
+    /// The connection underneath, to send the next request on.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
     }
 
     fn fill(&mut self) -> std::io::Result<usize> {

@@ -1,62 +1,89 @@
 //! One client connection's state machine: read and parse a request head, receive its
-//! body, hand it to the app (inline or on the pool), write the answer, then wait for the
-//! next request or close. The event loop ([`crate::worker`]) owns the sockets and calls
-//! [`Conn::drive`] whenever something about this connection changed.
+//! body ([`body`]), hand it to the app (inline, or as a [`Job`] for the app threads),
+//! write the answer, then wait for the next request or close. The event loop
+//! ([`crate::worker`]) owns the sockets, lends every connection the worker's
+//! [`Context`], and calls [`Conn::drive`] whenever something about this connection
+//! changed; every time the connection keeps lives in its [`State`].
 //!
 //! Readiness is cached per direction (edge-triggered poll): a read that fills less than
 //! the buffer, or any `WouldBlock`, clears it until the next event.
 
-use std::fs::File;
-use std::io::{self, Cursor, ErrorKind, Read, Seek, Write};
-use std::sync::Arc;
-use std::time::Instant;
+mod body;
+mod send;
 
-use crate::app::{App, Environ, Input, Mode};
+use std::io::{self, ErrorKind, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::{App, Environ, Input, Mode, Response};
 use crate::config::WorkerConfig;
 use crate::environ::{self, ConnInfo};
-use crate::http::{ChunkedDecoder, DecodeProgress, ParseError, Version};
+use crate::http::{ChunkedDecoder, Framing, Version};
 use crate::log::AccessLog;
-use crate::pool::{Job, Pool};
+use crate::pool::{Job, Ticket};
 use crate::respond::{
-    call_app, error_response, push_chunk, write_response, Answer, BodySource, Exchange, Framing,
-    ResponseContext,
+    call_app, error_response, write_response, BodySource, Exchange, ResponseContext,
 };
 use crate::stream::Stream;
+use body::{BodyError, Pending, Progress};
+use send::Streaming;
 
 /// Stop parsing pipelined requests while this much response is still unsent.
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection keeps draining what the client still sends, so the
 /// client reads our final response instead of a reset.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
+/// How long a retiring worker waits for the next request of an idle connection when
+/// keep-alive is off (so the only idle connections are new ones).
+const RETIRE_WAIT_NO_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// What the worker owns and lends to a connection while it is driven.
+pub struct Context {
+    pub app: Arc<dyn App>,
+    pub mode: Mode,
+    pub cfg: WorkerConfig,
+    pub access: Option<AccessLog>,
+    pub scratch: Vec<u8>,
+    /// Requests this worker has started: drives max_requests and numbers the tickets.
+    pub requests: u64,
+    /// The worker is retiring: each connection answers the requests it has received,
+    /// the last with `Connection: close`, and an idle one waits only a short while for
+    /// its next request.
+    pub retiring: bool,
+}
+
+impl Context {
+    /// How long a retiring worker waits for an idle connection's next request.
+    fn retire_wait(&self) -> Duration {
+        if self.cfg.keepalive.is_zero() {
+            RETIRE_WAIT_NO_KEEPALIVE
+        } else {
+            self.cfg.keepalive
+        }
+    }
+}
 
 /// What the loop should do with the connection after driving it.
-#[derive(Debug, PartialEq, Eq)]
+// A job moves once per request; boxing it would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
+    /// Nothing to do: the connection waits for its socket, an app thread or the clock.
     Open,
+    /// A request is ready for the app threads: submit it. The connection waits in
+    /// [`State::App`] for the answer with this job's ticket.
+    Dispatched(Job),
+    /// Done with: deregister and drop it.
     Close,
 }
 
+#[allow(clippy::large_enum_variant)] // as Outcome
 enum Step {
     /// The state changed: look again.
     Again,
     /// Nothing to do until the socket, the app pool or the clock says so.
     Wait,
+    Dispatch(Job),
     Close,
-}
-
-/// What the worker lends a connection while it is driven.
-pub struct Cx<'a> {
-    pub key: usize,
-    pub app: &'a Arc<dyn App>,
-    pub mode: Mode,
-    pub pool: Option<&'a Pool>,
-    pub cfg: &'a WorkerConfig,
-    pub access: Option<&'a AccessLog>,
-    pub scratch: &'a mut [u8],
-    /// The worker is retiring: answer what is in flight with `Connection: close`.
-    pub stopping: bool,
-    /// Requests this worker has started; drives max_requests.
-    pub requests: &'a mut u64,
 }
 
 /// What a parsed request head leaves behind once its bytes are drained from the input.
@@ -69,48 +96,33 @@ struct Request {
     expect_continue: bool,
 }
 
-/// A request whose body is still arriving.
-struct Pending {
-    environ: Environ,
-    ctx: ResponseContext,
-    started: Instant,
-    framing: BodyFraming,
-    sink: Sink,
-    received: u64,
-}
-
-enum BodyFraming {
-    Length { remaining: u64 },
-    Chunked(ChunkedDecoder),
-}
-
-/// Where a body goes: memory up to body_buffer_size, then an unlinked temp file.
-enum Sink {
-    Memory(Vec<u8>),
-    File(File),
-}
-
+/// What a connection waits for, with the times its deadlines count from.
 enum State {
-    /// Waiting for a request head; `started` is when its first byte came.
-    Head { started: Option<Instant> },
-    /// Waiting for the rest of a request body.
+    /// The first byte of a request head (a new connection, or between keep-alive
+    /// requests). Its deadline counts from the last bytes moved.
+    Idle,
+    /// The rest of a request head whose first byte came at `started`.
+    Head { started: Instant },
+    /// The rest of a request body.
     Body(Box<Pending>),
-    /// Waiting for an app thread's answer.
-    App,
-    /// Waiting to send more of a streamed body.
-    Stream {
-        source: BodySource,
-        framing: Framing,
-        remaining: Option<u64>,
-        keep_alive: bool,
+    /// An app thread's answer to the request it took at `since`; `ctx` and `started`
+    /// frame that answer.
+    App {
+        ticket: Ticket,
+        since: Instant,
+        ctx: ResponseContext,
+        started: Instant,
     },
-    /// Waiting for the last response to be flushed before closing.
+    /// Room in the socket for a body not yet all in the output buffer.
+    Stream(Box<Streaming>),
+    /// The last response to be flushed; then the write side is shut.
     Closing,
-    /// Write side shut; reading and discarding until EOF or the deadline.
+    /// Write side shut; reading and discarding until EOF or `until`.
     Lingering { until: Instant },
 }
 
 pub struct Conn {
+    key: usize,
     pub stream: Stream,
     info: ConnInfo,
     inbuf: Vec<u8>,
@@ -124,15 +136,25 @@ pub struct Conn {
     last_active: Instant,
 }
 
+/// What one read gave.
+enum Got {
+    Data,
+    Eof,
+    Empty,
+    Failed,
+}
+
 impl Conn {
-    pub fn new(stream: Stream, info: ConnInfo) -> Conn {
+    /// A connection accepted into slab entry `key`.
+    pub fn new(key: usize, stream: Stream, info: ConnInfo) -> Conn {
         Conn {
+            key,
             stream,
             info,
             inbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
-            state: State::Head { started: None },
+            state: State::Idle,
             readable: false,
             writable: false,
             served: 0,
@@ -140,90 +162,162 @@ impl Conn {
         }
     }
 
-    /// An idle keep-alive connection: closed at once when the worker stops.
-    pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head { started: None })
-            && self.inbuf.is_empty()
-            && self.out_pos >= self.out.len()
-    }
-
     /// Make all the progress possible now.
-    pub fn drive(&mut self, cx: &mut Cx) -> Outcome {
+    pub fn drive(&mut self, cx: &mut Context) -> Outcome {
         loop {
             let step = match self.state {
-                State::Head { .. } => self.on_head(cx),
+                State::Idle | State::Head { .. } => self.on_head(cx),
                 State::Body(_) => self.on_body(cx),
-                State::App => Step::Wait,
-                State::Stream { .. } => self.on_stream(cx),
+                State::App { .. } => Step::Wait,
+                State::Stream(_) => self.on_stream(cx),
                 State::Closing => self.on_closing(),
                 State::Lingering { .. } => self.on_linger(cx),
             };
             match step {
                 Step::Again => continue,
                 Step::Close => return Outcome::Close,
-                Step::Wait => {
+                Step::Dispatch(job) => {
+                    // Earlier pipelined answers go out before the app thread is busy.
                     return match self.flush() {
-                        Ok(()) => Outcome::Open,
+                        Ok(()) => Outcome::Dispatched(job),
                         Err(_) => Outcome::Close,
+                    };
+                }
+                Step::Wait => {
+                    let before = self.unsent();
+                    if self.flush().is_err() {
+                        return Outcome::Close;
                     }
+                    // Sending made room under the high-water mark: parsing and reading
+                    // may go on, and no event will say so (edge-triggered).
+                    if before > OUT_HIGH_WATER && self.unsent() <= OUT_HIGH_WATER {
+                        continue;
+                    }
+                    return Outcome::Open;
                 }
             }
         }
     }
 
-    /// An app thread's answer arrived.
-    pub fn answered(&mut self, out: Vec<u8>, answer: Answer, cx: &mut Cx) -> Outcome {
-        if !matches!(self.state, State::App) {
-            // Too late: the client was already answered 504 (`gateway_timeout`).
-            return self.drive(cx);
-        }
-        if self.out_pos >= self.out.len() {
-            self.out = out;
-            self.out_pos = 0;
-        } else {
-            self.out.extend_from_slice(&out);
-        }
-        self.after_answer(answer);
+    /// The worker began to retire: read what the client has already sent, regardless of
+    /// the cached readiness, and answer it (the last request with `Connection: close`).
+    pub fn retire(&mut self, cx: &mut Context) -> Outcome {
+        self.readable = true;
         self.drive(cx)
     }
 
-    /// The app has held this connection's request longer than `request_timeout`: answer
-    /// 504 and close. The 504 is queued behind any earlier pipelined answer not yet sent,
-    /// so the client reads its responses in order; the app's late answer is dropped.
-    pub fn gateway_timeout(&mut self, cx: &mut Cx) -> Outcome {
-        self.fail(504, cx);
+    /// The client shut its sending side (the socket said so). If an app thread is
+    /// pulling a stream for this connection and the client sent nothing more, the
+    /// client has gone, as nginx judges it: drop the connection now, so the thread lets
+    /// go of the app's iterator as soon as it next hands over a chunk, rather than after
+    /// a write has failed a chunk later.
+    pub fn client_shut(&mut self, cx: &mut Context) -> Outcome {
+        if let State::Stream(s) = &self.state {
+            if s.app.is_some() && self.inbuf.is_empty() && self.stream.peer_done_sending() {
+                crate::log_debug!("{} closed during a streamed answer", self.peer_name());
+                return Outcome::Close;
+            }
+        }
+        self.readable = true;
+        self.drive(cx)
+    }
+
+    /// An app thread answered `ticket`: frame the response. An answer nobody waits for
+    /// any more (the client was answered 504) is dropped, and with it any stream the
+    /// thread still pulls.
+    pub fn answered(
+        &mut self,
+        ticket: Ticket,
+        environ: Environ,
+        response: Response,
+        cx: &mut Context,
+    ) -> Outcome {
+        let (since, ctx, started) = match self.state {
+            State::App {
+                ticket: t,
+                since,
+                ctx,
+                started,
+            } if t == ticket => (since, ctx, started),
+            _ => return Outcome::Open,
+        };
+        self.respond(&environ, response, ctx, started, Some((ticket, since)), cx);
+        self.drive(cx)
+    }
+
+    /// An app thread put a chunk of `ticket`'s streamed body in its channel, or ended it.
+    pub fn stream_ready(&mut self, ticket: Ticket, cx: &mut Context) -> Outcome {
+        match &self.state {
+            State::Stream(s) if s.app.is_some_and(|(t, _)| t == ticket) => self.drive(cx),
+            _ => Outcome::Open,
+        }
+    }
+
+    /// The app threads could not take the request: answer 503 and close.
+    pub fn refused(&mut self, cx: &mut Context) -> Outcome {
+        self.fail(503, cx);
+        self.drive(cx)
+    }
+
+    /// Whether an app thread has held this connection's request `limit` or longer.
+    pub fn app_overran(&self, now: Instant, limit: Duration) -> bool {
+        let since = match &self.state {
+            State::App { since, .. } => *since,
+            State::Stream(s) => match s.app {
+                Some((_, since)) => since,
+                None => return false,
+            },
+            _ => return false,
+        };
+        now.saturating_duration_since(since) >= limit
+    }
+
+    /// Give up on the app thread's answer (see [`Conn::app_overran`]): a 504 when no
+    /// byte of the response went out yet, queued behind any earlier pipelined answer;
+    /// otherwise the body is cut short and the connection closes. Either way the late
+    /// answer or chunks are dropped.
+    pub fn abandon_app(&mut self, cx: &mut Context) -> Outcome {
+        match self.state {
+            State::App { .. } => self.fail(504, cx),
+            _ => self.state = State::Closing,
+        }
         self.drive(cx)
     }
 
     /// The clock ticked: enforce the header, body, idle and write deadlines.
-    pub fn check_deadline(&mut self, now: Instant, cx: &mut Cx) -> Outcome {
-        let cfg = cx.cfg;
-        let idle = now.saturating_duration_since(self.last_active);
+    pub fn check_deadline(&mut self, now: Instant, cx: &mut Context) -> Outcome {
+        let cfg = &cx.cfg;
+        let quiet = now.saturating_duration_since(self.last_active);
         match &self.state {
-            State::Head { started: Some(t) }
-                if now.saturating_duration_since(*t) >= cfg.header_timeout =>
+            State::Head { started }
+                if now.saturating_duration_since(*started) >= cfg.header_timeout =>
             {
                 self.fail(408, cx);
                 self.drive(cx)
             }
-            State::Head { started: None } if self.out_pos >= self.out.len() => {
-                let limit = if self.served == 0 {
+            State::Idle if self.unsent() == 0 => {
+                let limit = if cx.retiring {
+                    cx.retire_wait()
+                } else if self.served == 0 {
                     cfg.header_timeout
                 } else {
                     cfg.keepalive
                 };
-                if idle >= limit {
-                    Outcome::Close
+                if quiet >= limit {
+                    // Write side first: a request crossing our FIN meets a clean
+                    // close, never a reset.
+                    self.state = State::Closing;
+                    self.drive(cx)
                 } else {
                     Outcome::Open
                 }
             }
             State::Body(p) => {
                 let elapsed = now.saturating_duration_since(p.started);
-                let grace = std::time::Duration::from_secs(5);
+                let grace = Duration::from_secs(5);
                 let wanted =
                     (elapsed.saturating_sub(grace).as_secs_f64() * cfg.min_body_rate as f64) as u64;
-                if elapsed > grace && p.received < wanted || idle >= cfg.header_timeout {
+                if elapsed > grace && p.received < wanted || quiet >= cfg.header_timeout {
                     crate::log_info!("body too slow from {}: closing", self.peer_name());
                     self.fail(408, cx);
                     self.drive(cx)
@@ -232,9 +326,9 @@ impl Conn {
                 }
             }
             State::Lingering { until } if now >= *until => Outcome::Close,
-            State::App => Outcome::Open,
+            State::App { .. } => Outcome::Open,
             // Unsent output with no progress: the client stopped reading.
-            _ if self.out_pos < self.out.len() && idle >= cfg.header_timeout.max(cfg.timeout) => {
+            _ if self.unsent() > 0 && quiet >= cfg.header_timeout.max(cfg.timeout) => {
                 Outcome::Close
             }
             _ => Outcome::Open,
@@ -248,7 +342,16 @@ impl Conn {
         }
     }
 
-    fn on_head(&mut self, cx: &mut Cx) -> Step {
+    fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    fn on_head(&mut self, cx: &mut Context) -> Step {
+        if self.unsent() > OUT_HIGH_WATER {
+            // The client is not reading its answers: take no more of its requests
+            // until it does (`drive` looks again once the output drains).
+            return Step::Wait;
+        }
         if !self.inbuf.is_empty() {
             match rgunicorn_http::parse_request_head(&self.inbuf, &cx.cfg.limits) {
                 Ok(Some(head)) => {
@@ -265,62 +368,64 @@ impl Conn {
                     return self.start_request(request, cx);
                 }
                 Ok(None) => {
-                    if let State::Head {
-                        started: started @ None,
-                    } = &mut self.state
-                    {
-                        *started = Some(Instant::now());
+                    if let State::Idle = self.state {
+                        self.state = State::Head {
+                            started: Instant::now(),
+                        };
                     }
                 }
-                Err(err) => return self.reject(err, cx),
+                Err(err) => {
+                    crate::log_debug!("bad request from {}: {err}", self.peer_name());
+                    self.fail(err.status(), cx);
+                    return Step::Again;
+                }
             }
-        }
-        if self.out.len() - self.out_pos > OUT_HIGH_WATER {
-            // The client is not reading its answers: stop taking its requests.
-            return Step::Wait;
         }
         self.read_more(cx)
     }
 
-    fn read_more(&mut self, cx: &mut Cx) -> Step {
+    /// One read into `inbuf`, when the socket may have bytes.
+    fn read_more(&mut self, cx: &mut Context) -> Step {
         if !self.readable {
             return Step::Wait;
         }
+        match self.read_some(&mut cx.scratch) {
+            Got::Data => Step::Again,
+            Got::Empty => Step::Wait,
+            Got::Eof if self.unsent() > 0 => {
+                // The client half-closed after its last request: deliver the answers first.
+                self.state = State::Closing;
+                Step::Again
+            }
+            Got::Eof | Got::Failed => Step::Close,
+        }
+    }
+
+    fn read_some(&mut self, scratch: &mut [u8]) -> Got {
         loop {
-            match self.stream.read(cx.scratch) {
-                Ok(0) if self.out_pos < self.out.len() => {
-                    // The client half-closed after its last request: deliver the answers first.
-                    self.state = State::Closing;
-                    return Step::Again;
-                }
-                Ok(0) => return Step::Close,
+            match self.stream.read(scratch) {
+                Ok(0) => return Got::Eof,
                 Ok(n) => {
-                    self.inbuf.extend_from_slice(&cx.scratch[..n]);
+                    self.inbuf.extend_from_slice(&scratch[..n]);
                     self.last_active = Instant::now();
-                    if n < cx.scratch.len() {
+                    if n < scratch.len() {
                         // A short read drained the socket; new data brings a new event.
                         self.readable = false;
                     }
-                    return Step::Again;
+                    return Got::Data;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.readable = false;
-                    return Step::Wait;
+                    return Got::Empty;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return Step::Close,
+                Err(_) => return Got::Failed,
             }
         }
     }
 
-    fn reject(&mut self, err: ParseError, cx: &Cx) -> Step {
-        crate::log_debug!("bad request from {}: {err}", self.peer_name());
-        self.fail(err.status(), cx);
-        Step::Again
-    }
-
     /// Answer an error status and close; nothing after it on this connection is read.
-    fn fail(&mut self, status: u16, cx: &Cx) {
+    fn fail(&mut self, status: u16, cx: &Context) {
         self.inbuf.clear();
         let ctx = ResponseContext {
             version: Version::Http11,
@@ -339,17 +444,16 @@ impl Conn {
         self.state = State::Closing;
     }
 
-    fn start_request(&mut self, head: Request, cx: &mut Cx) -> Step {
+    fn start_request(&mut self, head: Request, cx: &mut Context) -> Step {
         let started = Instant::now();
-        let retiring =
-            cx.stopping || (cx.cfg.max_requests > 0 && *cx.requests + 1 >= cx.cfg.max_requests);
         let ctx = ResponseContext {
             version: head.version,
             is_head: head.is_head,
-            keep_alive: head.keep_alive && !cx.cfg.keepalive.is_zero() && !retiring,
+            // What the client asked for; the server's say comes at dispatch.
+            keep_alive: head.keep_alive,
         };
         let environ = head.environ;
-        let framing = match head.body {
+        let pending = match head.body {
             Framing::NoBody | Framing::UntilClose | Framing::Length(0) => {
                 return self.dispatch(environ, Input::Empty, ctx, started, cx)
             }
@@ -358,11 +462,14 @@ impl Conn {
                     self.fail(413, cx);
                     return Step::Again;
                 }
-                BodyFraming::Length { remaining: n }
+                Pending::length(environ, ctx, started, n)
             }
             // A chunk whose size takes the body past limit_request_body is refused (413)
             // as soon as its size line arrives.
-            Framing::Chunked => BodyFraming::Chunked(
+            Framing::Chunked => Pending::chunked(
+                environ,
+                ctx,
+                started,
                 ChunkedDecoder::with_limits(&cx.cfg.limits)
                     .with_max_body(cx.cfg.limit_request_body),
             ),
@@ -370,88 +477,59 @@ impl Conn {
         if head.expect_continue && head.version == Version::Http11 && self.inbuf.is_empty() {
             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        self.state = State::Body(Box::new(Pending {
-            environ,
-            ctx,
-            started,
-            framing,
-            sink: Sink::Memory(Vec::new()),
-            received: 0,
-        }));
+        self.state = State::Body(Box::new(pending));
         Step::Again
     }
 
-    fn on_body(&mut self, cx: &mut Cx) -> Step {
+    fn on_body(&mut self, cx: &mut Context) -> Step {
         let State::Body(pending) = &mut self.state else {
             return Step::Wait;
         };
-        let limit = cx.cfg.limit_request_body;
-        let spill_at = cx.cfg.body_buffer_size;
-        let done = match &mut pending.framing {
-            BodyFraming::Length { remaining } => {
-                let take = self
-                    .inbuf
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                if take > 0 {
-                    if let Err(err) = pending.sink.write(&self.inbuf[..take], spill_at) {
-                        crate::log_error!("cannot buffer request body: {err}");
-                        self.fail(500, cx);
-                        return Step::Again;
-                    }
-                    self.inbuf.drain(..take);
-                    *remaining -= take as u64;
-                    pending.received += take as u64;
-                }
-                *remaining == 0
-            }
-            BodyFraming::Chunked(decoder) => {
-                let mut decoded = Vec::new();
-                match decoder.decode(&self.inbuf, &mut decoded) {
-                    Ok((consumed, progress)) => {
-                        self.inbuf.drain(..consumed);
-                        pending.received += decoded.len() as u64;
-                        if limit > 0 && pending.received > limit {
-                            self.fail(413, cx);
-                            return Step::Again;
-                        }
-                        if let Err(err) = pending.sink.write(&decoded, spill_at) {
-                            crate::log_error!("cannot buffer request body: {err}");
-                            self.fail(500, cx);
-                            return Step::Again;
-                        }
-                        progress == DecodeProgress::Done
-                    }
-                    Err(err) => return self.reject(err, cx),
+        let fed = pending.feed(&self.inbuf, cx.cfg.body_buffer_size);
+        match fed {
+            Ok((taken, progress)) => {
+                self.inbuf.drain(..taken);
+                if progress == Progress::NeedMore {
+                    return self.read_more(cx);
                 }
             }
-        };
-        if done {
-            let State::Body(pending) = std::mem::replace(&mut self.state, State::App) else {
-                return Step::Wait;
-            };
-            let Pending {
-                mut environ,
-                ctx,
-                started,
-                sink,
-                received,
-                framing,
-            } = *pending;
-            if matches!(framing, BodyFraming::Chunked(_)) {
-                // The app sees a body of known length, as gunicorn's chunked reader gives.
-                environ.content_length = received.to_string();
-            }
-            return match sink.into_input() {
-                Ok(input) => self.dispatch(environ, input, ctx, started, cx),
-                Err(err) => {
-                    crate::log_error!("cannot rewind spooled request body: {err}");
-                    self.fail(500, cx);
-                    Step::Again
+            Err(err) => {
+                match &err {
+                    BodyError::Spool(_) => crate::log_error!("{err}"),
+                    _ => crate::log_debug!("bad request body from {}: {err}", self.peer_name()),
                 }
-            };
+                self.fail(err.status(), cx);
+                return Step::Again;
+            }
         }
-        self.read_more(cx)
+        let State::Body(pending) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Step::Wait;
+        };
+        match pending.finish() {
+            Ok((environ, input, ctx, started)) => self.dispatch(environ, input, ctx, started, cx),
+            Err(err) => {
+                crate::log_error!("cannot rewind spooled request body: {err}");
+                self.fail(500, cx);
+                Step::Again
+            }
+        }
+    }
+
+    /// Whether this response may leave the connection open. A retiring worker (or one
+    /// at max_requests) keeps it open only for requests the client already sent behind
+    /// this one, so every request received is answered and the last one says close.
+    fn keeps_alive(&mut self, client_wants: bool, cx: &mut Context) -> bool {
+        if !client_wants || cx.cfg.keepalive.is_zero() {
+            return false;
+        }
+        let last = cx.cfg.max_requests > 0 && cx.requests >= cx.cfg.max_requests;
+        if !(cx.retiring || last) {
+            return true;
+        }
+        if self.inbuf.is_empty() && matches!(self.read_some(&mut cx.scratch), Got::Eof) {
+            return false;
+        }
+        !self.inbuf.is_empty()
     }
 
     fn dispatch(
@@ -460,122 +538,77 @@ impl Conn {
         input: Input,
         ctx: ResponseContext,
         started: Instant,
-        cx: &mut Cx,
+        cx: &mut Context,
     ) -> Step {
         self.served += 1;
-        *cx.requests += 1;
-        match (cx.mode, cx.pool) {
-            (Mode::Threaded, Some(pool)) => {
-                self.state = State::App;
-                let job = Job {
-                    key: cx.key,
+        cx.requests += 1;
+        match cx.mode {
+            Mode::Threaded => {
+                let ticket = Ticket {
+                    key: self.key,
+                    seq: cx.requests,
+                };
+                self.state = State::App {
+                    ticket,
+                    since: Instant::now(),
+                    ctx,
+                    started,
+                };
+                Step::Dispatch(Job {
+                    ticket,
                     environ,
                     input,
-                    ctx,
-                    started,
-                };
-                if pool.submit(job).is_err() {
-                    crate::log_error!("app threads are gone: answering 503");
-                    self.fail(503, cx);
-                }
-                Step::Again
+                })
             }
-            _ => {
+            Mode::Inline => {
                 let response = call_app(cx.app.as_ref(), &environ, input);
-                let ex = Exchange {
-                    environ: &environ,
-                    ctx,
-                    server: &cx.cfg.server_software,
-                    started,
-                    access: cx.access,
-                };
-                let answer = write_response(response, &ex, &mut self.out);
-                self.after_answer(answer);
+                self.respond(&environ, response, ctx, started, None, cx);
                 Step::Again
             }
         }
     }
 
-    fn after_answer(&mut self, answer: Answer) {
+    /// Frame the app's answer into the output buffer and move to what follows it.
+    /// `pulled`: the answer came from an app thread, which pulls a streamed body.
+    fn respond(
+        &mut self,
+        environ: &Environ,
+        response: Response,
+        mut ctx: ResponseContext,
+        started: Instant,
+        pulled: Option<(Ticket, Instant)>,
+        cx: &mut Context,
+    ) {
+        ctx.keep_alive = self.keeps_alive(ctx.keep_alive, cx);
+        let ex = Exchange {
+            environ,
+            ctx,
+            server: &cx.cfg.server_software,
+            started,
+            access: cx.access.as_ref(),
+        };
+        let answer = write_response(response, &ex, &mut self.out);
         self.state = match answer.rest {
-            Some(source) => State::Stream {
-                source,
-                framing: answer.framing,
-                remaining: match answer.framing {
-                    Framing::Length(n) => Some(n),
-                    _ => None,
-                },
-                keep_alive: answer.keep_alive,
-            },
-            None if answer.keep_alive => State::Head { started: None },
+            Some(source) => {
+                // Only a stream an app thread pulls keeps the app's clock running.
+                let app = pulled.filter(|_| matches!(source, BodySource::Iter(_)));
+                State::Stream(Box::new(Streaming::new(
+                    source,
+                    answer.framing,
+                    answer.keep_alive,
+                    app,
+                )))
+            }
+            None if answer.keep_alive => State::Idle,
             None => State::Closing,
         };
-    }
-
-    fn on_stream(&mut self, cx: &mut Cx) -> Step {
-        if self.out_pos < self.out.len() {
-            if self.flush().is_err() {
-                return Step::Close;
-            }
-            if self.out_pos < self.out.len() {
-                return Step::Wait;
-            }
-        }
-        let State::Stream {
-            source,
-            framing,
-            remaining,
-            keep_alive,
-        } = &mut self.state
-        else {
-            return Step::Wait;
-        };
-        match source.next_chunk(cx.scratch) {
-            Ok(Some(mut chunk)) => {
-                match framing {
-                    Framing::Length(_) => {
-                        let left = remaining.unwrap_or(0);
-                        chunk.truncate(usize::try_from(left).unwrap_or(usize::MAX));
-                        *remaining = Some(left - chunk.len() as u64);
-                        self.out.extend_from_slice(&chunk);
-                    }
-                    Framing::Chunked => push_chunk(&mut self.out, &chunk),
-                    Framing::UntilClose => self.out.extend_from_slice(&chunk),
-                    Framing::NoBody => {}
-                }
-                Step::Again
-            }
-            Ok(None) => {
-                let mut keep = *keep_alive;
-                match framing {
-                    Framing::Chunked => self.out.extend_from_slice(b"0\r\n\r\n"),
-                    // The app promised more than it gave: the client cannot tell where
-                    // the body ends, so the connection must end.
-                    Framing::Length(_) if remaining.unwrap_or(0) > 0 => keep = false,
-                    Framing::UntilClose => keep = false,
-                    _ => {}
-                }
-                self.state = if keep {
-                    State::Head { started: None }
-                } else {
-                    State::Closing
-                };
-                Step::Again
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Step::Wait,
-            Err(e) => {
-                crate::log_error!("error streaming response body: {e}");
-                // A body cut short cannot be framed as complete: close without the terminator.
-                Step::Close
-            }
-        }
     }
 
     fn on_closing(&mut self) -> Step {
         if self.flush().is_err() {
             return Step::Close;
         }
-        if self.out_pos < self.out.len() {
+        if self.unsent() > 0 {
             return Step::Wait;
         }
         self.stream.shutdown_write();
@@ -586,9 +619,9 @@ impl Conn {
         Step::Again
     }
 
-    fn on_linger(&mut self, cx: &mut Cx) -> Step {
+    fn on_linger(&mut self, cx: &mut Context) -> Step {
         while self.readable {
-            match self.stream.read(cx.scratch) {
+            match self.stream.read(&mut cx.scratch) {
                 Ok(0) => return Step::Close,
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
@@ -628,109 +661,5 @@ impl Conn {
     }
 }
 
-impl Sink {
-    fn write(&mut self, data: &[u8], spill_at: usize) -> io::Result<()> {
-        match self {
-            Sink::Memory(buf) if buf.len() + data.len() <= spill_at => {
-                buf.extend_from_slice(data);
-                Ok(())
-            }
-            Sink::Memory(buf) => {
-                let mut file = tempfile::tempfile()?;
-                file.write_all(buf)?;
-                file.write_all(data)?;
-                *self = Sink::File(file);
-                Ok(())
-            }
-            Sink::File(file) => file.write_all(data),
-        }
-    }
-
-    fn into_input(self) -> io::Result<Input> {
-        Ok(match self {
-            Sink::Memory(buf) if buf.is_empty() => Input::Empty,
-            Sink::Memory(buf) => Input::Memory(Cursor::new(buf)),
-            Sink::File(mut file) => {
-                file.rewind()?;
-                Input::Spooled(file)
-            }
-        })
-    }
-}
-
-impl Conn {
-    /// Waiting for a chunk an app thread is producing.
-    pub fn waits_on_app_stream(&self) -> bool {
-        matches!(
-            self.state,
-            State::Stream {
-                source: BodySource::Channel(_),
-                ..
-            }
-        )
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Never;
-    impl App for Never {
-        fn call(&self, _: &Environ, _: &mut Input) -> crate::app::Response {
-            unreachable!("the request is already on an app thread")
-        }
-    }
-
-    #[test]
-    fn the_504_follows_an_earlier_pipelined_answer_still_unsent() {
-        let (ours, mut client) = mio::net::UnixStream::pair().expect("socketpair");
-        let mut conn = Conn::new(Stream::Unix(ours), ConnInfo::new(None, None));
-        // The first request's answer is queued but the socket was full; the second
-        // request is on an app thread that will not come back.
-        let first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst";
-        conn.out.extend_from_slice(first);
-        conn.state = State::App;
-        let app: Arc<dyn App> = Arc::new(Never);
-        let cfg = WorkerConfig::default();
-        let mut scratch = vec![0; 4096];
-        let mut requests = 2;
-        let mut cx = Cx {
-            key: 0,
-            app: &app,
-            mode: Mode::Threaded,
-            pool: None,
-            cfg: &cfg,
-            access: None,
-            scratch: &mut scratch,
-            stopping: false,
-            requests: &mut requests,
-        };
-        assert_eq!(conn.gateway_timeout(&mut cx), Outcome::Open);
-        conn.writable = true;
-        assert_eq!(conn.drive(&mut cx), Outcome::Open);
-        let mut got = Vec::new();
-        let mut buf = [0u8; 1024];
-        loop {
-            match client.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        let second = text.find("HTTP/1.1 504 Gateway Timeout\r\n").expect(&text);
-        assert_eq!(second, first.len(), "{text}");
-        assert!(text.contains("Connection: close"), "{text}");
-        // The app's answer, should it ever come, is dropped.
-        let late = Answer {
-            keep_alive: true,
-            framing: Framing::Length(4),
-            rest: None,
-        };
-        conn.answered(b"late".to_vec(), late, &mut cx);
-        assert!(!conn.out.windows(4).any(|w| w == b"late"));
-    }
-}
+mod tests;

@@ -4,19 +4,22 @@
 //! What it cannot put in the output buffer at once (a streamed or file body) it hands
 //! back as a [`BodySource`] for the loop to pull from.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
-
-use crate::app::{App, Body, ChunkStream, Environ, Headers, Input, Response};
+use crate::app::{App, Body, ChunkStream, Environ, Input, Response};
 use crate::clock::with_http_date;
 use crate::http::Version;
 // HTTP vocabulary that lived here, now in rgunicorn-http: re-exported so paths hold.
 pub use crate::http::{is_hop_by_hop, push_chunk, reason, Framing};
 use crate::log::{AccessLog, AccessRecord};
+
+/// Bodies up to this size are copied after the head, to go out in the same write;
+/// larger ones are sent from their own buffer.
+const COPY_BODY_MAX: usize = 64 * 1024;
 
 /// What the loop knows about the request that shapes the response.
 #[derive(Debug, Clone, Copy)]
@@ -29,12 +32,17 @@ pub struct ResponseContext {
 
 /// Where the rest of a body comes from once the head (and any bytes body) is written.
 pub enum BodySource {
-    /// An inline app's stream, pulled on the loop.
+    /// An app's stream: an inline app's, pulled on the loop, or a threaded app's,
+    /// pulled on its app thread (`crate::pool::Pulled`, which says `WouldBlock` until
+    /// the thread has the next chunk).
     Iter(ChunkStream),
+    /// A bytes body too large to copy into the output buffer, sent from its own.
+    Bytes {
+        data: Cow<'static, [u8]>,
+        sent: usize,
+    },
     /// A file, read on the loop `remaining` bytes at a time (None = to its end).
     File { file: File, remaining: Option<u64> },
-    /// Chunks an app thread pulls from a threaded app's stream.
-    Channel(Receiver<std::io::Result<Vec<u8>>>),
 }
 
 /// The outcome of one exchange: whether the connection may be reused, and the body still to send.
@@ -95,22 +103,21 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } = *ex;
     let Response {
         status,
-        headers,
+        headers: mut kept,
         body,
     } = response;
     let mut keep_alive = ctx.keep_alive;
     let mut declared_len: Option<u64> = None;
-    // Moved, not copied: static header names and values stay borrowed.
-    let mut kept: Headers = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
+    // Filtered in place: no header list is built per response.
+    kept.retain(|(name, value)| {
         if name.eq_ignore_ascii_case("content-length") {
             match value.trim().parse::<u64>() {
                 Ok(n) => declared_len = Some(n),
                 Err(_) => crate::log_warning!("app sent invalid Content-Length {value:?}: ignored"),
             }
-            continue;
+            return false;
         }
-        if is_hop_by_hop(&name) {
+        if is_hop_by_hop(name) {
             if name.eq_ignore_ascii_case("connection")
                 && value
                     .split(',')
@@ -118,19 +125,28 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
             {
                 keep_alive = false;
             }
-            continue;
+            return false;
         }
         if name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f)
             || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
         {
             // A header that would split the response: refuse it rather than send it.
             crate::log_error!("app sent an invalid header {name:?}: dropped");
-            continue;
+            return false;
         }
-        kept.push((name, value));
-    }
+        true
+    });
 
     let no_body_status = status < 200 || status == 204 || status == 304;
+    let body = match body {
+        // A file's length is known from the file: framed by Content-Length (and so
+        // sendable with sendfile) rather than chunked.
+        Body::File { file, len: None } => {
+            let len = file_remaining(&file);
+            Body::File { file, len }
+        }
+        other => other,
+    };
     let length = declared_len.or_else(|| body.known_len());
     let framing = if no_body_status {
         Framing::NoBody
@@ -142,6 +158,23 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         keep_alive = false;
         Framing::UntilClose
     };
+
+    let send_body = !ctx.is_head && framing != Framing::NoBody;
+    // (A file's or a stream's mismatch shows as it is sent: see `conn`.)
+    let in_memory = matches!(body, Body::Empty | Body::Static(_) | Body::Bytes(_));
+    if let (true, true, Some(declared), Some(actual)) =
+        (send_body, in_memory, declared_len, body.known_len())
+    {
+        if declared != actual {
+            // The client would read the rest of the connection out of step with the
+            // responses: send what was declared at most, then close.
+            crate::log_warning!(
+                "app declared Content-Length {declared} for a body of {actual} bytes: \
+                 closing the connection after it"
+            );
+            keep_alive = false;
+        }
+    }
 
     out.extend_from_slice(ctx.version.as_str().as_bytes());
     out.push(b' ');
@@ -185,7 +218,6 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         });
     }
 
-    let send_body = !ctx.is_head && framing != Framing::NoBody;
     // A HEAD answer ends with its head, whatever the app's body would have been.
     let framing = if send_body { framing } else { Framing::NoBody };
     let rest = if !send_body {
@@ -193,14 +225,17 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } else {
         match body {
             Body::Empty => None,
-            Body::Static(bytes) => {
+            Body::Static(bytes) if bytes.len() <= COPY_BODY_MAX => {
                 push_limited(out, bytes, framing);
                 None
             }
-            Body::Bytes(bytes) => {
+            Body::Bytes(bytes) if bytes.len() <= COPY_BODY_MAX => {
                 push_limited(out, &bytes, framing);
                 None
             }
+            // Larger bodies are sent from their own buffer, never copied whole.
+            Body::Static(bytes) => Some(BodySource::bytes(Cow::Borrowed(bytes), framing)),
+            Body::Bytes(bytes) => Some(BodySource::bytes(Cow::Owned(bytes), framing)),
             Body::Stream(stream) => Some(BodySource::Iter(stream)),
             Body::File { file, len } => Some(BodySource::File {
                 file,
@@ -216,6 +251,18 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         framing,
         rest,
     }
+}
+
+/// What is left of a regular file from its current position; None for anything else
+/// (a pipe, a device), which is then sent chunked.
+fn file_remaining(file: &File) -> Option<u64> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut file = file;
+    let pos = file.stream_position().ok()?;
+    Some(meta.len().saturating_sub(pos))
 }
 
 /// Append a bytes body, never more than a declared Content-Length.
@@ -245,11 +292,34 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 }
 
 impl BodySource {
+    /// A bytes body sent from its own buffer, never more than a declared Content-Length.
+    fn bytes(mut data: Cow<'static, [u8]>, framing: Framing) -> BodySource {
+        if let Framing::Length(n) = framing {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if data.len() > n {
+                match &mut data {
+                    Cow::Borrowed(bytes) => *bytes = &bytes[..n],
+                    Cow::Owned(bytes) => bytes.truncate(n),
+                }
+            }
+        }
+        BodySource::Bytes { data, sent: 0 }
+    }
+
     /// Pull the next piece of body. `Ok(None)` is the end; `Err(WouldBlock)` means an app
-    /// thread has not produced the next chunk yet (the loop is woken when it has).
+    /// thread has not produced the next chunk yet (the loop is told when it has).
     pub fn next_chunk(&mut self, scratch: &mut [u8]) -> std::io::Result<Option<Vec<u8>>> {
         match self {
             BodySource::Iter(stream) => stream.next().transpose(),
+            BodySource::Bytes { data, sent } => {
+                let n = (data.len() - *sent).min(scratch.len());
+                if n == 0 {
+                    return Ok(None);
+                }
+                let chunk = data[*sent..*sent + n].to_vec();
+                *sent += n;
+                Ok(Some(chunk))
+            }
             BodySource::File { file, remaining } => {
                 let want = match remaining {
                     Some(0) => return Ok(None),
@@ -271,13 +341,6 @@ impl BodySource {
                 }
                 Ok(Some(scratch[..got].to_vec()))
             }
-            BodySource::Channel(rx) => match rx.try_recv() {
-                Ok(chunk) => chunk.map(Some),
-                Err(crossbeam_channel::TryRecvError::Empty) => {
-                    Err(std::io::ErrorKind::WouldBlock.into())
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => Ok(None),
-            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The socket types a worker serves: TCP and unix listeners inherited from the master,
 //! and the connections accepted from them, each behind one enum so the loop is generic.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
@@ -78,6 +79,33 @@ impl Stream {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
         };
+    }
+
+    /// Whether the peer has shut its sending side with nothing left unread (a peek,
+    /// which takes nothing from the socket).
+    pub fn peer_done_sending(&self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        };
+        let mut byte = [0u8; 1];
+        matches!(
+            recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+            Ok(0)
+        )
+    }
+
+    /// Send up to `count` bytes of `file` from its current offset (which moves on) with
+    /// sendfile(2): from the page cache to the socket, with no copy through the worker.
+    /// `Ok(0)` means the file ended.
+    pub fn send_file(&self, file: &File, count: usize) -> io::Result<usize> {
+        let sent = match self {
+            Stream::Tcp(s) => nix::sys::sendfile::sendfile(s, file, None, count),
+            Stream::Unix(s) => nix::sys::sendfile::sendfile(s, file, None, count),
+        };
+        sent.map_err(io::Error::from)
     }
 }
 

@@ -2,29 +2,42 @@
 //! connections and the wake-ups from app threads and signals, and a pool of app threads
 //! when the app may block. Entered in the child right after fork; never returns into
 //! the master's code (the caller exits with the code `run` gives).
+//!
+//! Each connection keeps its own state ([`crate::conn`]); the loop routes socket events,
+//! app-thread messages ([`crate::pool::Msg`]) and clock ticks to it, and acts on the
+//! [`Outcome`] it gives. Signals are read in one place ([`signals`]); accepting, with its
+//! pauses, in [`accept`].
 
-use std::collections::HashMap;
+mod accept;
+mod signals;
+
 use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
-use nix::sys::signal::Signal;
-use rgunicorn_process::{signals as roles, Signals};
+use rgunicorn_process::exit;
 use slab::Slab;
 
 use crate::app::{self, App, Mode};
 use crate::config::WorkerConfig;
-use crate::conn::{Conn, Cx, Outcome};
-use crate::environ::ConnInfo;
+use crate::conn::{Conn, Context, Outcome};
 use crate::log::AccessLog;
-use crate::pool::{Pool, Wake};
+use crate::pool::{Msg, Pool, Wake};
 use crate::stream::{Listener, MioListener};
+use accept::Accepting;
+use signals::{Asked, SignalFlags};
 
-/// Exit codes between worker and master (gunicorn's contract).
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_BOOT_ERROR: i32 = 3;
-pub const EXIT_APP_LOAD_ERROR: i32 = 4;
+/// Exit codes between worker and master (gunicorn's contract, and one of ours); the
+/// protocol lives in [`rgunicorn_process::exit`].
+pub const EXIT_OK: i32 = exit::OK;
+/// The worker could not boot: the master halts rather than respawn forever.
+pub const EXIT_BOOT_ERROR: i32 = exit::BOOT_ERROR;
+/// The app could not be loaded: the master halts.
+pub const EXIT_APP_LOAD_ERROR: i32 = exit::APP_LOAD_ERROR;
+/// The worker's event loop failed while serving (`poll` returned an error): the worker
+/// booted fine, so the master respawns it rather than halting.
+pub const EXIT_LOOP_FAILED: i32 = exit::RUNTIME_ERROR;
 
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -33,60 +46,10 @@ const CONN_BASE: usize = 1 << 20;
 /// The loop looks at deadlines, the parent and the heartbeat at least this often.
 const TICK: Duration = Duration::from_millis(500);
 const SCRATCH: usize = 64 * 1024;
-/// How long a stopping worker waits for the first request of a connection it accepted.
-const FRESH_GRACE: Duration = Duration::from_secs(1);
-
-/// What a connection borrows from the worker while it is driven. A macro rather than a
-/// method, so the borrow of `self.conns` (the connection) and of these fields stay apart.
-macro_rules! worker_cx {
-    ($w:expr, $key:expr, $stopping:expr) => {
-        Cx {
-            key: $key,
-            app: &$w.app,
-            mode: $w.mode,
-            pool: $w.pool.as_ref(),
-            cfg: &$w.cfg,
-            access: $w.access.as_ref(),
-            scratch: &mut $w.scratch,
-            stopping: $stopping,
-            requests: &mut $w.requests,
-        }
-    };
-}
-
-/// Signals the worker reacts to (received as the master and the front receive theirs),
-/// kept until the loop acts on them.
-struct SignalFlags {
-    graceful: bool,
-    fast: bool,
-    reopen: bool,
-    signals: Signals,
-}
-
-impl SignalFlags {
-    /// The master forks with these signals blocked so none is lost before this point;
-    /// one that came meanwhile is delivered now.
-    fn install() -> io::Result<SignalFlags> {
-        Ok(SignalFlags {
-            graceful: false,
-            fast: false,
-            reopen: false,
-            signals: Signals::install(&roles::WORKER)?,
-        })
-    }
-
-    /// Note what arrived (the loop saw the signal source readable).
-    fn read(&mut self) {
-        for signal in self.signals.pending() {
-            match signal {
-                Signal::SIGTERM => self.graceful = true,
-                Signal::SIGINT | Signal::SIGQUIT => self.fast = true,
-                Signal::SIGUSR1 => self.reopen = true,
-                _ => {}
-            }
-        }
-    }
-}
+/// App-thread messages handled per loop turn before socket events get their turn.
+const MSGS_PER_TURN: usize = 1024;
+/// How long an exiting worker waits for app threads to let go of abandoned streams.
+const THREADS_LET_GO: Duration = Duration::from_secs(1);
 
 /// Hooks a worker calls into, filled by the master's process (heartbeat, lifecycle).
 pub trait WorkerHooks {
@@ -107,28 +70,19 @@ impl WorkerHooks for NoHooks {}
 
 struct Worker {
     poll: Poll,
-    listeners: Vec<Option<MioListener>>,
+    /// Emptied when the worker begins to retire.
+    listeners: Vec<MioListener>,
+    accepting: Accepting,
     conns: Slab<Conn>,
-    app: Arc<dyn App>,
-    mode: Mode,
+    /// What every connection borrows while it is driven.
+    cx: Context,
     pool: Option<Pool>,
     wake: Arc<Wake>,
-    cfg: WorkerConfig,
-    access: Option<AccessLog>,
-    scratch: Vec<u8>,
-    requests: u64,
-    accept_paused: bool,
+    /// Jobs an app thread holds: submitted and not yet let go (see [`Msg::frees_thread`]).
+    busy_threads: usize,
     /// Set once the worker begins its graceful stop: when it must be gone.
     stop_by: Option<Instant>,
     parent: nix::unistd::Pid,
-    /// Connections whose request is on an app thread, and since when (threaded apps).
-    in_app: HashMap<usize, Instant>,
-    /// An app thread outlived request_timeout: it may never return, so do not join it.
-    stuck: bool,
-    /// Connections accepted that have not started a request yet, and since when. A
-    /// stopping worker does not close these as idle at once: their first request is
-    /// likely on the wire, and closing would reset it (a failed request across HUP).
-    fresh: HashMap<usize, Instant>,
 }
 
 /// Run a worker until it is told to stop. Returns the process exit code.
@@ -166,7 +120,7 @@ impl Worker {
         let wake = Arc::new(Wake::new(mio::Waker::new(poll.registry(), WAKER)?));
         let mut signals = SignalFlags::install()?;
         poll.registry()
-            .register(&mut signals.signals, SIGNALS, Interest::READABLE)?;
+            .register(&mut signals.source, SIGNALS, Interest::READABLE)?;
         let mut mio_listeners = Vec::with_capacity(listeners.len());
         for (i, listener) in listeners.into_iter().enumerate() {
             let mut listener = MioListener::from_std(listener);
@@ -175,7 +129,7 @@ impl Worker {
                 Token(LISTENER_BASE + i),
                 Interest::READABLE,
             )?;
-            mio_listeners.push(Some(listener));
+            mio_listeners.push(listener);
         }
         let access = match &cfg.access_log {
             Some(target) => Some(AccessLog::start(target, &cfg.access_log_format)?),
@@ -188,30 +142,28 @@ impl Worker {
                 cfg.worker_connections.max(1),
                 Arc::clone(&app),
                 Arc::clone(&wake),
-                cfg.server_software.clone(),
-                access.clone(),
-                cfg.timeout.max(Duration::from_secs(30)),
             )?),
             Mode::Inline => None,
         };
         let worker = Worker {
             poll,
             listeners: mio_listeners,
+            accepting: Accepting::Open,
             conns: Slab::with_capacity(64),
-            app,
-            mode,
+            cx: Context {
+                app,
+                mode,
+                cfg,
+                access,
+                scratch: vec![0; SCRATCH],
+                requests: 0,
+                retiring: false,
+            },
             pool,
             wake,
-            cfg,
-            access,
-            scratch: vec![0; SCRATCH],
-            requests: 0,
-            accept_paused: false,
+            busy_threads: 0,
             stop_by: None,
             parent: nix::unistd::getppid(),
-            in_app: HashMap::new(),
-            stuck: false,
-            fresh: HashMap::new(),
         };
         Ok((worker, signals))
     }
@@ -223,18 +175,23 @@ impl Worker {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let now = Instant::now();
-            let timeout = next_tick.saturating_duration_since(now);
+            let mut wake_at = next_tick;
+            if let Some(retry) = self.accepting.retry_at() {
+                wake_at = wake_at.min(retry);
+            }
             self.wake.going_to_sleep();
-            let pending = self.pool.as_ref().is_some_and(|p| !p.done.is_empty());
-            let result = self.poll.poll(
-                &mut events,
-                Some(if pending { Duration::ZERO } else { timeout }),
-            );
+            let pending = self.pool.as_ref().is_some_and(Pool::has_msgs);
+            let timeout = if pending {
+                Duration::ZERO
+            } else {
+                wake_at.saturating_duration_since(now)
+            };
+            let result = self.poll.poll(&mut events, Some(timeout));
             self.wake.woke_up();
             if let Err(err) = result {
                 if err.kind() != ErrorKind::Interrupted {
-                    crate::log_error!("poll failed: {err}");
-                    return EXIT_BOOT_ERROR;
+                    crate::log_error!("worker event loop failed: poll: {err}");
+                    return EXIT_LOOP_FAILED;
                 }
             }
             for event in events.iter() {
@@ -242,46 +199,69 @@ impl Worker {
                     WAKER => {}
                     SIGNALS => signals.read(),
                     Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
-                        self.accept(t - LISTENER_BASE)
+                        if self.accepting.is_open() {
+                            self.accept(t - LISTENER_BASE);
+                        }
                     }
                     Token(t) => {
                         let key = t - CONN_BASE;
-                        if let Some(conn) = self.conns.get_mut(key) {
-                            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                                conn.readable = true;
-                            }
-                            if event.is_writable() || event.is_write_closed() || event.is_error() {
-                                conn.writable = true;
-                            }
-                            self.drive(key);
+                        let Some(conn) = self.conns.get_mut(key) else {
+                            continue;
+                        };
+                        if event.is_error() || event.is_write_closed() {
+                            // Reset, or closed both ways: nothing can reach the client any
+                            // more. Dropping the connection also lets an app thread that
+                            // pulls its stream let go at once.
+                            self.close(key);
+                            continue;
+                        }
+                        if event.is_readable() {
+                            conn.readable = true;
+                        }
+                        if event.is_writable() {
+                            conn.writable = true;
+                        }
+                        let outcome = if event.is_read_closed() {
+                            conn.client_shut(&mut self.cx)
+                        } else {
+                            conn.drive(&mut self.cx)
+                        };
+                        self.settle(key, outcome);
+                    }
+                }
+            }
+            self.take_msgs();
+
+            loop {
+                match signals.take() {
+                    Asked::Nothing => break,
+                    Asked::StopFast => {
+                        hooks.worker_int();
+                        return EXIT_OK;
+                    }
+                    Asked::ReopenLogs => {
+                        let _ = crate::log::reopen();
+                        if let Some(access) = &self.cx.access {
+                            access.reopen();
+                        }
+                    }
+                    Asked::StopGracefully => {
+                        if self.stop_by.is_none() {
+                            self.begin_stop("Worker exiting");
                         }
                     }
                 }
             }
-            self.take_answers();
-
-            if signals.fast {
-                hooks.worker_int();
-                return EXIT_OK;
-            }
-            if std::mem::take(&mut signals.reopen) {
-                let _ = crate::log::reopen();
-                if let Some(access) = &self.access {
-                    access.reopen();
-                }
-            }
-            if signals.graceful && self.stop_by.is_none() {
-                self.begin_stop("Worker exiting");
-            }
-            if self.cfg.max_requests > 0
-                && self.requests >= self.cfg.max_requests
-                && self.stop_by.is_none()
-            {
+            let max = self.cx.cfg.max_requests;
+            if max > 0 && self.cx.requests >= max && self.stop_by.is_none() {
                 hooks.retiring();
                 self.begin_stop("Autorestarting worker after current request.");
             }
 
             let now = Instant::now();
+            if self.accepting.retry_due(now) {
+                self.accept_all();
+            }
             if now >= next_tick {
                 next_tick = now + TICK;
                 hooks.heartbeat();
@@ -289,11 +269,7 @@ impl Worker {
                     crate::log_info!("Parent changed, shutting down: {}", std::process::id());
                     return EXIT_OK;
                 }
-                self.check_deadlines(now);
-                if self.stop_by.is_some() {
-                    self.close_idle();
-                }
-                if self.check_request_time(now) && self.stop_by.is_none() {
+                if self.check_deadlines(now) && self.stop_by.is_none() {
                     hooks.retiring();
                     self.begin_stop("Retiring: an app thread is stuck on a request");
                 }
@@ -311,225 +287,143 @@ impl Worker {
                 }
             }
         }
-        if let Some(pool) = self.pool.take() {
-            // A stuck thread would never be joined; the process exit ends it.
-            if self.conns.is_empty() && !self.stuck {
-                pool.shutdown();
-            }
-        }
+        self.let_threads_go();
         EXIT_OK
     }
 
-    fn drive(&mut self, key: usize) {
-        let before = self.requests;
-        self.drive_conn(key);
-        self.track_dispatch(key, before);
-    }
-
-    /// A connection started a request: it is no longer fresh, and with a threaded app
-    /// the request's clock starts.
-    fn track_dispatch(&mut self, key: usize, requests_before: u64) {
-        if self.requests > requests_before {
-            self.fresh.remove(&key);
-            if self.pool.is_some() && self.conns.contains(key) {
-                self.in_app.insert(key, Instant::now());
-            }
-        }
-    }
-
-    /// Closed as idle by a stopping worker: idle and not waiting for its first request.
-    fn closable_when_stopping(&self, key: usize, conn: &Conn) -> bool {
-        self.stop_by.is_some() && conn.is_idle() && !self.fresh.contains_key(&key)
-    }
-
-    fn drive_conn(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let mut cx = worker_cx!(self, key, self.stop_by.is_some());
-        let outcome = conn.drive(&mut cx);
-        if outcome == Outcome::Close || self.closable_when_stopping(key, &self.conns[key]) {
-            self.close(key);
-        }
-    }
-
-    fn take_answers(&mut self) {
-        let Some(pool) = self.pool.as_ref() else {
-            return;
-        };
-        let answers: Vec<_> = pool.done.try_iter().collect();
-        for done in answers {
-            self.in_app.remove(&done.key);
-            let before = self.requests;
-            let Some(conn) = self.conns.get_mut(done.key) else {
-                continue;
-            };
-            let mut cx = worker_cx!(self, done.key, self.stop_by.is_some());
-            let outcome = conn.answered(done.out, done.answer, &mut cx);
-            if outcome == Outcome::Close
-                || self.closable_when_stopping(done.key, &self.conns[done.key])
-            {
-                self.close(done.key);
-            }
-            // A pipelined request may have gone to the app at once.
-            self.track_dispatch(done.key, before);
-        }
-        // Streams fed by app threads: drive every connection waiting on one.
-        let keys: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.waits_on_app_stream())
-            .map(|(k, _)| k)
-            .collect();
-        for key in keys {
-            self.drive(key);
-        }
-    }
-
-    fn accept(&mut self, index: usize) {
-        loop {
-            if self.conns.len() >= self.cfg.worker_connections {
-                // Full: leave the rest in the backlog for the other workers.
-                self.accept_paused = true;
-                return;
-            }
-            let Some(Some(listener)) = self.listeners.get(index) else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer, local)) => {
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    let mut conn = Conn::new(stream, ConnInfo::new(peer, local));
-                    if let Err(err) = self.poll.registry().register(
-                        &mut conn.stream,
-                        Token(CONN_BASE + key),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        crate::log_error!("cannot register connection: {err}");
-                        continue;
-                    }
-                    entry.insert(conn);
-                    self.fresh.insert(key, Instant::now());
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    // EMFILE and friends: back off until a connection closes.
-                    crate::log_error!("accept failed: {e}");
-                    self.accept_paused = true;
+    /// Act on what driving connection `key` gave.
+    fn settle(&mut self, key: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Open => {}
+            Outcome::Close => self.close(key),
+            Outcome::Dispatched(job) => {
+                let submitted = match &self.pool {
+                    Some(pool) => pool.submit(job).is_ok(),
+                    None => false,
+                };
+                if submitted {
+                    self.busy_threads += 1;
                     return;
                 }
+                crate::log_error!("app threads are gone: answering 503");
+                if let Some(conn) = self.conns.get_mut(key) {
+                    let outcome = conn.refused(&mut self.cx);
+                    self.settle(key, outcome);
+                }
             }
         }
     }
 
-    fn resume_accepting(&mut self) {
-        if self.accept_paused
-            && self.stop_by.is_none()
-            && self.conns.len() < self.cfg.worker_connections
-        {
-            self.accept_paused = false;
-            for i in 0..self.listeners.len() {
-                self.accept(i);
+    /// Route what the app threads said to the connections they concern.
+    fn take_msgs(&mut self) {
+        for _ in 0..MSGS_PER_TURN {
+            let Some(msg) = self.pool.as_ref().and_then(Pool::next_msg) else {
+                return;
+            };
+            if msg.frees_thread() {
+                self.busy_threads = self.busy_threads.saturating_sub(1);
             }
+            let key = msg.ticket().key;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let outcome = match msg {
+                Msg::Done {
+                    ticket,
+                    environ,
+                    response,
+                } => conn.answered(ticket, environ, response, &mut self.cx),
+                Msg::StreamReady(ticket) | Msg::StreamEnd(ticket) => {
+                    conn.stream_ready(ticket, &mut self.cx)
+                }
+            };
+            self.settle(key, outcome);
         }
     }
 
     fn close(&mut self, key: usize) {
-        self.in_app.remove(&key);
-        self.fresh.remove(&key);
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
-        self.resume_accepting();
+        // A connection fewer, a descriptor free: accepting may go on.
+        if !self.accepting.is_open() {
+            self.accept_all();
+        }
     }
 
-    fn check_deadlines(&mut self, now: Instant) {
+    /// Enforce every connection's deadlines, and `--request-timeout` on the requests the
+    /// app threads hold. Returns whether an app thread overran: the worker must retire,
+    /// since that thread may never come back.
+    fn check_deadlines(&mut self, now: Instant) -> bool {
+        let limit = self.cx.cfg.request_timeout;
+        let mut overran = false;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let mut cx = worker_cx!(self, key, self.stop_by.is_some());
-            if conn.check_deadline(now, &mut cx) == Outcome::Close {
-                self.close(key);
-            }
-        }
-    }
-
-    /// Answer 504 and close every connection whose request has been on an app thread
-    /// longer than `request_timeout` (the connection queues the 504 behind what it still
-    /// has to send). Returns whether any had: the worker must retire, since that thread
-    /// may never come back. Its late answer, if it ever comes, is dropped.
-    fn check_request_time(&mut self, now: Instant) -> bool {
-        let limit = self.cfg.request_timeout;
-        if limit.is_zero() {
-            return false;
-        }
-        let late: Vec<usize> = self
-            .in_app
-            .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) >= limit)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in &late {
-            self.in_app.remove(key);
-            let Some(conn) = self.conns.get_mut(*key) else {
-                continue;
+            let outcome = if !limit.is_zero() && conn.app_overran(now, limit) {
+                crate::log_error!(
+                    "request timeout: the app spent over {}s on a request: giving up on it",
+                    limit.as_secs()
+                );
+                overran = true;
+                conn.abandon_app(&mut self.cx)
+            } else {
+                conn.check_deadline(now, &mut self.cx)
             };
-            crate::log_error!(
-                "request timeout: the app spent over {}s on a request: answering 504",
-                limit.as_secs()
-            );
-            let mut cx = worker_cx!(self, *key, true);
-            if conn.gateway_timeout(&mut cx) == Outcome::Close {
-                self.close(*key);
-            }
+            self.settle(key, outcome);
         }
-        if !late.is_empty() {
-            self.stuck = true;
-        }
-        !late.is_empty()
+        overran
     }
 
-    /// Stop accepting, close idle connections, and let the rest finish.
+    /// Stop accepting, then let every connection answer what it has received and close.
     fn begin_stop(&mut self, why: &str) {
         crate::log_info!("{why} (pid: {})", std::process::id());
         // Take what already waits in the accept queue: with --reuse-port the queue is this
         // worker's own and closing the socket would reset those connections.
-        for i in 0..self.listeners.len() {
-            self.accept(i);
+        self.accept_all();
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
         }
-        self.stop_by = Some(Instant::now() + self.cfg.graceful_timeout);
-        self.wake.set_retiring();
-        for listener in self.listeners.iter_mut() {
-            if let Some(mut l) = listener.take() {
-                let _ = self.poll.registry().deregister(&mut l);
+        self.stop_by = Some(Instant::now() + self.cx.cfg.graceful_timeout);
+        self.cx.retiring = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                let outcome = conn.retire(&mut self.cx);
+                self.settle(key, outcome);
             }
         }
-        self.close_idle();
     }
 
-    /// A stopping worker closes idle keep-alive connections, and fresh ones that stayed
-    /// silent for FRESH_GRACE (a preconnect that would otherwise hold the worker).
-    fn close_idle(&mut self) {
-        let now = Instant::now();
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(k, c)| {
-                c.is_idle()
-                    && self
-                        .fresh
-                        .get(k)
-                        .map_or(true, |t| now.saturating_duration_since(*t) >= FRESH_GRACE)
-            })
-            .map(|(k, _)| k)
-            .collect();
-        for key in idle {
-            self.close(key);
+    /// On the way out: drop the connections (an app thread pulling a stream for one lets
+    /// go at once), give the threads a moment to do so, and join them if none is still
+    /// busy. A thread stuck in the app is not waited for; the process exit ends it.
+    fn let_threads_go(&mut self) {
+        self.conns.clear();
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        let mut deadline = Instant::now() + THREADS_LET_GO;
+        if let Some(stop_by) = self.stop_by {
+            deadline = deadline.min(stop_by);
+        }
+        while self.busy_threads > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match pool.wait_msg(left) {
+                Some(msg) if msg.frees_thread() => self.busy_threads -= 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if self.busy_threads == 0 {
+            pool.shutdown();
+        } else {
+            crate::log_warning!(
+                "{} app thread(s) still busy at exit: not waited for",
+                self.busy_threads
+            );
         }
     }
 }
