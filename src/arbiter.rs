@@ -112,6 +112,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         });
     }
     let inherited = Inherited::take_from_env();
+    let old_master = inherited.is_upgrade().then(nix::unistd::getppid);
     let opts = bind_options(&settings);
     let bound = if !inherited.systemd.is_empty() {
         log_info!("Using the sockets systemd passed (LISTEN_FDS); binds are not used");
@@ -127,7 +128,19 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
             return EXIT_START_ERROR;
         }
     };
-    let old_master = inherited.is_upgrade().then(nix::unistd::getppid);
+    // Before the pidfile, so a new master that cannot take the front leaves no PIDFILE.2.
+    let front = match &settings.front {
+        Some(front_settings) => {
+            match front::Front::bind(front_settings.clone(), &inherited.front) {
+                Ok(f) => Some(f),
+                Err(err) => {
+                    log_error!("{err}");
+                    return EXIT_START_ERROR;
+                }
+            }
+        }
+        None => None,
+    };
     let pidfile = match &settings.pidfile {
         Some(path) => {
             // After USR2 the old master still owns PIDFILE: write PIDFILE.2 until it is gone.
@@ -151,16 +164,6 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
             log_error!("cannot install signal handlers: {err}");
             return EXIT_START_ERROR;
         }
-    };
-    let front = match &settings.front {
-        Some(front_settings) => match front::Front::bind(front_settings.clone()) {
-            Ok(f) => Some(f),
-            Err(err) => {
-                log_error!("{err}");
-                return EXIT_START_ERROR;
-            }
-        },
-        None => None,
     };
     let settings_boot_retries = settings.boot_retries;
     let mut arbiter = Arbiter {
@@ -627,12 +630,22 @@ impl Arbiter {
             return;
         };
         let fds: Vec<RawFd> = self.listeners.iter().map(|l| l.socket.raw_fd()).collect();
+        // The front's sockets too: the new master's front accepts from the same queues
+        // (a port bound again without SO_REUSEPORT would fail, and with it a new queue
+        // would start empty while the old one's connections die with the old master).
+        let front_fds = self
+            .front
+            .as_ref()
+            .map(front::Front::handover)
+            .unwrap_or_default();
+        let args = self.args.get(1..).unwrap_or_default();
         self.hook(|h, s| h.pre_exec(s));
-        match upgrade::spawn_new_master(&exe, self.args.get(1..).unwrap_or_default(), &fds) {
+        match upgrade::spawn_new_master(&exe, args, &fds, &front_fds) {
             Ok(pid) => {
                 log_info!(
-                    "Started the upgraded master (pid:{pid}) with {} socket(s)",
-                    fds.len()
+                    "Started the upgraded master (pid:{pid}) with {} socket(s) and {} of the front's",
+                    fds.len(),
+                    front_fds.tls.len() + usize::from(front_fds.redirect.is_some())
                 );
                 self.new_master = Some(pid);
                 // The new master serves the unix socket files too: do not unlink them.

@@ -353,16 +353,38 @@ fn bind_unix(path: &Path, backlog: i32, umask: u32) -> Result<Bound, ListenError
 /// backlog is not readable back from the kernel; this is gunicorn's default.
 const INHERITED_BACKLOG: i32 = 2048;
 
-fn adopt_fd(fd: RawFd) -> Result<Bound, ListenError> {
+/// Take ownership of an inherited descriptor that is an open socket.
+fn adopt_socket(fd: RawFd) -> Result<Socket, ListenError> {
     let err = |source| ListenError::InheritedFd { fd, source };
     // Refuse fds that are not open sockets before taking ownership of them.
     nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
         .map_err(|e| err(io::Error::from(e)))?;
-    // SAFETY: the fd was named by the operator as an inherited listening socket, it is
-    // open (getsockname succeeded) and nothing else in this process owns it.
+    // SAFETY: the fd was named (by the operator or the old master) as an inherited
+    // listening socket, it is open (getsockname succeeded) and nothing else in this
+    // process owns it.
     let socket = unsafe { Socket::from_raw_fd(fd) };
     socket.set_nonblocking(true).map_err(err)?;
     let _ = socket.set_cloexec(true);
+    Ok(socket)
+}
+
+/// Adopt a listening TCP socket the old master handed over (the front's, after USR2).
+pub fn adopt_tcp_listener(fd: RawFd) -> Result<TcpListener, ListenError> {
+    let socket = adopt_socket(fd)?;
+    let err = |source| ListenError::InheritedFd { fd, source };
+    let tcp = socket.local_addr().map_err(err)?.as_socket().is_some();
+    if !tcp || !socket.is_listener().map_err(err)? {
+        return Err(err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a listening TCP socket",
+        )));
+    }
+    Ok(socket.into())
+}
+
+fn adopt_fd(fd: RawFd) -> Result<Bound, ListenError> {
+    let socket = adopt_socket(fd)?;
+    let err = |source| ListenError::InheritedFd { fd, source };
     let local = socket.local_addr().map_err(err)?;
     if let Some(path) = local.as_pathname() {
         let path = path.to_path_buf();

@@ -13,6 +13,9 @@
 //! - The master forwards HUP and USR1 to it, and on a stop closes its own copies of the
 //!   sockets before it signals the front; [`super::Arbiter`]'s `stop` says in which
 //!   order the front and the workers go.
+//! - On USR2 the master hands its copies to the new master ([`Front::handover`]), which
+//!   takes them instead of binding ([`Front::bind`]): both fronts accept from the same
+//!   sockets until one master is stopped, and the other's front keeps them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,8 +24,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rgunicorn_process::{exit, fds, parent, signals as roles, Forked, Signals};
 
+use super::upgrade::FrontFds;
 use crate::front::{self, FrontError, FrontListeners, FrontSettings};
-use rgunicorn_workers::{log_error, log_info};
+use crate::listeners::{self, ListenError};
+use rgunicorn_workers::{log_error, log_info, log_warning};
 
 /// A front that ran this long was not crash-looping: its next crash restarts it at once.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -57,9 +62,39 @@ enum State {
     Stopped,
 }
 
+/// Why the front's sockets could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Bind(#[from] FrontError),
+    /// A socket the old master handed over (USR2) is not a listening TCP socket.
+    #[error("front: {0}")]
+    Inherited(#[from] ListenError),
+}
+
 impl Front {
-    pub fn bind(settings: FrontSettings) -> Result<Front, FrontError> {
-        let listeners = front::bind(&settings)?;
+    /// Check the certificate and bind, taking the sockets an old master handed over
+    /// (`inherited`, after USR2) where they serve the configured addresses.
+    pub fn bind(mut settings: FrontSettings, inherited: &FrontFds) -> Result<Front, BindError> {
+        let tls = inherited
+            .tls
+            .iter()
+            .map(|fd| listeners::adopt_tcp_listener(*fd))
+            .collect::<Result<Vec<_>, _>>()?;
+        let redirect = inherited
+            .redirect
+            .map(listeners::adopt_tcp_listener)
+            .transpose()?;
+        let listeners =
+            front::bind_inheriting(&settings, FrontListeners::inherited(tls, redirect))?;
+        if listeners.event_loops() != settings.threads.max(1) {
+            log_warning!(
+                "front.threads = {} needs a full restart: the front keeps the {} socket(s) the old master handed over",
+                settings.threads,
+                listeners.event_loops()
+            );
+            settings.threads = listeners.event_loops();
+        }
         if let Some(addr) = listeners.tls_addr() {
             log_info!("Front listening at: https://{addr}");
         }
@@ -74,6 +109,17 @@ impl Front {
             },
             restarts: Restarts::default(),
         })
+    }
+
+    /// The master's copies of the sockets, for a new master (USR2); none once stopping.
+    pub fn handover(&self) -> FrontFds {
+        self.listeners
+            .as_ref()
+            .map(|l| FrontFds {
+                tls: l.tls_fds(),
+                redirect: l.redirect_fd(),
+            })
+            .unwrap_or_default()
     }
 
     /// The running front's pid.

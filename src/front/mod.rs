@@ -53,13 +53,18 @@ pub enum FrontError {
 
 /// The front's bound sockets: one TLS listener per event loop (SO_REUSEPORT, so the
 /// kernel spreads connections evenly), and the optional redirect listener.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct FrontListeners {
     tls: Vec<TcpListener>,
     redirect: Option<TcpListener>,
 }
 
 impl FrontListeners {
+    /// Sockets an old master handed over (USR2), for [`bind_inheriting`].
+    pub fn inherited(tls: Vec<TcpListener>, redirect: Option<TcpListener>) -> FrontListeners {
+        FrontListeners { tls, redirect }
+    }
+
     /// The actual TLS address (useful with port 0).
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls.first().and_then(|l| l.local_addr().ok())
@@ -86,6 +91,20 @@ impl FrontListeners {
         })
     }
 
+    /// The TLS sockets' descriptors, one per event loop (a USR2 hands them over).
+    pub fn tls_fds(&self) -> Vec<RawFd> {
+        self.tls.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    pub fn redirect_fd(&self) -> Option<RawFd> {
+        self.redirect.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// How many event loops serve them: one per TLS socket.
+    pub fn event_loops(&self) -> usize {
+        self.tls.len()
+    }
+
     /// Every descriptor, for a master that must keep them open (e.g. across re-exec).
     pub fn raw_fds(&self) -> Vec<RawFd> {
         self.tls
@@ -107,10 +126,44 @@ pub struct Runtime {
 /// Check the certificate and bind the front's sockets (before forking, maybe as root).
 /// Every error is one line naming the setting or the file.
 pub fn bind(settings: &FrontSettings) -> Result<FrontListeners, FrontError> {
+    bind_inheriting(settings, FrontListeners::default())
+}
+
+/// [`bind`], taking the sockets an old master handed over (USR2) where they serve the
+/// configured addresses: the same sockets, so the old and the new front accept from
+/// the same queues and nothing queued is lost when either goes. Inherited TLS sockets
+/// are kept all together (their number, not `threads`, sets the event loops: changing
+/// it needs a full restart, as on HUP); inherited sockets no address asks for close.
+pub fn bind_inheriting(
+    settings: &FrontSettings,
+    inherited: FrontListeners,
+) -> Result<FrontListeners, FrontError> {
     let loaded = tls::load(&settings.certfile, &settings.keyfile)?;
     for warning in &loaded.warnings {
         eprintln!("rgunicorn-front: warning: {warning}");
     }
+    let FrontListeners {
+        tls: inherited_tls,
+        redirect: inherited_redirect,
+    } = inherited;
+    let tls =
+        if !inherited_tls.is_empty() && inherited_tls.iter().all(|l| serves(l, settings.listen)) {
+            inherited_tls
+        } else {
+            bind_tls(settings)?
+        };
+    let redirect = match (settings.redirect_http, inherited_redirect) {
+        (Some(addr), Some(l)) if serves(&l, addr) => Some(l),
+        (Some(addr), _) => {
+            Some(listen(addr, false).map_err(|source| FrontError::BindRedirect { addr, source })?)
+        }
+        (None, _) => None,
+    };
+    Ok(FrontListeners { tls, redirect })
+}
+
+/// One TLS socket per event loop, all on one port (SO_REUSEPORT when more than one).
+fn bind_tls(settings: &FrontSettings) -> Result<Vec<TcpListener>, FrontError> {
     let threads = settings.threads.max(1);
     let mut tls = Vec::with_capacity(threads);
     let mut addr = settings.listen;
@@ -125,13 +178,14 @@ pub fn bind(settings: &FrontSettings) -> Result<FrontListeners, FrontError> {
         }
         tls.push(listener);
     }
-    let redirect = match settings.redirect_http {
-        Some(addr) => {
-            Some(listen(addr, false).map_err(|source| FrontError::BindRedirect { addr, source })?)
-        }
-        None => None,
-    };
-    Ok(FrontListeners { tls, redirect })
+    Ok(tls)
+}
+
+/// Whether `listener` is bound where `addr` asks (any port when `addr`'s is 0).
+fn serves(listener: &TcpListener, addr: SocketAddr) -> bool {
+    listener.local_addr().is_ok_and(|local| {
+        local.ip() == addr.ip() && (addr.port() == 0 || addr.port() == local.port())
+    })
 }
 
 fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
