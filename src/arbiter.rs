@@ -113,6 +113,13 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
     }
     let inherited = Inherited::take_from_env();
     let old_master = inherited.is_upgrade().then(nix::unistd::getppid);
+    if old_master.is_some() {
+        // The old master still serves the unix socket files: a new master that fails
+        // to start, or is stopped to roll back, must not remove them (until it is gone).
+        listeners::keep_socket_files();
+    } else {
+        listeners::own_socket_files();
+    }
     let opts = bind_options(&settings);
     let bound = if !inherited.systemd.is_empty() {
         log_info!("Using the sockets systemd passed (LISTEN_FDS); binds are not used");
@@ -680,6 +687,7 @@ impl Arbiter {
         }
         self.old_master = None;
         log_info!("The old master (pid:{old}) is gone: this master takes over");
+        listeners::own_socket_files();
         if let (Some(pidfile), Some(path)) = (self.pidfile.take(), self.settings.pidfile.clone()) {
             self.pidfile = match pidfile.rename(&path) {
                 Ok(p) => Some(p),

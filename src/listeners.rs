@@ -160,7 +160,8 @@ impl Drop for Bound {
 /// The pid that bound the sockets: only it removes unix socket files on drop.
 pub static MASTER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Stop removing unix socket files on drop: a new master (USR2) serves them now.
+/// Stop removing unix socket files on drop: the other master of a USR2 upgrade (the
+/// new one, or in a new master the old one) serves them too.
 pub fn keep_socket_files() {
     MASTER_PID.store(0, std::sync::atomic::Ordering::Relaxed);
 }
@@ -173,12 +174,13 @@ pub fn own_socket_files() {
 /// Bind every `binds` entry, taking a socket from `inherited` (a USR2 upgrade's
 /// `RGUNICORN_FD`) instead when one already serves that address. Inherited sockets no
 /// bind asks for are closed (their files stay: the old master may still serve them).
+/// Whether this process removes unix socket files is the caller's to say first
+/// ([`own_socket_files`], [`keep_socket_files`]), since a failure here drops sockets.
 pub fn bind_all(
     binds: &[BindAddr],
     opts: BindOptions,
     mut inherited: Vec<Bound>,
 ) -> Result<Vec<Listening>, ListenError> {
-    own_socket_files();
     let mut out = Vec::with_capacity(binds.len());
     for bind in binds {
         let socket = match inherited.iter().position(|b| b.serves(bind)) {
@@ -198,7 +200,6 @@ pub fn bind_all(
 
 /// Adopt the sockets systemd passed (`LISTEN_FDS`): every one is a listener.
 pub fn adopt_all(fds: &[RawFd]) -> Result<Vec<Listening>, ListenError> {
-    own_socket_files();
     fds.iter()
         .map(|fd| {
             Ok(Listening {
@@ -431,6 +432,7 @@ mod tests {
 
     #[test]
     fn rebind_keeps_unchanged_sockets_binds_new_ones_and_returns_removed_ones() {
+        own_socket_files();
         let dir = tempfile::tempdir().expect("tempdir");
         let a = BindAddr::Unix(dir.path().join("a.sock"));
         let b = BindAddr::Unix(dir.path().join("b.sock"));
