@@ -29,6 +29,9 @@ pub const HEAD_CAP: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and discarding) so the client sees the
 /// response before a reset: nginx's lingering close.
 const LINGER: Duration = Duration::from_secs(2);
+/// While draining, how long an idle keep-alive connection may still bring one more
+/// request (answered with `Connection: close`) before it is closed.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
 
 /// What the client connection waits for.
 enum State {
@@ -320,7 +323,7 @@ impl Client {
                 self.state = State::Head { since: ctx.now };
                 Ok(true)
             }
-            State::Idle { .. } if self.peer_done || ctx.draining => Err(Close),
+            State::Idle { .. } if self.peer_done => Err(Close),
             State::Head { .. } => {
                 if self.tls.is_handshaking() {
                     return if self.peer_done {
@@ -628,7 +631,13 @@ impl Client {
                 State::Idle { since } if now.duration_since(*since) > s.keepalive_timeout => {
                     Err(Close)
                 }
-                State::Idle { .. } if ctx.draining => Err(Close),
+                // Not at once: at full rate the client's next request is on its way,
+                // and is answered with `Connection: close` instead of being reset.
+                State::Idle { since }
+                    if ctx.draining && now.duration_since(*since) > DRAIN_IDLE_GRACE =>
+                {
+                    Err(Close)
+                }
                 State::Head { since } if now.duration_since(*since) > s.client_header_timeout => {
                     if self.tls.is_handshaking() {
                         Err(Close)
