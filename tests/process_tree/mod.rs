@@ -14,6 +14,9 @@ use std::time::Duration;
 use crate::common::*;
 use crate::front_support;
 
+mod tls_load;
+mod upgrade;
+
 /// rgunicorn (or the custom_app example) with a `[front]` table, its workers on a unix
 /// socket (the front's upstream) plus the binds the test asks for, started with exactly
 /// the arguments given so a HUP re-reads them as they are.
@@ -30,12 +33,17 @@ impl Tree {
     /// `binds` go into the config file beside the unix socket; `top` is more top-level
     /// config (before `[front]`). Returns once `GET ready` through the front is a 200.
     fn start(bin: &Path, ready: &str, binds: &[&str], top: &str) -> Tree {
+        Tree::start_with_front(bin, ready, binds, top, "threads = 2")
+    }
+
+    /// [`Tree::start`], with `front` added to the `[front]` table.
+    fn start_with_front(bin: &Path, ready: &str, binds: &[&str], top: &str, front: &str) -> Tree {
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = front_support::Certs::new(dir.path());
         certs.write_leaf(1);
         let sock = dir.path().join("w.sock");
         let conf = dir.path().join("rg.toml");
-        write_tree_config(&conf, &sock, binds, top);
+        write_tree_config(&conf, &sock, binds, top, front);
         let mut child = Command::new(bin)
             .arg("-c")
             .arg(&conf)
@@ -137,7 +145,7 @@ impl Tree {
     }
 
     fn rewrite_config(&self, binds: &[&str], top: &str) {
-        write_tree_config(&self.conf, &self.sock, binds, top);
+        write_tree_config(&self.conf, &self.sock, binds, top, "threads = 2");
     }
 }
 
@@ -157,14 +165,14 @@ impl Drop for Tree {
 }
 
 /// The config: `binds` beside the unix socket, `top`, and a `[front]` table with the
-/// certificate the test wrote beside it.
-fn write_tree_config(conf: &Path, sock: &Path, binds: &[&str], top: &str) {
+/// certificate the test wrote beside it and `front`.
+fn write_tree_config(conf: &Path, sock: &Path, binds: &[&str], top: &str, front: &str) {
     let dir = conf.parent().expect("config dir");
     let mut all: Vec<String> = binds.iter().map(|b| format!("{b:?}")).collect();
     all.push(format!("\"unix:{}\"", sock.display()));
     let text = format!(
         "bind = [{}]\n{top}\n[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
-         upstream = \"unix:{}\"\naccess_log = \"off\"\nthreads = 2\n",
+         upstream = \"unix:{}\"\naccess_log = \"off\"\n{front}\n",
         all.join(", "),
         dir.join("server.pem").display(),
         dir.join("server.key").display(),

@@ -1,0 +1,226 @@
+//! USR2 with the front configured (issue 10): the old master hands the front's listening
+//! sockets to the new master with the workers', so both fronts accept from the same
+//! sockets during the hand-over and whichever master is stopped, the other keeps serving
+//! without a failed request. A full-rate keep-alive TLS load ([`super::tls_load`]) runs
+//! through each change; counts and process state are asserted, never speed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::tls_load::{Tally, TlsLoad};
+use super::{children_of, listening_sockets_of, tls_get, Tree};
+use crate::common::*;
+
+/// Keep-alive TLS connections the load keeps busy.
+const CLIENTS: usize = 16;
+/// Requests on each before a new one: so both fronts get connections while both run.
+const PER_CONNECTION: u64 = 50;
+const WORKERS: usize = 2;
+
+/// The master a USR2 started, stopped (with everything it started) when dropped.
+struct NewMaster {
+    pid: i32,
+}
+
+impl Drop for NewMaster {
+    fn drop(&mut self) {
+        let children = children_of(self.pid);
+        for pid in std::iter::once(self.pid).chain(children) {
+            // SAFETY: kill(2) on processes this test started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn start(front: &str) -> (Tree, SocketAddr) {
+    let tree = Tree::start_with_front(
+        &rgunicorn_bin(),
+        WELCOME_PATH,
+        &[],
+        &format!("workers = {WORKERS}"),
+        front,
+    );
+    wait_until(Duration::from_secs(10), "the workers and the front", || {
+        tree.children().len() == WORKERS + 1
+    });
+    let tls = tree.front_addr().expect("front address");
+    (tree, tls)
+}
+
+fn load(tree: &Tree, tls: SocketAddr) -> TlsLoad {
+    let load = TlsLoad::start(
+        &tree.client,
+        tls,
+        (WELCOME_PATH, WELCOME),
+        CLIENTS,
+        PER_CONNECTION,
+    );
+    load.run_for(500, Duration::from_secs(20));
+    load
+}
+
+/// USR2, then wait until the new master runs its workers and its front, and its front
+/// has said it listens.
+fn upgrade(tree: &Tree) -> NewMaster {
+    let fronts_before = tree.log().matches("front listening on").count();
+    tree.signal(libc::SIGUSR2);
+    wait_until(Duration::from_secs(15), "the new master", || {
+        tree.last("Started the upgraded master (pid:").is_some()
+    });
+    let pid = tree
+        .last("Started the upgraded master (pid:")
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .expect("new master pid");
+    let new = NewMaster { pid };
+    wait_until(
+        Duration::from_secs(20),
+        "the new master's workers and front",
+        || {
+            children_of(pid).len() == WORKERS + 1
+                && tree.log().matches("front listening on").count() > fronts_before
+        },
+    );
+    new
+}
+
+/// The front among `pid`'s children, by its title.
+fn front_of(pid: i32) -> Option<i32> {
+    children_of(pid).into_iter().find(|child| {
+        std::fs::read(format!("/proc/{child}/cmdline"))
+            .is_ok_and(|c| c.starts_with(b"rgunicorn: front"))
+    })
+}
+
+fn assert_no_failure(tally: &Tally, what: &str, tree: &Tree) {
+    assert!(
+        tally.failures.is_empty() && tally.ok > 0,
+        "{what}: {}\n{}",
+        tally.summary(),
+        tree.log()
+    );
+}
+
+fn terminate(pid: i32) {
+    // SAFETY: kill(2) on a master this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+#[test]
+fn usr2_with_the_front_then_term_of_the_old_master_fails_no_request() {
+    // One event loop: its socket has no SO_REUSEPORT, so the new master could not bind
+    // the port again; it must be handed over.
+    let (mut tree, tls) = start("threads = 1");
+    let old_master = tree.pid();
+    let old_children = tree.children();
+    let load = load(&tree, tls);
+    let new = upgrade(&tree);
+    let new_children = children_of(new.pid);
+    let new_front = front_of(new.pid).expect("the new master's front");
+    load.run_for(1000, Duration::from_secs(20));
+    tree.signal(libc::SIGTERM);
+    assert_eq!(tree.wait_exit(Duration::from_secs(40)), Some(0));
+    load.run_for(1000, Duration::from_secs(20));
+    let tally = load.finish();
+    eprintln!("USR2, TERM of the old master: {}", tally.summary());
+    assert_no_failure(&tally, "USR2, then TERM of the old master", &tree);
+
+    // One master, one front and the new workers remain.
+    assert!(!is_running(old_master));
+    for pid in &old_children {
+        assert!(!is_running(*pid), "{pid} of the old master is left");
+    }
+    assert!(is_running(new.pid), "{}", tree.log());
+    let mut left = children_of(new.pid);
+    left.sort();
+    let mut expected = new_children.clone();
+    expected.sort();
+    assert_eq!(left, expected, "the new master's children changed");
+    assert_eq!(front_of(new.pid), Some(new_front));
+    assert!(
+        listening_sockets_of(new_front).0.contains(&tls.port()),
+        "the new front does not hold the TLS port"
+    );
+    assert_eq!(
+        tls_get(&tree.client, tls, WELCOME_PATH).ok(),
+        Some(200),
+        "{}",
+        tree.log()
+    );
+    terminate(new.pid);
+    wait_until(Duration::from_secs(20), "the new master to stop", || {
+        !is_running(new.pid)
+    });
+}
+
+#[test]
+fn usr2_with_the_front_then_term_of_the_new_master_rolls_back_without_failures() {
+    // Two event loops: SO_REUSEPORT sockets, each with its own queue.
+    let (mut tree, tls) = start("threads = 2");
+    let old_children = tree.children();
+    let load = load(&tree, tls);
+    let new = upgrade(&tree);
+    let new_children = children_of(new.pid);
+    load.run_for(1000, Duration::from_secs(20));
+    terminate(new.pid);
+    wait_until(Duration::from_secs(30), "the new master to stop", || {
+        !is_running(new.pid) && new_children.iter().all(|p| !is_running(*p))
+    });
+    load.run_for(1000, Duration::from_secs(20));
+    let tally = load.finish();
+    eprintln!("USR2, TERM of the new master: {}", tally.summary());
+    assert_no_failure(&tally, "USR2, then TERM of the new master", &tree);
+    assert!(
+        tree.log().contains(&format!(
+            "The upgraded master (pid:{}) exited: this master keeps serving",
+            new.pid
+        )),
+        "{}",
+        tree.log()
+    );
+    // The old master serves on, with its own workers and front, and the workers' unix
+    // socket (the front's upstream) is still there.
+    let mut left = tree.children();
+    left.sort();
+    let mut expected = old_children;
+    expected.sort();
+    assert_eq!(left, expected, "{}", tree.log());
+    assert!(tree.sock.exists(), "the new master removed the unix socket");
+    assert_eq!(tls_get(&tree.client, tls, WELCOME_PATH).ok(), Some(200));
+    tree.signal(libc::SIGTERM);
+    assert_eq!(tree.wait_exit(Duration::from_secs(40)), Some(0));
+}
+
+#[test]
+fn a_usr2_whose_new_master_cannot_start_leaves_the_old_one_serving() {
+    let (mut tree, tls) = start("threads = 1");
+    let old_children = tree.children();
+    let load = load(&tree, tls);
+    // The new master reads the config as it is now: a certificate that is not there
+    // stops it after it has taken the inherited sockets.
+    let config = std::fs::read_to_string(&tree.conf).expect("config");
+    std::fs::write(&tree.conf, config.replace("server.pem", "missing.pem")).expect("config");
+    tree.signal(libc::SIGUSR2);
+    wait_until(Duration::from_secs(20), "the new master to fail", || {
+        tree.log().contains("exited: this master keeps serving")
+    });
+    load.run_for(1000, Duration::from_secs(20));
+    let tally = load.finish();
+    eprintln!("USR2 that fails: {}", tally.summary());
+    assert_no_failure(&tally, "a USR2 whose new master fails", &tree);
+    let mut left = tree.children();
+    left.sort();
+    let mut expected = old_children;
+    expected.sort();
+    assert_eq!(left, expected, "{}", tree.log());
+    assert!(
+        tree.sock.exists(),
+        "the failed master removed the unix socket"
+    );
+    assert_eq!(tls_get(&tree.client, tls, WELCOME_PATH).ok(), Some(200));
+    tree.signal(libc::SIGTERM);
+    assert_eq!(tree.wait_exit(Duration::from_secs(40)), Some(0));
+}
