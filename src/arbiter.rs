@@ -146,7 +146,10 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
                 }
             }
         }
-        None => None,
+        None => {
+            front::Front::close_inherited(&inherited.front);
+            None
+        }
     };
     let pidfile = match &settings.pidfile {
         Some(path) => {

@@ -111,6 +111,17 @@ impl Front {
         })
     }
 
+    /// Close the sockets an old master handed over when the new config has no front:
+    /// kept open, they would accept connections nobody serves once the old one is gone.
+    pub fn close_inherited(inherited: &FrontFds) {
+        for fd in inherited.tls.iter().chain(inherited.redirect.iter()) {
+            match listeners::adopt_tcp_listener(*fd) {
+                Ok(socket) => drop(socket),
+                Err(err) => log_warning!("{err}"),
+            }
+        }
+    }
+
     /// The master's copies of the sockets, for a new master (USR2); none once stopping.
     pub fn handover(&self) -> FrontFds {
         self.listeners

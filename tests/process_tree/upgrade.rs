@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::tls_load::{Tally, TlsLoad};
-use super::{children_of, listening_sockets_of, tls_get, Tree};
+use super::{children_of, listening_sockets_of, refused, tls_get, Tree};
 use crate::common::*;
 
 /// Keep-alive TLS connections the load keeps busy.
@@ -233,4 +233,36 @@ fn a_usr2_whose_new_master_cannot_start_leaves_the_old_one_serving() {
     assert_eq!(tls_get(&tree.client, tls, WELCOME_PATH).ok(), Some(200));
     tree.signal(libc::SIGTERM);
     assert_eq!(tree.wait_exit(Duration::from_secs(40)), Some(0));
+}
+
+#[test]
+fn a_usr2_to_a_config_without_the_front_closes_the_fronts_port_with_the_old_master() {
+    let (mut tree, tls) = start("threads = 1");
+    let config = std::fs::read_to_string(&tree.conf).expect("config");
+    let without_front = config.split("[front]").next().expect("top of the config");
+    std::fs::write(&tree.conf, without_front).expect("config");
+    tree.signal(libc::SIGUSR2);
+    wait_until(Duration::from_secs(15), "the new master", || {
+        tree.last("Started the upgraded master (pid:").is_some()
+    });
+    let pid = tree
+        .last("Started the upgraded master (pid:")
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .expect("new master pid");
+    let new = NewMaster { pid };
+    wait_until(Duration::from_secs(20), "the new master's workers", || {
+        children_of(new.pid).len() == WORKERS
+    });
+    tree.signal(libc::SIGTERM);
+    assert_eq!(tree.wait_exit(Duration::from_secs(40)), Some(0));
+    assert_eq!(
+        listening_sockets_of(new.pid).0,
+        Vec::<u16>::new(),
+        "the new master kept the front's socket it does not use"
+    );
+    assert!(refused(tls), "the front's port still accepts");
+    terminate(new.pid);
+    wait_until(Duration::from_secs(20), "the new master to stop", || {
+        !is_running(new.pid)
+    });
 }
