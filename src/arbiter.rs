@@ -652,10 +652,14 @@ impl Arbiter {
         self.hook(|h, s| h.pre_exec(s));
         match upgrade::spawn_new_master(&exe, args, &fds, &front_fds) {
             Ok(pid) => {
+                let front_count = front_fds.tls.len() + usize::from(front_fds.redirect.is_some());
+                let front_part = match front_count {
+                    0 => String::new(),
+                    n => format!(" and the front's {n}"),
+                };
                 log_info!(
-                    "Started the upgraded master (pid:{pid}) with {} socket(s) and {} of the front's",
-                    fds.len(),
-                    front_fds.tls.len() + usize::from(front_fds.redirect.is_some())
+                    "Started the upgraded master (pid:{pid}) with {} socket(s){front_part}",
+                    fds.len()
                 );
                 self.new_master = Some(pid);
                 // The new master serves the unix socket files too: do not unlink them.
