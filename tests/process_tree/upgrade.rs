@@ -67,19 +67,26 @@ fn load(tree: &Tree, tls: SocketAddr) -> TlsLoad {
     load
 }
 
+/// USR2, and the new master it started.
+fn usr2(tree: &Tree) -> NewMaster {
+    tree.signal(libc::SIGUSR2);
+    let started = "Started the upgraded master (pid:";
+    wait_until(Duration::from_secs(15), "the new master", || {
+        tree.last(started).is_some()
+    });
+    let pid = tree
+        .last(started)
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .expect("new master pid");
+    NewMaster { pid }
+}
+
 /// USR2, then wait until the new master runs its workers and its front, and its front
 /// has said it listens.
 fn upgrade(tree: &Tree) -> NewMaster {
     let fronts_before = tree.log().matches("front listening on").count();
-    tree.signal(libc::SIGUSR2);
-    wait_until(Duration::from_secs(15), "the new master", || {
-        tree.last("Started the upgraded master (pid:").is_some()
-    });
-    let pid = tree
-        .last("Started the upgraded master (pid:")
-        .and_then(|p| p.trim_end_matches(')').parse().ok())
-        .expect("new master pid");
-    let new = NewMaster { pid };
+    let new = usr2(tree);
+    let pid = new.pid;
     wait_until(
         Duration::from_secs(20),
         "the new master's workers and front",
@@ -115,6 +122,14 @@ fn terminate(pid: i32) {
     }
 }
 
+/// `now` holds exactly the processes of `before`.
+fn assert_same_processes(mut now: Vec<i32>, before: &[i32], tree: &Tree) {
+    let mut before = before.to_vec();
+    now.sort();
+    before.sort();
+    assert_eq!(now, before, "{}", tree.log());
+}
+
 #[test]
 #[ignore = "502s from retiring workers until the core and front branches are merged: \
             run with --ignored then (0 failures in 23 runs on main+master+core+front)"]
@@ -142,11 +157,7 @@ fn usr2_with_the_front_then_term_of_the_old_master_fails_no_request() {
         assert!(!is_running(*pid), "{pid} of the old master is left");
     }
     assert!(is_running(new.pid), "{}", tree.log());
-    let mut left = children_of(new.pid);
-    left.sort();
-    let mut expected = new_children.clone();
-    expected.sort();
-    assert_eq!(left, expected, "the new master's children changed");
+    assert_same_processes(children_of(new.pid), &new_children, &tree);
     assert_eq!(front_of(new.pid), Some(new_front));
     assert!(
         listening_sockets_of(new_front).0.contains(&tls.port()),
@@ -193,11 +204,7 @@ fn usr2_with_the_front_then_term_of_the_new_master_rolls_back_without_failures()
     );
     // The old master serves on, with its own workers and front, and the workers' unix
     // socket (the front's upstream) is still there.
-    let mut left = tree.children();
-    left.sort();
-    let mut expected = old_children;
-    expected.sort();
-    assert_eq!(left, expected, "{}", tree.log());
+    assert_same_processes(tree.children(), &old_children, &tree);
     assert!(tree.sock.exists(), "the new master removed the unix socket");
     assert_eq!(tls_get(&tree.client, tls, WELCOME_PATH).ok(), Some(200));
     tree.signal(libc::SIGTERM);
@@ -221,11 +228,7 @@ fn a_usr2_whose_new_master_cannot_start_leaves_the_old_one_serving() {
     let tally = load.finish();
     eprintln!("USR2 that fails: {}", tally.summary());
     assert_no_failure(&tally, "a USR2 whose new master fails", &tree);
-    let mut left = tree.children();
-    left.sort();
-    let mut expected = old_children;
-    expected.sort();
-    assert_eq!(left, expected, "{}", tree.log());
+    assert_same_processes(tree.children(), &old_children, &tree);
     assert!(
         tree.sock.exists(),
         "the failed master removed the unix socket"
@@ -241,15 +244,7 @@ fn a_usr2_to_a_config_without_the_front_closes_the_fronts_port_with_the_old_mast
     let config = std::fs::read_to_string(&tree.conf).expect("config");
     let without_front = config.split("[front]").next().expect("top of the config");
     std::fs::write(&tree.conf, without_front).expect("config");
-    tree.signal(libc::SIGUSR2);
-    wait_until(Duration::from_secs(15), "the new master", || {
-        tree.last("Started the upgraded master (pid:").is_some()
-    });
-    let pid = tree
-        .last("Started the upgraded master (pid:")
-        .and_then(|p| p.trim_end_matches(')').parse().ok())
-        .expect("new master pid");
-    let new = NewMaster { pid };
+    let new = usr2(&tree);
     wait_until(Duration::from_secs(20), "the new master's workers", || {
         children_of(new.pid).len() == WORKERS
     });
