@@ -160,8 +160,8 @@ fn assert_same_processes(mut now: Vec<i32>, before: &[i32], tree: &Tree) {
 }
 
 #[test]
-#[ignore = "502s from retiring workers until the core and front branches are merged: \
-            run with --ignored then (0 failures in 19 runs each on main+master+core+front)"]
+#[ignore = "502s from retiring workers until the front branch is merged: run with \
+            --ignored then (0 failures in 10 runs each on main+master+front)"]
 fn usr2_with_the_front_then_term_of_the_old_master_fails_no_request() {
     // One event loop: its socket has no SO_REUSEPORT, so the new master could not bind
     // the port again; it must be handed over.
@@ -205,8 +205,8 @@ fn usr2_with_the_front_then_term_of_the_old_master_fails_no_request() {
 }
 
 #[test]
-#[ignore = "502s from retiring workers until the core and front branches are merged: \
-            run with --ignored then (0 failures in 19 runs each on main+master+core+front)"]
+#[ignore = "502s from retiring workers until the front branch is merged: run with \
+            --ignored then (0 failures in 10 runs each on main+master+front)"]
 fn usr2_with_the_front_then_term_of_the_new_master_rolls_back_without_failures() {
     // Two event loops: SO_REUSEPORT sockets, each with its own queue.
     let (mut tree, tls) = start("threads = 2");
