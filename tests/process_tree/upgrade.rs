@@ -9,8 +9,7 @@
 //! The two hand-over tests also retire one master's workers while the other master's
 //! front holds pooled upstream connections to them (the workers share the unix socket):
 //! before the front branch (which retries a request a closing upstream connection did
-//! not answer) that costs a 502 about every other run. They are ignored until it is
-//! merged.
+//! not answer) that costs a few 502s in most runs. They are ignored until it is merged.
 
 use std::net::SocketAddr;
 use std::time::Duration;
