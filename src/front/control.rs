@@ -19,7 +19,8 @@ use nix::sys::signal::Signal;
 use rgunicorn_process::privileges::{self, Account};
 use rgunicorn_process::{parent, signals as roles, Signals};
 
-use super::event_loop::{Control, EventLoop, Exit, WAKER};
+use super::context::WAKER;
+use super::event_loop::{Control, EventLoop, Exit};
 use super::log::Logger;
 use super::settings::FrontSettings;
 use super::{tls, FrontListeners, Runtime};

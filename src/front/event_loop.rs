@@ -1,10 +1,13 @@
 //! One event loop (one per thread): its own TLS listener (SO_REUSEPORT, so the kernel
-//! spreads connections evenly over the loops), optionally the redirect listener, the
-//! connections, the upstream pool, and a `Waker` through which the control thread
-//! ([`super::control`]) sends [`Control`] messages.
+//! spreads connections evenly over the loops), optionally the redirect listener, a
+//! `Waker` through which the control thread ([`super::control`]) sends [`Control`]
+//! messages, and the [`Relay`] holding every connection.
 //!
-//! Each connection has two tokens (client socket, upstream socket) derived from its slab
-//! key. Deadlines are enforced by a sweep every [`TICK`].
+//! Each pass: poll, tell the relay about every event first (so a pooled upstream
+//! connection the worker closed leaves the pool before anyone sends on it), accept, then
+//! let the relay drive what moved. Deadlines are enforced by a sweep every [`TICK`].
+//! Out of descriptors, accepting pauses for [`ACCEPT_PAUSE`] at a time, with one log
+//! line per episode.
 
 use std::io;
 use std::sync::Arc;
@@ -12,32 +15,21 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll};
 
-use super::conn::Client;
+use super::context::{Ctx, Key, LISTENER, REDIRECT, WAKER};
 use super::log::Logger;
-use super::redirect::Redirect;
-use super::upstream::Pool;
+use super::relay::Relay;
 use super::Runtime;
 
-const LISTENER: Token = Token(0);
-const REDIRECT: Token = Token(1);
-pub const WAKER: Token = Token(2);
-const FIRST_CONN: usize = 16;
 /// How often deadlines are checked.
 const TICK: Duration = Duration::from_millis(200);
-
-pub fn client_token(key: usize) -> Token {
-    Token(FIRST_CONN + 2 * key)
-}
-
-pub fn upstream_token(key: usize) -> Token {
-    Token(FIRST_CONN + 2 * key + 1)
-}
-
-fn key_of(token: Token) -> Option<usize> {
-    token.0.checked_sub(FIRST_CONN).map(|n| n / 2)
-}
+/// How long accepting pauses when the process is out of descriptors (or memory).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// An out-of-descriptors episode ends after this long without a failed accept.
+const EPISODE_QUIET: Duration = Duration::from_secs(2);
+/// A long episode is reported this often while it lasts.
+const EPISODE_REPORT: Duration = Duration::from_secs(60);
 
 /// Messages from the control thread.
 pub enum Control {
@@ -49,118 +41,34 @@ pub enum Control {
     Reload(Arc<Runtime>),
 }
 
-/// What a connection handler leaves behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Open,
-    Closed,
-}
-
-/// What a connection handler may touch.
-pub struct Ctx<'a> {
-    pub registry: &'a Registry,
-    pub rt: &'a Runtime,
-    pub log: &'a Logger,
-    pub pool: &'a mut Pool,
-    pub draining: bool,
-    pub now: Instant,
-}
-
-enum Conn {
-    Tls(Box<Client>),
-    Redirect(Box<Redirect>),
-}
-
-impl Conn {
-    fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        match self {
-            Conn::Tls(c) => c.drive(ctx),
-            Conn::Redirect(r) => r.drive(ctx),
-        }
-    }
-
-    fn check_timeouts(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        match self {
-            Conn::Tls(c) => c.check_timeouts(ctx),
-            Conn::Redirect(r) => r.check_timeouts(ctx),
-        }
-    }
-}
-
-/// A minimal slab: stable keys, reused after removal.
-struct Slab<T> {
-    entries: Vec<Option<T>>,
-    free: Vec<usize>,
-    len: usize,
-}
-
-impl<T> Slab<T> {
-    fn new() -> Slab<T> {
-        Slab {
-            entries: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
-    }
-
-    fn vacant_key(&self) -> usize {
-        self.free.last().copied().unwrap_or(self.entries.len())
-    }
-
-    fn insert(&mut self, value: T) -> usize {
-        self.len += 1;
-        match self.free.pop() {
-            Some(key) => {
-                self.entries[key] = Some(value);
-                key
-            }
-            None => {
-                self.entries.push(Some(value));
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    fn get_mut(&mut self, key: usize) -> Option<&mut T> {
-        self.entries.get_mut(key).and_then(Option::as_mut)
-    }
-
-    fn remove(&mut self, key: usize) {
-        if let Some(slot) = self.entries.get_mut(key) {
-            if slot.take().is_some() {
-                self.len -= 1;
-                self.free.push(key);
-            }
-        }
-    }
-
-    fn keys(&self) -> Vec<usize> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(k, e)| e.as_ref().map(|_| k))
-            .collect()
-    }
-}
-
 /// How the loop ended.
 pub enum Exit {
     Drained,
     Stopped,
 }
 
+/// Accepting failed for lack of resources: since when, how often, why.
+struct Starved {
+    since: Instant,
+    failures: u64,
+    error: io::Error,
+    last_failure: Instant,
+    /// While paused: when to try again (listener events are ignored until then).
+    resume_at: Option<Instant>,
+}
+
 pub struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     redirect: Option<TcpListener>,
-    conns: Slab<Conn>,
-    pool: Pool,
+    relay: Relay,
     runtime: Arc<Runtime>,
     log: Arc<Logger>,
     control: Receiver<Control>,
     drain_deadline: Option<Instant>,
     /// Accepting stopped at worker_connections with connections maybe still queued.
     accept_paused: bool,
+    starved: Option<Starved>,
 }
 
 impl EventLoop {
@@ -188,13 +96,13 @@ impl EventLoop {
             poll,
             listener: Some(listener),
             redirect,
-            conns: Slab::new(),
-            pool: Pool::default(),
+            relay: Relay::default(),
             runtime,
             log,
             control,
             drain_deadline: None,
             accept_paused: false,
+            starved: None,
         })
     }
 
@@ -208,73 +116,84 @@ impl EventLoop {
                     return Exit::Stopped;
                 }
             }
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(false),
-                    REDIRECT => self.accept(true),
-                    WAKER => {
-                        if let Some(exit) = self.handle_control() {
-                            return exit;
-                        }
-                    }
-                    token => {
-                        if let Some(key) = key_of(token) {
-                            if let Some(Conn::Tls(client)) = self.conns.get_mut(key) {
-                                client.note_event(
-                                    token == upstream_token(key),
-                                    event.is_read_closed(),
-                                );
+            let now = Instant::now();
+            let mut accept = [false; 2];
+            let mut control = false;
+            {
+                let (ctx, relay) = self.split(now);
+                for event in events.iter() {
+                    match event.token() {
+                        LISTENER => accept[0] = true,
+                        REDIRECT => accept[1] = true,
+                        WAKER => control = true,
+                        token => {
+                            if let Some(key) = Key::of(token) {
+                                relay.note(key, event, &ctx);
                             }
-                            self.with_conn(key, Conn::drive);
                         }
                     }
                 }
             }
-            if self.accept_paused && self.conns.len < self.runtime.settings.worker_connections {
-                self.accept_paused = false;
-                self.accept(false);
+            if control {
+                if let Some(exit) = self.handle_control() {
+                    return exit;
+                }
             }
-            let now = Instant::now();
+            if self
+                .starved
+                .as_ref()
+                .and_then(|s| s.resume_at)
+                .is_some_and(|at| now >= at)
+            {
+                accept = [true, self.redirect.is_some()];
+            }
+            if self.accept_paused
+                && self.relay.connections() < self.runtime.settings.worker_connections
+            {
+                self.accept_paused = false;
+                accept[0] = true;
+            }
+            if accept[0] {
+                self.accept(false, now);
+            }
+            if accept[1] {
+                self.accept(true, now);
+            }
+            let (ctx, relay) = self.split(now);
+            relay.run(&ctx);
             if now >= next_sweep {
                 next_sweep = now + TICK;
-                self.sweep();
+                relay.sweep(&ctx);
+                self.report_starved(now);
             }
             if let Some(deadline) = self.drain_deadline {
-                if self.conns.len == 0 || now >= deadline {
+                if self.relay.connections() == 0 || now >= deadline {
                     return Exit::Drained;
                 }
             }
         }
     }
 
-    fn with_conn(&mut self, key: usize, f: fn(&mut Conn, &mut Ctx<'_>) -> Outcome) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return; // a stale event for a connection already closed
-        };
-        let mut ctx = Ctx {
+    /// What a handler may touch, beside the relay that holds the connections.
+    fn split(&mut self, now: Instant) -> (Ctx<'_>, &mut Relay) {
+        let ctx = Ctx {
             registry: self.poll.registry(),
             rt: &self.runtime,
             log: &self.log,
-            pool: &mut self.pool,
             draining: self.drain_deadline.is_some(),
-            now: Instant::now(),
+            now,
         };
-        if f(conn, &mut ctx) == Outcome::Closed {
-            self.conns.remove(key);
-        }
+        (ctx, &mut self.relay)
     }
 
-    fn sweep(&mut self) {
-        for key in self.conns.keys() {
-            self.with_conn(key, Conn::check_timeouts);
+    fn accept(&mut self, redirect: bool, now: Instant) {
+        if let Some(at) = self.starved.as_ref().and_then(|s| s.resume_at) {
+            if now < at {
+                return; // paused: the queued connections wait in the backlog
+            }
         }
-        self.pool
-            .expire(self.runtime.settings.upstream_keepalive_timeout);
-    }
-
-    fn accept(&mut self, redirect: bool) {
         loop {
-            if self.conns.len >= self.runtime.settings.worker_connections {
+            if self.relay.connections() >= self.runtime.settings.worker_connections {
                 self.accept_paused = true;
                 return;
             }
@@ -290,35 +209,80 @@ impl EventLoop {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and friends: log, and retry on the next sweep's event.
-                    self.log.error(&format!("accept() failed: {e}"));
+                Err(e) if starving(&e) => {
+                    self.starve(e, now);
                     return;
                 }
+                // A connection that died in the backlog (ECONNABORTED and friends).
+                Err(_) => continue,
             };
-            let key = self.conns.vacant_key();
-            let ctx = Ctx {
-                registry: self.poll.registry(),
-                rt: &self.runtime,
-                log: &self.log,
-                pool: &mut self.pool,
-                draining: false,
-                now: Instant::now(),
-            };
-            let conn = if redirect {
-                Redirect::new(sock, peer, key, &ctx).map(|r| Conn::Redirect(Box::new(r)))
-            } else {
-                Client::new(sock, peer, key, self.runtime.tls.clone(), &ctx)
-                    .map(|c| Conn::Tls(Box::new(c)))
-            };
-            match conn {
-                Ok(conn) => {
-                    self.conns.insert(conn);
-                }
-                Err(err) => self
-                    .log
-                    .error(&format!("cannot set up a connection from {peer}: {err}")),
+            if let Some(s) = &mut self.starved {
+                s.resume_at = None;
             }
+            let tls = self.runtime.tls.clone();
+            let (ctx, relay) = self.split(now);
+            let added = if redirect {
+                relay.add_redirect(sock, peer, &ctx)
+            } else {
+                relay.add_client(sock, peer, tls, &ctx)
+            };
+            if let Err(err) = added {
+                ctx.log
+                    .error(&format!("cannot set up a connection from {peer}: {err}"));
+            }
+        }
+    }
+
+    /// Accepting failed for lack of descriptors or memory: pause, counting.
+    fn starve(&mut self, error: io::Error, now: Instant) {
+        let resume_at = Some(now + ACCEPT_PAUSE);
+        match &mut self.starved {
+            Some(s) => {
+                s.failures += 1;
+                s.last_failure = now;
+                s.resume_at = resume_at;
+                s.error = error;
+            }
+            None => {
+                self.starved = Some(Starved {
+                    since: now,
+                    failures: 1,
+                    error,
+                    last_failure: now,
+                    resume_at,
+                })
+            }
+        }
+    }
+
+    /// One line per episode: when accepting has worked for a while again (or once a
+    /// minute while it lasts), with how many accepts failed.
+    fn report_starved(&mut self, now: Instant) {
+        let Some(s) = &mut self.starved else {
+            return;
+        };
+        let over = now.saturating_duration_since(s.last_failure) >= EPISODE_QUIET;
+        if !over && now.saturating_duration_since(s.since) < EPISODE_REPORT {
+            return;
+        }
+        self.log.error(&format!(
+            "accept() failed {} times in {:.1} s ({}): out of file descriptors or memory; {}",
+            s.failures,
+            s.last_failure
+                .saturating_duration_since(s.since)
+                .as_secs_f64(),
+            s.error,
+            if over {
+                "accepting again"
+            } else {
+                "still pausing accepts"
+            }
+        ));
+        if over {
+            self.starved = None;
+        } else {
+            s.since = now;
+            s.failures = 0;
         }
     }
 
@@ -337,12 +301,14 @@ impl EventLoop {
                     if let Some(mut l) = self.redirect.take() {
                         let _ = self.poll.registry().deregister(&mut l);
                     }
-                    self.pool.clear();
-                    self.sweep();
+                    let (ctx, relay) = self.split(Instant::now());
+                    relay.clear_pool(&ctx);
+                    relay.sweep(&ctx);
                 }
                 Control::Reload(runtime) => {
                     self.runtime = runtime;
-                    self.pool.clear();
+                    let (ctx, relay) = self.split(Instant::now());
+                    relay.clear_pool(&ctx);
                 }
             }
         }
@@ -350,29 +316,10 @@ impl EventLoop {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip() {
-        for key in [0, 1, 7, 1000] {
-            assert_eq!(key_of(client_token(key)), Some(key));
-            assert_eq!(key_of(upstream_token(key)), Some(key));
-            assert_ne!(client_token(key), upstream_token(key));
-        }
-        assert_eq!(key_of(WAKER), None);
-    }
-
-    #[test]
-    fn slab_reuses_keys() {
-        let mut slab = Slab::new();
-        let a = slab.insert("a");
-        let b = slab.insert("b");
-        slab.remove(a);
-        assert_eq!(slab.vacant_key(), a);
-        assert_eq!(slab.insert("c"), a);
-        assert_eq!(slab.keys(), vec![a, b]);
-        assert_eq!(slab.len, 2);
-    }
+/// Errors that say the process (or the system) is out of something accepting needs.
+fn starving(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }

@@ -140,11 +140,11 @@ pub fn upstream_request(
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+fn push_header(out: &mut impl Write, name: &str, value: &[u8]) {
+    let _ = out.write_all(name.as_bytes());
+    let _ = out.write_all(b": ");
+    let _ = out.write_all(value);
+    let _ = out.write_all(b"\r\n");
 }
 
 /// How the client receives a response body.
@@ -166,7 +166,7 @@ pub fn client_response(
     keep_alive: bool,
     version: Version,
     settings: &FrontSettings,
-    out: &mut Vec<u8>,
+    out: &mut impl Write,
 ) {
     let tokens = connection_tokens(resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
     let reason = if !resp.reason.is_empty()
@@ -211,23 +211,31 @@ pub fn client_response(
                 let _ = write!(out, "Content-Length: {n}\r\n");
             }
         }
-        ClientFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ClientFraming::Chunked => {
+            let _ = out.write_all(b"Transfer-Encoding: chunked\r\n");
+        }
         ClientFraming::UntilClose => {}
     }
     connection_header(keep_alive, version, out);
-    out.extend_from_slice(b"\r\n");
+    let _ = out.write_all(b"\r\n");
 }
 
-fn connection_header(keep_alive: bool, version: Version, out: &mut Vec<u8>) {
-    match (keep_alive, version) {
-        (false, _) => out.extend_from_slice(b"Connection: close\r\n"),
-        (true, Version::Http10) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-        (true, Version::Http11) => {}
-    }
+fn connection_header(keep_alive: bool, version: Version, out: &mut impl Write) {
+    let line: &[u8] = match (keep_alive, version) {
+        (false, _) => b"Connection: close\r\n",
+        (true, Version::Http10) => b"Connection: keep-alive\r\n",
+        (true, Version::Http11) => b"",
+    };
+    let _ = out.write_all(line);
 }
 
 /// A response the front makes itself (4xx/5xx), nginx-style HTML; the connection closes.
-pub fn error_response(status: u16, head_only: bool, settings: &FrontSettings, out: &mut Vec<u8>) {
+pub fn error_response(
+    status: u16,
+    head_only: bool,
+    settings: &FrontSettings,
+    out: &mut impl Write,
+) {
     let reason = reason(status);
     let server = settings.server_header.as_deref().unwrap_or("");
     let body = format!(
@@ -247,9 +255,9 @@ pub fn error_response(status: u16, head_only: bool, settings: &FrontSettings, ou
     if let Some(hsts) = &settings.hsts {
         push_header(out, "Strict-Transport-Security", hsts.as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
+    let _ = out.write_all(b"\r\n");
     if !head_only {
-        out.extend_from_slice(body.as_bytes());
+        let _ = out.write_all(body.as_bytes());
     }
 }
 

@@ -6,23 +6,31 @@
 //! - [`settings`]: the `[front]` table → [`FrontSettings`]
 //! - [`tls`]: certificate checks and the rustls configuration
 //! - [`control`]: the process's main thread (signals, reload, event loop threads)
-//! - [`event_loop`]: one mio loop per thread (accept, dispatch, deadlines)
-//! - [`conn`]: a client TLS connection and its upstream socket
-//! - [`exchange`]: one request/response crossing the proxy
-//! - [`upstream`]: sockets to the workers, the keep-alive pool, response parsing
+//! - [`event_loop`]: one mio loop per thread (poll, accept, control messages, sweeps)
+//! - [`relay`]: a loop's connections (slab) and how requests and responses move
+//!   between clients and upstream connections
+//! - [`client`]: a client connection, [`transport`] (socket ↔ rustls ↔ plaintext)
+//!   under [`http1`] (requests parsed and queued, responses re-framed in order)
+//! - [`upstream`]: a connection to the workers and its response parsing
+//! - [`context`]: what the layers share (keys, tokens, the handler context)
+//! - [`buffer`]: the byte queue the connections use
 //! - [`headers`]: forwarded request heads, client response heads, error pages
 //! - [`redirect`]: the plain-HTTP listener answering 301
 //! - [`log`]: access (nginx combined) and error logs
 
-mod conn;
+mod buffer;
+mod client;
+mod context;
 mod control;
 mod event_loop;
-mod exchange;
 mod headers;
+mod http1;
 pub mod log;
 mod redirect;
+mod relay;
 pub mod settings;
 pub mod tls;
+mod transport;
 mod upstream;
 
 use std::net::{SocketAddr, TcpListener};

@@ -15,9 +15,9 @@ use mio::Interest;
 
 use rgunicorn_workers::http::parse_request_head;
 
-use super::event_loop::{client_token, Ctx, Outcome};
-use super::exchange::RequestInfo;
+use super::context::{Ctx, Key, Outcome};
 use super::headers::{self, reason};
+use super::http1::RequestInfo;
 use super::log::{http_date, AccessEntry};
 use super::settings::FrontSettings;
 
@@ -40,12 +40,12 @@ impl Redirect {
     pub fn new(
         mut sock: TcpStream,
         peer: SocketAddr,
-        key: usize,
+        key: Key,
         ctx: &Ctx<'_>,
     ) -> io::Result<Redirect> {
         ctx.registry.register(
             &mut sock,
-            client_token(key),
+            key.token(),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         Ok(Redirect {
@@ -57,16 +57,16 @@ impl Redirect {
         })
     }
 
-    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+    pub fn drive(&mut self, ctx: &Ctx<'_>) -> Outcome {
         if let State::Reading { .. } = self.state {
             let mut chunk = [0u8; 4096];
             loop {
                 match self.sock.read(&mut chunk) {
-                    Ok(0) => return self.close(ctx),
+                    Ok(0) => return Outcome::Closed,
                     Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return self.close(ctx),
+                    Err(_) => return Outcome::Closed,
                 }
                 if self.buf.len() > MAX_HEAD {
                     break;
@@ -77,31 +77,24 @@ impl Redirect {
                 Ok(Some(head)) => {
                     let host = headers::header(&head, "host");
                     let info = RequestInfo::of(&head);
-                    let status = match location(host, &head.target, settings) {
-                        Some(location) => {
-                            redirect_response(
-                                &location,
-                                head.method == "HEAD",
-                                settings,
-                                &mut self.out,
-                            );
-                            301
-                        }
-                        None => {
-                            headers::error_response(400, false, settings, &mut self.out);
-                            400
-                        }
+                    let head_only = head.method == "HEAD";
+                    let (status, body) = match location(host, &head.target, settings) {
+                        Some(location) => (
+                            301,
+                            redirect_response(&location, head_only, settings, &mut self.out),
+                        ),
+                        None => (400, self.error_page(400, head_only, settings)),
                     };
-                    self.log(ctx, &info, status);
+                    self.log(ctx, &info, status, body);
                 }
                 Ok(None) if self.buf.len() <= MAX_HEAD => return Outcome::Open,
                 Ok(None) => {
-                    headers::error_response(431, false, settings, &mut self.out);
-                    self.log(ctx, &RequestInfo::default(), 431);
+                    let body = self.error_page(431, false, settings);
+                    self.log(ctx, &RequestInfo::default(), 431, body);
                 }
                 Err(err) => {
-                    headers::error_response(err.status(), false, settings, &mut self.out);
-                    self.log(ctx, &RequestInfo::default(), err.status());
+                    let body = self.error_page(err.status(), false, settings);
+                    self.log(ctx, &RequestInfo::default(), err.status(), body);
                 }
             }
             self.state = State::Writing { since: ctx.now };
@@ -117,33 +110,46 @@ impl Redirect {
             }
         }
         let _ = self.sock.shutdown(Shutdown::Write);
-        self.close(ctx)
-    }
-
-    pub fn check_timeouts(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        let s = &ctx.rt.settings;
-        match self.state {
-            State::Reading { since } if ctx.now.duration_since(since) > s.client_header_timeout => {
-                self.close(ctx)
-            }
-            State::Writing { since } if ctx.now.duration_since(since) > s.send_timeout => {
-                self.close(ctx)
-            }
-            _ => Outcome::Open,
-        }
-    }
-
-    pub fn close(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        let _ = ctx.registry.deregister(&mut self.sock);
         Outcome::Closed
     }
 
-    fn log(&self, ctx: &Ctx<'_>, info: &RequestInfo, status: u16) {
+    pub fn check_timeouts(&self, ctx: &Ctx<'_>) -> Outcome {
+        let s = &ctx.rt.settings;
+        let since = match self.state {
+            State::Reading { since } | State::Writing { since } => since,
+        };
+        let limit = match self.state {
+            State::Reading { .. } => s.client_header_timeout,
+            State::Writing { .. } => s.send_timeout,
+        };
+        if ctx.now.saturating_duration_since(since) > limit {
+            Outcome::Closed
+        } else {
+            Outcome::Open
+        }
+    }
+
+    pub fn deregister(&mut self, registry: &mio::Registry) {
+        let _ = registry.deregister(&mut self.sock);
+    }
+
+    /// An error page; returns its body length.
+    fn error_page(&mut self, status: u16, head_only: bool, settings: &FrontSettings) -> u64 {
+        let before = self.out.len();
+        headers::error_response(status, head_only, settings, &mut self.out);
+        let page = &self.out[before..];
+        match page.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) if !head_only => (page.len() - end - 4) as u64,
+            _ => 0,
+        }
+    }
+
+    fn log(&self, ctx: &Ctx<'_>, info: &RequestInfo, status: u16, body_bytes: u64) {
         ctx.log.access(&AccessEntry {
             remote: self.peer.ip(),
             request_line: &info.request_line,
             status,
-            body_bytes: 0,
+            body_bytes,
             referer: &info.referer,
             user_agent: &info.user_agent,
         });
@@ -179,7 +185,13 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
-fn redirect_response(location: &str, head_only: bool, settings: &FrontSettings, out: &mut Vec<u8>) {
+/// Append the 301 to `out`; returns the body length sent.
+fn redirect_response(
+    location: &str,
+    head_only: bool,
+    settings: &FrontSettings,
+    out: &mut Vec<u8>,
+) -> u64 {
     let body = format!(
         "<html>\r\n<head><title>301 {r}</title></head>\r\n<body>\r\n<center><h1>301 {r}</h1></center>\r\n</body>\r\n</html>\r\n",
         r = reason(301)
@@ -196,9 +208,11 @@ fn redirect_response(location: &str, head_only: bool, settings: &FrontSettings, 
         )
         .as_bytes(),
     );
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
+    if head_only {
+        return 0;
     }
+    out.extend_from_slice(body.as_bytes());
+    body.len() as u64
 }
 
 #[cfg(test)]

@@ -1,12 +1,7 @@
-//! The upstream side: sockets to the workers (unix or TCP), the per-loop pool of idle
-//! keep-alive connections, and strict parsing of what the workers answer: the response
-//! head (httparse), its framing (no body / Content-Length / chunked / until close) and a
-//! chunked decoder. What gets forwarded is decided in [`super::exchange`].
-
-use std::io;
-use std::time::{Duration, Instant};
-
-use super::settings::UpstreamAddr;
+//! Strict parsing of what the workers answer: the response head (httparse), its framing
+//! (no body / Content-Length / chunked / until close) and a chunked decoder. The
+//! connection that reads it is [`super::Upstream`]; what reaches the client is decided by
+//! [`crate::front::http1`].
 
 /// Largest response head the front accepts from the workers.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -24,93 +19,6 @@ pub enum UpstreamError {
     MalformedChunk,
     #[error("unexpected 101 Switching Protocols")]
     Upgrade,
-}
-
-/// A connection to the workers: the same socket enum the workers use for clients.
-pub use rgunicorn_workers::stream::Stream;
-
-/// Start a non-blocking connect; completion shows as writable, then [`connected`].
-pub fn connect(addr: &UpstreamAddr) -> io::Result<Stream> {
-    match addr {
-        UpstreamAddr::Tcp(addr) => {
-            let stream = mio::net::TcpStream::connect(*addr)?;
-            // Requests are written whole; do not let Nagle hold their tails.
-            let _ = stream.set_nodelay(true);
-            Ok(Stream::Tcp(stream))
-        }
-        UpstreamAddr::Unix(path) => Ok(Stream::Unix(mio::net::UnixStream::connect(path)?)),
-    }
-}
-
-/// Whether a started connect has finished: `Ok(false)` while still in progress.
-pub fn connected(stream: &Stream) -> io::Result<bool> {
-    let (error, peer) = match stream {
-        Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-        Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-    };
-    if let Some(err) = error {
-        return Err(err);
-    }
-    match peer {
-        Ok(()) => Ok(true),
-        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(err) => Err(err),
-    }
-}
-
-/// An idle pooled connection is usable when the worker has not closed it: nothing to
-/// read yet (`WouldBlock`). EOF or stray bytes mean it must be dropped.
-fn still_open(stream: &Stream) -> bool {
-    use std::os::fd::AsRawFd;
-    let fd = match stream {
-        Stream::Tcp(s) => s.as_raw_fd(),
-        Stream::Unix(s) => s.as_raw_fd(),
-    };
-    let mut byte = [0u8; 1];
-    let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-    matches!(
-        nix::sys::socket::recv(fd, &mut byte, flags),
-        Err(nix::errno::Errno::EAGAIN)
-    )
-}
-
-/// Idle keep-alive connections of one event loop, newest last (reused first: the one
-/// least likely to have been closed by the worker's keepalive timer).
-#[derive(Debug, Default)]
-pub struct Pool {
-    idle: Vec<(Stream, Instant)>,
-}
-
-impl Pool {
-    /// A live idle connection younger than `max_idle`, if any.
-    pub fn take(&mut self, max_idle: Duration) -> Option<Stream> {
-        while let Some((stream, since)) = self.idle.pop() {
-            if since.elapsed() < max_idle && still_open(&stream) {
-                return Some(stream);
-            }
-        }
-        None
-    }
-
-    /// Keep `stream` for reuse (it must be deregistered already).
-    pub fn put(&mut self, stream: Stream, max: usize) {
-        if max == 0 {
-            return;
-        }
-        if self.idle.len() >= max {
-            self.idle.remove(0);
-        }
-        self.idle.push((stream, Instant::now()));
-    }
-
-    /// Drop connections idle longer than `max_idle`.
-    pub fn expire(&mut self, max_idle: Duration) {
-        self.idle.retain(|(_, since)| since.elapsed() < max_idle);
-    }
-
-    pub fn clear(&mut self) {
-        self.idle.clear();
-    }
 }
 
 /// How a response body is delimited.

@@ -1,0 +1,874 @@
+//! The HTTP/1 exchange of one client connection: request heads parsed from the plaintext
+//! by the workers' strict parser, the queue of exchanges in flight (pipelined requests
+//! are parsed ahead and forwarded together, up to [`MAX_PIPELINE`]), request bodies
+//! re-framed for the workers, and responses re-framed for the client in request order.
+//!
+//! Pure buffer work, no sockets: the transport ([`super::transport`]) moves the plaintext
+//! in and out, the relay ([`super::relay`]) hands the forwarded bytes to an upstream
+//! connection and feeds the response events ([`Session::on_head`], [`Session::on_data`],
+//! [`Session::on_end`]) back.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rgunicorn_workers::http::{
+    parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, RequestHead, Version,
+};
+
+use super::buffer::ByteQueue;
+use super::context::Key;
+use super::headers::{self, ClientFraming};
+use super::log::{AccessEntry, Logger};
+use super::settings::{FrontSettings, MIN_RATE_GRACE};
+use super::upstream::{Framing, ResponseHead};
+
+/// The largest request head the front reads (nginx's large_client_header_buffers is 4×8k).
+pub const HEAD_CAP: usize = 64 * 1024;
+/// Each streaming buffer holds at most about this much (memory bound per connection).
+pub const BUF_CAP: usize = 32 * 1024;
+/// Requests of one client parsed ahead and in flight at once.
+pub const MAX_PIPELINE: usize = 32;
+/// Times a request is sent before the front gives up on it (the first try included).
+pub const MAX_ATTEMPTS: u8 = 3;
+/// While draining, how long an idle keep-alive connection may still bring one more
+/// request (answered with `Connection: close`) before it is closed.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
+
+/// What the access log needs about a request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub request_line: String,
+    pub referer: String,
+    pub user_agent: String,
+}
+
+impl RequestInfo {
+    pub fn of(head: &RequestHead) -> RequestInfo {
+        RequestInfo {
+            request_line: format!("{} {} {}", head.method, head.target, head.version.as_str()),
+            referer: headers::header(head, "referer").unwrap_or("").to_string(),
+            user_agent: headers::header(head, "user-agent")
+                .unwrap_or("")
+                .to_string(),
+        }
+    }
+}
+
+/// The request body still to come from the client.
+#[derive(Debug)]
+pub enum RequestBody {
+    Length {
+        left: u64,
+    },
+    Chunked(Box<ChunkedDecoder>),
+    /// All of it has been taken from the client.
+    Done,
+    /// The workers answered before reading it all; the connection closes after.
+    Abandoned,
+}
+
+impl RequestBody {
+    pub fn in_progress(&self) -> bool {
+        matches!(self, RequestBody::Length { .. } | RequestBody::Chunked(_))
+    }
+}
+
+/// Where the response to an exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Nothing written to the client yet.
+    Awaiting,
+    /// The head is out; the body goes out in this framing.
+    Body(ClientFraming),
+    /// The front answers this one itself (an error page), once it is first in line.
+    Local(u16),
+    Done,
+}
+
+/// One request and its response.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Unique within the event loop: upstream connections name exchanges by it.
+    pub id: u64,
+    pub info: RequestInfo,
+    pub head_request: bool,
+    pub version: Version,
+    /// The client may keep the connection after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` still to be answered once this exchange is first in line.
+    pub expect_continue: bool,
+    pub started: Instant,
+    pub body: RequestBody,
+    pub body_received: u64,
+    /// Last time request body bytes arrived.
+    pub last_read: Instant,
+    /// The head forwarded to the workers, kept while the request may be sent again
+    /// (no body); taken by the relay when it is handed to an upstream connection.
+    pub head: Vec<u8>,
+    /// Whether the request may be sent again after a connection closed before any byte
+    /// of its answer (RFC 9110 9.2.2: an idempotent method, and no body to replay).
+    pub idempotent: bool,
+    pub attempts: u8,
+    /// Re-framed request body for the workers, not yet handed to the upstream.
+    pub body_out: ByteQueue,
+    /// The upstream connection carrying it, once sent.
+    pub upstream: Option<Key>,
+    pub answer: Answer,
+    pub status: u16,
+    pub body_sent: u64,
+    /// The client connection closes after this response.
+    pub close_after: bool,
+}
+
+impl Exchange {
+    /// Waiting to be handed to an upstream connection.
+    pub fn unsent(&self) -> bool {
+        self.upstream.is_none() && self.answer == Answer::Awaiting
+    }
+
+    /// May be sent again on another connection (nothing of the answer has reached the
+    /// client, the whole request is still at hand, tries are left).
+    pub fn replayable(&self) -> bool {
+        self.answer == Answer::Awaiting
+            && !self.head.is_empty()
+            && matches!(self.body, RequestBody::Done)
+            && self.attempts < MAX_ATTEMPTS
+    }
+}
+
+/// What the connection is reading.
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    /// Between requests: no byte of the next head yet (since the last answer, or since
+    /// the accept while the TLS handshake runs).
+    Idle { since: Instant },
+    /// A request head is arriving; its first byte came at `since`.
+    Head { since: Instant },
+    /// The last exchange's body is arriving.
+    Body,
+    /// No further request is read (close asked, an error answered, the client gone).
+    Stopped,
+}
+
+/// The connection must close now (a response cut short, or nothing left to say).
+#[derive(Debug)]
+pub struct Close;
+
+/// A deadline the session missed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Missed {
+    /// Close silently (idle keep-alive, a handshake that never finished).
+    Close,
+    /// The request head or body is too slow: 408 was queued.
+    Answered408,
+}
+
+pub struct Session {
+    pub exchanges: VecDeque<Exchange>,
+    reading: Reading,
+    peer: IpAddr,
+    /// Exchanges the front answered itself after sending them upstream (a body that
+    /// stalled): the relay tells their upstream connections to forget them.
+    pub detached: Vec<(Key, u64)>,
+}
+
+impl Session {
+    pub fn new(peer: IpAddr, now: Instant) -> Session {
+        Session {
+            exchanges: VecDeque::new(),
+            // The handshake counts against the header timeout, as nginx's does.
+            reading: Reading::Head { since: now },
+            peer,
+            detached: Vec::new(),
+        }
+    }
+
+    /// How much plaintext the transport should hold for us.
+    pub fn input_cap(&self) -> usize {
+        match self.reading {
+            Reading::Body => BUF_CAP,
+            _ => HEAD_CAP,
+        }
+    }
+
+    /// No further request will be read.
+    pub fn stopped(&self) -> bool {
+        matches!(self.reading, Reading::Stopped)
+    }
+
+    /// Everything asked has been answered and nothing more will be.
+    pub fn finished(&self) -> bool {
+        self.stopped() && self.exchanges.is_empty()
+    }
+
+    /// Parse requests and move body bytes from `input`; write what is first in line to
+    /// `output`. `handshaking`: the TLS handshake is still on. `peer_done`: the client
+    /// ended its side. `ids` numbers new exchanges.
+    #[allow(clippy::too_many_arguments)]
+    pub fn advance(
+        &mut self,
+        input: &mut ByteQueue,
+        output: &mut ByteQueue,
+        handshaking: bool,
+        peer_done: bool,
+        settings: &FrontSettings,
+        log: &Logger,
+        ids: &mut u64,
+        now: Instant,
+    ) -> bool {
+        let mut progress = false;
+        loop {
+            let step = match self.reading {
+                Reading::Idle { .. } | Reading::Head { .. } if handshaking => false,
+                Reading::Idle { .. } if !input.is_empty() => {
+                    self.reading = Reading::Head { since: now };
+                    true
+                }
+                Reading::Head { .. } if self.exchanges.len() < MAX_PIPELINE => {
+                    self.parse_head(input, output, peer_done, settings, ids, now)
+                }
+                Reading::Body => self.take_body(input, settings, log, now),
+                _ => false,
+            };
+            let wrote = self.write_local(output, settings, log);
+            if !(step || wrote) {
+                break;
+            }
+            progress = true;
+        }
+        if peer_done && !self.stopped() {
+            match self.reading {
+                // The client left in the middle of a request: nothing to answer there.
+                Reading::Head { .. } | Reading::Body if !handshaking => {
+                    if let Some(last) = self.exchanges.back_mut() {
+                        if last.body.in_progress() {
+                            last.body = RequestBody::Abandoned;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.reading = Reading::Stopped;
+            progress = true;
+        }
+        progress
+    }
+
+    fn parse_head(
+        &mut self,
+        input: &mut ByteQueue,
+        output: &mut ByteQueue,
+        peer_done: bool,
+        settings: &FrontSettings,
+        ids: &mut u64,
+        now: Instant,
+    ) -> bool {
+        let head = match parse_request_head(input.as_slice(), &settings.limits) {
+            Err(err) => return self.refuse(RequestInfo::default(), err.status(), now),
+            Ok(None) if input.len() >= HEAD_CAP => {
+                return self.refuse(RequestInfo::default(), 431, now)
+            }
+            Ok(None) => {
+                if peer_done {
+                    self.reading = Reading::Stopped;
+                    return true;
+                }
+                return false;
+            }
+            Ok(Some(head)) => head,
+        };
+        input.consume(head.head_len);
+        let info = RequestInfo::of(&head);
+        let max = settings.client_max_body_size;
+        let body = match head.body {
+            BodyKind::None | BodyKind::Length(0) => RequestBody::Done,
+            BodyKind::Length(n) if max > 0 && n > max => return self.refuse(info, 413, now),
+            BodyKind::Length(n) => RequestBody::Length { left: n },
+            BodyKind::Chunked => {
+                RequestBody::Chunked(Box::new(ChunkedDecoder::with_limits(&settings.limits)))
+            }
+        };
+        let mut forwarded = Vec::with_capacity(512);
+        headers::upstream_request(&head, self.peer, settings, &mut forwarded);
+        *ids += 1;
+        let in_progress = body.in_progress();
+        let exchange = Exchange {
+            id: *ids,
+            info,
+            head_request: head.method == "HEAD",
+            version: head.version,
+            keep_alive: head.keep_alive,
+            expect_continue: head.expect_continue && in_progress,
+            started: now,
+            idempotent: !in_progress && idempotent(&head.method),
+            body,
+            body_received: 0,
+            last_read: now,
+            head: forwarded,
+            attempts: 0,
+            body_out: ByteQueue::default(),
+            upstream: None,
+            answer: Answer::Awaiting,
+            status: 0,
+            body_sent: 0,
+            close_after: !head.keep_alive,
+        };
+        self.exchanges.push_back(exchange);
+        self.reading = if in_progress {
+            Reading::Body
+        } else if head.keep_alive {
+            Reading::Idle { since: now }
+        } else {
+            // Nothing after a request that closes the connection is read (RFC 9112 9.6).
+            Reading::Stopped
+        };
+        self.continue_if_first(output);
+        true
+    }
+
+    /// Answer `status` for a request the front will not forward, after the earlier ones.
+    fn refuse(&mut self, info: RequestInfo, status: u16, now: Instant) -> bool {
+        self.exchanges.push_back(Exchange {
+            id: 0,
+            info,
+            head_request: false,
+            version: Version::Http11,
+            keep_alive: false,
+            expect_continue: false,
+            started: now,
+            body: RequestBody::Done,
+            body_received: 0,
+            last_read: now,
+            head: Vec::new(),
+            idempotent: false,
+            attempts: 0,
+            body_out: ByteQueue::default(),
+            upstream: None,
+            answer: Answer::Local(status),
+            status,
+            body_sent: 0,
+            close_after: true,
+        });
+        self.reading = Reading::Stopped;
+        true
+    }
+
+    /// `100 Continue` for the first exchange, once it is first and still wants its body.
+    fn continue_if_first(&mut self, output: &mut ByteQueue) {
+        if let Some(first) = self.exchanges.front_mut() {
+            if first.expect_continue && first.answer == Answer::Awaiting {
+                first.expect_continue = false;
+                if first.body.in_progress() {
+                    output.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+            }
+        }
+    }
+
+    /// Request body bytes from `input` into the last exchange's `body_out`.
+    fn take_body(
+        &mut self,
+        input: &mut ByteQueue,
+        settings: &FrontSettings,
+        log: &Logger,
+        now: Instant,
+    ) -> bool {
+        let Some(x) = self.exchanges.back_mut() else {
+            self.reading = Reading::Stopped;
+            return true;
+        };
+        let room = BUF_CAP.saturating_sub(x.body_out.len());
+        if room == 0 || input.is_empty() {
+            if !x.body.in_progress() {
+                self.after_body();
+                return true;
+            }
+            return false;
+        }
+        let max = settings.client_max_body_size;
+        match &mut x.body {
+            RequestBody::Length { left } => {
+                let n = (*left).min(input.len() as u64).min(room as u64) as usize;
+                x.body_out.extend(&input.as_slice()[..n]);
+                input.consume(n);
+                *left -= n as u64;
+                x.body_received += n as u64;
+                if *left == 0 {
+                    x.body = RequestBody::Done;
+                }
+            }
+            RequestBody::Chunked(decoder) => {
+                let take = input.len().min(room);
+                let mut data = Vec::new();
+                let decoded = decoder.decode_capped(&input.as_slice()[..take], &mut data, room);
+                let (consumed, progress) = match decoded {
+                    Ok(done) => done,
+                    Err(err) => return self.body_failed(err.status(), &err.to_string(), log),
+                };
+                input.consume(consumed);
+                x.body_received += data.len() as u64;
+                if max > 0 && x.body_received > max {
+                    return self.body_failed(413, "larger than client_max_body_size", log);
+                }
+                encode_chunk(&data, &mut x.body_out);
+                if progress == DecodeProgress::Done {
+                    x.body_out.extend(b"0\r\n\r\n");
+                    x.body = RequestBody::Done;
+                }
+                if consumed == 0 {
+                    return false;
+                }
+            }
+            RequestBody::Done | RequestBody::Abandoned => {}
+        }
+        x.last_read = now;
+        if !x.body.in_progress() {
+            self.after_body();
+        }
+        true
+    }
+
+    fn after_body(&mut self) {
+        let keep = self.exchanges.back().is_some_and(|x| x.keep_alive);
+        self.reading = if keep {
+            Reading::Idle {
+                since: Instant::now(),
+            }
+        } else {
+            Reading::Stopped
+        };
+    }
+
+    /// The body being received is bad (400) or too large (413).
+    fn body_failed(&mut self, status: u16, why: &str, log: &Logger) -> bool {
+        log.info(&format!("client {}: request body {why}", self.peer));
+        if let Some(id) = self.exchanges.back().map(|x| x.id) {
+            let _ = self.fail(id, status);
+        }
+        true
+    }
+
+    /// Write local answers (error pages) that are first in line. Returns whether any was.
+    fn write_local(
+        &mut self,
+        output: &mut ByteQueue,
+        settings: &FrontSettings,
+        log: &Logger,
+    ) -> bool {
+        let mut wrote = false;
+        while let Some(Answer::Local(status)) = self.exchanges.front().map(|x| x.answer) {
+            let Some(mut x) = self.exchanges.pop_front() else {
+                break;
+            };
+            let before = output.len();
+            headers::error_response(status, x.head_request, settings, output);
+            x.status = status;
+            x.body_sent = if x.head_request {
+                0
+            } else {
+                error_body_len(output.len() - before, output)
+            };
+            log_access(log, self.peer, &x);
+            // An error page always closes: nothing queued after it is answered.
+            self.exchanges.clear();
+            self.reading = Reading::Stopped;
+            wrote = true;
+        }
+        wrote
+    }
+
+    /// The exchange `id` cannot be answered by the workers: answer `status` instead.
+    /// `Err` when part of its response already went out (the connection must close).
+    /// Returns the exchanges dropped behind it (their upstreams must forget them).
+    pub fn fail(&mut self, id: u64, status: u16) -> Result<Vec<Exchange>, Close> {
+        let Some(pos) = self.exchanges.iter().position(|x| x.id == id) else {
+            return Ok(Vec::new());
+        };
+        let x = &mut self.exchanges[pos];
+        if !matches!(x.answer, Answer::Awaiting | Answer::Local(_)) {
+            return Err(Close);
+        }
+        x.answer = Answer::Local(status);
+        if let Some(up) = x.upstream.take() {
+            self.detached.push((up, id));
+        }
+        x.close_after = true;
+        self.reading = Reading::Stopped;
+        Ok(self.exchanges.drain(pos + 1..).collect())
+    }
+
+    /// Position of the exchange a response event is for, if it is first in line.
+    fn first(&mut self, id: u64) -> Option<&mut Exchange> {
+        self.exchanges.front_mut().filter(|x| x.id == id)
+    }
+
+    /// Whether `id` is still waiting for (or receiving) its answer.
+    pub fn knows(&self, id: u64) -> bool {
+        self.exchanges.iter().any(|x| x.id == id)
+    }
+
+    /// Whether a response event for `id` can be taken now: it is first in line and the
+    /// client's output has room. (Responses of one client come back in order.)
+    pub fn can_take(&self, id: u64, output: &ByteQueue) -> bool {
+        self.exchanges.front().is_some_and(|x| x.id == id) && output.len() < BUF_CAP
+    }
+
+    /// The response head for `id` arrived: write the client's head.
+    pub fn on_head(
+        &mut self,
+        id: u64,
+        head: &ResponseHead,
+        output: &mut ByteQueue,
+        settings: &FrontSettings,
+        draining: bool,
+    ) {
+        let Some(x) = self.first(id) else {
+            return;
+        };
+        let client = match head.framing {
+            Framing::None => ClientFraming::None,
+            Framing::Length(n) => ClientFraming::Length(n),
+            Framing::Chunked | Framing::UntilClose if x.version == Version::Http11 => {
+                ClientFraming::Chunked
+            }
+            Framing::Chunked | Framing::UntilClose => ClientFraming::UntilClose,
+        };
+        // Keep the client only when this response is framed and its whole request has
+        // been read: otherwise the next bytes are ambiguous.
+        let keep = x.keep_alive
+            && !draining
+            && !x.close_after
+            && client != ClientFraming::UntilClose
+            && matches!(x.body, RequestBody::Done);
+        x.close_after = !keep;
+        x.status = head.status;
+        x.answer = Answer::Body(client);
+        headers::client_response(head, client, keep, x.version, settings, output);
+    }
+
+    /// Response body bytes for `id`: returns how many were taken (bounded by the
+    /// output's room).
+    pub fn on_data(&mut self, id: u64, data: &[u8], output: &mut ByteQueue) -> usize {
+        let room = BUF_CAP.saturating_sub(output.len());
+        let Some(x) = self.first(id) else {
+            return data.len();
+        };
+        let n = data.len().min(room);
+        if let Answer::Body(framing) = x.answer {
+            match framing {
+                ClientFraming::Chunked => encode_chunk(&data[..n], output),
+                ClientFraming::None => {}
+                _ => output.extend(&data[..n]),
+            }
+            x.body_sent += n as u64;
+        }
+        n
+    }
+
+    /// The response for `id` is complete.
+    pub fn on_end(&mut self, id: u64, output: &mut ByteQueue, log: &Logger, now: Instant) {
+        let peer = self.peer;
+        let Some(x) = self.first(id) else {
+            return;
+        };
+        if x.answer == Answer::Body(ClientFraming::Chunked) {
+            output.extend(b"0\r\n\r\n");
+        }
+        x.answer = Answer::Done;
+        if x.body.in_progress() {
+            // The workers answered before the whole body came (a 408 or 413 of theirs).
+            if x.status == 408 {
+                log.info(&format!("client {peer} timed out sending the request body"));
+            }
+            x.body = RequestBody::Abandoned;
+            x.close_after = true;
+        }
+        let Some(x) = self.exchanges.pop_front() else {
+            return;
+        };
+        log_access(log, self.peer, &x);
+        if x.close_after {
+            self.exchanges.clear();
+            self.reading = Reading::Stopped;
+        } else if self.exchanges.is_empty() {
+            if let Reading::Idle { .. } = self.reading {
+                self.reading = Reading::Idle { since: now };
+            }
+        }
+        self.continue_if_first(output);
+    }
+
+    /// The exchange being answered lost its upstream after its head went out: what
+    /// the client got is all it gets, and the connection closes.
+    pub fn cut_short(&mut self, log: &Logger) {
+        if let Some(x) = self.exchanges.pop_front() {
+            log_access(log, self.peer, &x);
+        }
+        self.exchanges.clear();
+        self.reading = Reading::Stopped;
+    }
+
+    /// Log the exchange cut short by the connection's end (499: the client went away).
+    pub fn log_unfinished(&self, log: &Logger) {
+        if let Some(x) = self.exchanges.front() {
+            if matches!(x.answer, Answer::Awaiting | Answer::Body(_)) {
+                log.access(&AccessEntry {
+                    remote: self.peer,
+                    request_line: &x.info.request_line,
+                    status: if x.status == 0 { 499 } else { x.status },
+                    body_bytes: x.body_sent,
+                    referer: &x.info.referer,
+                    user_agent: &x.info.user_agent,
+                });
+            }
+        }
+    }
+
+    /// Enforce the header, keep-alive and body deadlines.
+    pub fn check_deadlines(
+        &mut self,
+        handshaking: bool,
+        settings: &FrontSettings,
+        log: &Logger,
+        draining: bool,
+        now: Instant,
+    ) -> Option<Missed> {
+        match self.reading {
+            Reading::Idle { since } if self.exchanges.is_empty() => {
+                let idle = now.saturating_duration_since(since);
+                if handshaking && idle > settings.client_header_timeout
+                    || idle > settings.keepalive_timeout
+                    || draining && idle > DRAIN_IDLE_GRACE
+                {
+                    return Some(Missed::Close);
+                }
+                None
+            }
+            Reading::Head { since }
+                if now.saturating_duration_since(since) > settings.client_header_timeout =>
+            {
+                if handshaking {
+                    return Some(Missed::Close);
+                }
+                log.info(&format!(
+                    "client {} timed out sending the request head",
+                    self.peer
+                ));
+                self.refuse(RequestInfo::default(), 408, now);
+                Some(Missed::Answered408)
+            }
+            Reading::Body => {
+                let x = self.exchanges.back()?;
+                if !body_too_slow(x, settings, now) {
+                    return None;
+                }
+                log.info(&format!(
+                    "client {} timed out sending the request body",
+                    self.peer
+                ));
+                let id = x.id;
+                match self.fail(id, 408) {
+                    Ok(_) => Some(Missed::Answered408),
+                    Err(Close) => Some(Missed::Close),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The workers' rule (`min_body_rate` after a 5 s grace, no pause longer than the
+/// body timeout), applied by the front itself so it answers 408 before they do.
+fn body_too_slow(x: &Exchange, settings: &FrontSettings, now: Instant) -> bool {
+    let elapsed = now.saturating_duration_since(x.started);
+    let rate = settings.client_body_min_rate;
+    let wanted = (elapsed.saturating_sub(MIN_RATE_GRACE).as_secs_f64() * rate as f64) as u64;
+    rate > 0 && elapsed > MIN_RATE_GRACE && x.body_received < wanted
+        || now.saturating_duration_since(x.last_read) > settings.client_body_timeout
+}
+
+/// RFC 9110 9.2.2: methods a client (or proxy) may send again after a failure.
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+fn log_access(log: &Logger, peer: IpAddr, x: &Exchange) {
+    log.access(&AccessEntry {
+        remote: peer,
+        request_line: &x.info.request_line,
+        status: x.status,
+        body_bytes: x.body_sent,
+        referer: &x.info.referer,
+        user_agent: &x.info.user_agent,
+    });
+}
+
+/// The body length of the error page just written (`written` bytes at the end of `out`).
+fn error_body_len(written: usize, out: &ByteQueue) -> u64 {
+    let page = &out.as_slice()[out.len() - written..];
+    page.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |end| (written - end - 4) as u64)
+}
+
+/// Re-encode `data` as one chunk (nothing for empty data: that would end the body).
+pub fn encode_chunk(data: &[u8], out: &mut ByteQueue) {
+    if !data.is_empty() {
+        let _ = write!(out, "{:x}\r\n", data.len());
+        out.extend(data);
+        out.extend(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::upstream::parse_response_head;
+
+    struct Fixture {
+        session: Session,
+        input: ByteQueue,
+        output: ByteQueue,
+        settings: FrontSettings,
+        log: Logger,
+        ids: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                session: Session::new("192.0.2.1".parse().expect("ip"), Instant::now()),
+                input: ByteQueue::default(),
+                output: ByteQueue::default(),
+                settings: FrontSettings::default(),
+                log: Logger::stderr(),
+                ids: 0,
+            }
+        }
+
+        fn feed(&mut self, bytes: &[u8]) {
+            self.input.extend(bytes);
+            self.session.advance(
+                &mut self.input,
+                &mut self.output,
+                false,
+                false,
+                &self.settings,
+                &self.log,
+                &mut self.ids,
+                Instant::now(),
+            );
+        }
+
+        fn respond(&mut self, id: u64, raw: &[u8], body: &[u8]) {
+            let head = parse_response_head(raw, false)
+                .expect("valid head")
+                .expect("complete head");
+            self.session
+                .on_head(id, &head, &mut self.output, &self.settings, false);
+            self.session.on_data(id, body, &mut self.output);
+            self.session
+                .on_end(id, &mut self.output, &self.log, Instant::now());
+        }
+
+        fn written(&mut self) -> String {
+            let text = String::from_utf8_lossy(self.output.as_slice()).into_owned();
+            self.output.clear();
+            text
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_are_parsed_ahead_and_answered_in_order() {
+        let mut f = Fixture::new();
+        f.feed(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nHEAD /b HTTP/1.1\r\nHost: h\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n");
+        let ids: Vec<u64> = f.session.exchanges.iter().map(|x| x.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert!(f
+            .session
+            .exchanges
+            .iter()
+            .all(|x| x.unsent() && x.idempotent));
+        assert!(String::from_utf8_lossy(&f.session.exchanges[1].head)
+            .starts_with("HEAD /b HTTP/1.1\r\n"));
+        // A response for the second cannot be taken before the first is answered.
+        assert!(!f.session.can_take(2, &f.output));
+        f.respond(1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"ok");
+        assert!(f.written().ends_with("Content-Length: 2\r\n\r\nok"));
+        assert!(f.session.can_take(2, &f.output));
+        f.respond(2, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", b"");
+        let head = f.written();
+        assert!(
+            head.contains("Content-Length: 9\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f.session.exchanges.len(), 1);
+    }
+
+    #[test]
+    fn until_close_body_is_rechunked_for_http11_and_closes_http10() {
+        let mut f = Fixture::new();
+        f.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        f.respond(1, b"HTTP/1.0 200 OK\r\n\r\n", b"hello");
+        assert!(f
+            .written()
+            .ends_with("Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+        assert!(!f.session.stopped());
+
+        let mut f = Fixture::new();
+        f.feed(b"GET / HTTP/1.0\r\n\r\n");
+        f.respond(1, b"HTTP/1.0 200 OK\r\n\r\n", b"hello");
+        assert!(f.written().ends_with("Connection: close\r\n\r\nhello"));
+        assert!(f.session.finished());
+    }
+
+    #[test]
+    fn a_bad_request_is_answered_after_the_good_ones_before_it() {
+        let mut f = Fixture::new();
+        f.feed(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+        assert_eq!(f.session.exchanges.len(), 2);
+        assert!(f.written().is_empty(), "the 400 waits for /a");
+        f.respond(1, b"HTTP/1.1 204 No Content\r\n\r\n", b"");
+        f.session.advance(
+            &mut f.input,
+            &mut f.output,
+            false,
+            false,
+            &f.settings,
+            &f.log,
+            &mut f.ids,
+            Instant::now(),
+        );
+        let text = f.written();
+        assert!(text.starts_with("HTTP/1.1 204"), "{text}");
+        assert!(text.contains("HTTP/1.1 400 Bad Request"), "{text}");
+        assert!(f.session.finished());
+    }
+
+    #[test]
+    fn a_body_too_large_is_refused_before_it_is_read() {
+        let mut f = Fixture::new();
+        f.settings.client_max_body_size = 10;
+        f.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n");
+        assert!(f.written().starts_with("HTTP/1.1 413"));
+        assert!(f.session.finished());
+    }
+
+    #[test]
+    fn chunked_request_bodies_are_reframed_and_not_replayable() {
+        let mut f = Fixture::new();
+        f.feed(b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n");
+        let x = &f.session.exchanges[0];
+        assert!(!x.idempotent, "a request with a body is never sent twice");
+        assert_eq!(x.body_out.as_slice(), b"3\r\nabc\r\n");
+        f.feed(b"0\r\n\r\n");
+        let x = &f.session.exchanges[0];
+        assert!(matches!(x.body, RequestBody::Done));
+        assert_eq!(x.body_out.as_slice(), b"3\r\nabc\r\n0\r\n\r\n");
+    }
+}

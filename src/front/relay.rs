@@ -1,0 +1,740 @@
+//! The engine of one event loop: its entries (client connections, redirect connections
+//! and upstream connections, in a slab under [`Key`]s), the pool of idle upstream
+//! connections, and how requests and responses move between clients and upstreams.
+//!
+//! - A request takes the upstream connection its client's earlier requests still use
+//!   (so one client's responses come back in order), else an idle pooled one, else a
+//!   new one. Pipelined requests follow each other on it without waiting.
+//! - Bytes for the workers are written once per loop pass and connection, after every
+//!   client of the pass has queued its own ([`Relay::run`]).
+//! - When a worker closes a connection before answering a request, the request is sent
+//!   again on a new connection if that is safe (an idempotent method and no body, or a
+//!   request the worker never took because it answered an earlier one with
+//!   `Connection: close`); otherwise the client gets 502, with one error line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::ServerConfig;
+use slab::Slab;
+
+use super::client::Client;
+use super::context::{Ctx, Key, Outcome};
+use super::http1::{Exchange, RequestBody, BUF_CAP};
+use super::redirect::Redirect;
+use super::upstream::{Delivered, Discard, InFlight, Phase, ResponseHead, ResponseSink, Upstream};
+
+pub enum Entry {
+    Client(Box<Client>),
+    Redirect(Box<Redirect>),
+    Upstream(Box<Upstream>),
+}
+
+/// Why an upstream connection is given up, and so what its requests deserve.
+#[derive(Debug)]
+enum Why {
+    Connect(std::io::Error),
+    ConnectTimedOut,
+    /// The worker closed (or reset) before answering.
+    Closed(Option<std::io::Error>),
+    Invalid(super::upstream::UpstreamError),
+    TimedOut,
+    /// The worker answered an earlier request with `Connection: close`: the ones after
+    /// it were never processed (RFC 9112 9.6).
+    NotProcessed,
+}
+
+impl Why {
+    /// Whether `x` may be sent again on another connection.
+    fn retry(&self, x: &Exchange) -> bool {
+        x.replayable()
+            && match self {
+                Why::Connect(_) | Why::NotProcessed => true,
+                Why::Closed(_) => x.idempotent,
+                Why::ConnectTimedOut | Why::Invalid(_) | Why::TimedOut => false,
+            }
+    }
+
+    fn status(&self) -> u16 {
+        match self {
+            Why::ConnectTimedOut | Why::TimedOut => 504,
+            _ => 502,
+        }
+    }
+
+    fn describe(&self, upstream: &str, client: std::net::IpAddr) -> String {
+        match self {
+            Why::Connect(err) => format!("connect() to {upstream} failed: {err}, client: {client}"),
+            Why::ConnectTimedOut => {
+                format!("upstream {upstream} timed out connecting, client: {client}")
+            }
+            Why::Closed(None) => format!(
+                "upstream {upstream} prematurely closed the connection while reading the response header, client: {client}"
+            ),
+            Why::Closed(Some(err)) => format!(
+                "upstream {upstream}: {err} while reading the response header, client: {client}"
+            ),
+            Why::Invalid(err) => {
+                format!("upstream {upstream} sent an invalid response: {err}, client: {client}")
+            }
+            Why::TimedOut => format!(
+                "upstream {upstream} timed out reading the response, client: {client}"
+            ),
+            Why::NotProcessed => format!(
+                "upstream {upstream} closed the connection before taking the request, client: {client}"
+            ),
+        }
+    }
+}
+
+pub struct Relay {
+    entries: Slab<Entry>,
+    /// Idle upstream connections, newest last (reused first: the least likely to have
+    /// been closed by the worker's keep-alive timer).
+    pool: Vec<Key>,
+    /// Client and redirect connections: what `worker_connections` bounds.
+    connections: usize,
+    /// Numbers exchanges, so an upstream connection can name the one it answers.
+    ids: u64,
+    /// Entries to drive before this pass ends.
+    work: Vec<Key>,
+    /// Upstream connections with bytes to write once the pass has queued them all.
+    dirty: Vec<Key>,
+    /// Decoded chunk data on its way from an upstream to a client.
+    scratch: Vec<u8>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Relay {
+            entries: Slab::with_capacity(256),
+            pool: Vec::new(),
+            connections: 0,
+            ids: 0,
+            work: Vec::new(),
+            dirty: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl Relay {
+    pub fn connections(&self) -> usize {
+        self.connections
+    }
+
+    pub fn add_client(
+        &mut self,
+        sock: TcpStream,
+        peer: SocketAddr,
+        config: Arc<ServerConfig>,
+        ctx: &Ctx<'_>,
+    ) -> std::io::Result<()> {
+        let key = Key(self.entries.vacant_key());
+        let client = Client::new(sock, peer, key, config, ctx)?;
+        self.entries.insert(Entry::Client(Box::new(client)));
+        self.connections += 1;
+        // The ClientHello may be there already.
+        self.push_work(key);
+        Ok(())
+    }
+
+    pub fn add_redirect(
+        &mut self,
+        sock: TcpStream,
+        peer: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> std::io::Result<()> {
+        let key = Key(self.entries.vacant_key());
+        let redirect = Redirect::new(sock, peer, key, ctx)?;
+        self.entries.insert(Entry::Redirect(Box::new(redirect)));
+        self.connections += 1;
+        self.push_work(key);
+        Ok(())
+    }
+
+    /// What poll said about `key`. Called for every event of a pass before [`Relay::run`],
+    /// so a pooled connection the worker has begun to close leaves the pool before any
+    /// request of the pass could be sent on it.
+    pub fn note(&mut self, key: Key, event: &mio::event::Event, ctx: &Ctx<'_>) {
+        match self.entries.get_mut(key.0) {
+            Some(Entry::Client(c)) => c.note(event),
+            Some(Entry::Redirect(_)) => {}
+            Some(Entry::Upstream(up)) => {
+                up.note(event);
+                if matches!(up.phase, Phase::Idle { .. }) && up.stirred() {
+                    self.close_upstream(key, ctx);
+                    return;
+                }
+            }
+            None => return,
+        }
+        self.push_work(key);
+    }
+
+    /// Drive every entry that has something to do, then write the pass's bytes for the
+    /// workers, until nothing moves.
+    pub fn run(&mut self, ctx: &Ctx<'_>) {
+        loop {
+            while let Some(key) = self.work.pop() {
+                self.drive(key, ctx);
+            }
+            if self.dirty.is_empty() {
+                return;
+            }
+            for key in std::mem::take(&mut self.dirty) {
+                self.flush_upstream(key, ctx);
+            }
+            if self.work.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Enforce every entry's deadlines (the loop's periodic sweep), retry requests that
+    /// found no connection, and expire idle upstream connections.
+    pub fn sweep(&mut self, ctx: &Ctx<'_>) {
+        let keys: Vec<Key> = self.entries.iter().map(|(k, _)| Key(k)).collect();
+        let s = &ctx.rt.settings;
+        for key in keys {
+            match self.entries.get_mut(key.0) {
+                Some(Entry::Client(c)) => {
+                    if c.check_deadlines(ctx).is_err() {
+                        self.close_client(key, ctx);
+                        continue;
+                    }
+                    self.expire_unsent(key, ctx);
+                    self.push_work(key);
+                }
+                Some(Entry::Redirect(r)) if r.check_timeouts(ctx) == Outcome::Closed => {
+                    self.remove_connection(key, ctx);
+                }
+                Some(Entry::Redirect(_)) => {}
+                Some(Entry::Upstream(up)) => {
+                    let now = ctx.now;
+                    match up.phase {
+                        Phase::Idle { since }
+                            if now.saturating_duration_since(since)
+                                >= s.upstream_keepalive_timeout =>
+                        {
+                            self.close_upstream(key, ctx);
+                        }
+                        Phase::Connecting { since }
+                            if now.saturating_duration_since(since)
+                                > s.upstream_connect_timeout =>
+                        {
+                            self.fail_upstream(key, Why::ConnectTimedOut, ctx);
+                        }
+                        // Only the workers' silence counts: not a request body still
+                        // arriving, nor a client too slow to take the response.
+                        Phase::Open
+                            if up.inflight.front().is_some_and(|i| i.body_done)
+                                && !up.held_by_client()
+                                && now.saturating_duration_since(up.last_progress)
+                                    > s.upstream_read_timeout =>
+                        {
+                            self.fail_upstream(key, Why::TimedOut, ctx);
+                        }
+                        _ => {}
+                    }
+                }
+                None => {}
+            }
+        }
+        self.run(ctx);
+    }
+
+    /// Close every idle upstream connection (a drain, or new settings).
+    pub fn clear_pool(&mut self, ctx: &Ctx<'_>) {
+        for key in std::mem::take(&mut self.pool) {
+            self.close_upstream(key, ctx);
+        }
+    }
+
+    fn push_work(&mut self, key: Key) {
+        if !self.work.contains(&key) {
+            self.work.push(key);
+        }
+    }
+
+    fn push_dirty(&mut self, key: Key) {
+        if !self.dirty.contains(&key) {
+            self.dirty.push(key);
+        }
+    }
+
+    fn drive(&mut self, key: Key, ctx: &Ctx<'_>) {
+        match self.entries.get_mut(key.0) {
+            Some(Entry::Client(_)) => self.drive_client(key, ctx),
+            Some(Entry::Redirect(r)) => {
+                let outcome = r.drive(ctx);
+                if outcome == Outcome::Closed {
+                    self.remove_connection(key, ctx);
+                }
+            }
+            Some(Entry::Upstream(_)) => self.drive_upstream(key, ctx),
+            None => {}
+        }
+    }
+
+    fn client(&mut self, key: Key) -> Option<&mut Client> {
+        match self.entries.get_mut(key.0) {
+            Some(Entry::Client(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn upstream(&mut self, key: Key) -> Option<&mut Upstream> {
+        match self.entries.get_mut(key.0) {
+            Some(Entry::Upstream(up)) => Some(up),
+            _ => None,
+        }
+    }
+
+    fn drive_client(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let ids = &mut self.ids;
+        let Some(Entry::Client(c)) = self.entries.get_mut(key.0) else {
+            return;
+        };
+        if c.pump(ctx, ids).is_err() {
+            return self.close_client(key, ctx);
+        }
+        self.detach(key, ctx);
+        self.dispatch(key, ctx);
+        self.feed_body(key);
+        let Some(c) = self.client(key) else {
+            return;
+        };
+        if c.flush(ctx).is_err() {
+            return self.close_client(key, ctx);
+        }
+        // Room again for the response being answered: its upstream may go on.
+        let waiting = c.transport.output.len() < BUF_CAP;
+        let next = c.session.exchanges.front().and_then(|x| x.upstream);
+        if let (true, Some(up)) = (waiting, next) {
+            if self
+                .upstream(up)
+                .is_some_and(|u| u.has_buffered() || u.wants_read())
+            {
+                self.push_work(up);
+            }
+        }
+    }
+
+    /// Upstreams of exchanges the client answered itself (a body that stalled) forget
+    /// them: the request is cut in the middle, so the connection cannot be reused.
+    fn detach(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let Some(c) = self.client(key) else {
+            return;
+        };
+        for (up, id) in std::mem::take(&mut c.session.detached) {
+            let Some(u) = self.upstream(up) else {
+                continue;
+            };
+            u.closing = true;
+            if u.inflight.front().is_some_and(|i| i.id == id) {
+                self.close_upstream(up, ctx);
+            }
+        }
+    }
+
+    /// Hand the client's unsent exchanges to upstream connections, in order.
+    fn dispatch(&mut self, key: Key, ctx: &Ctx<'_>) {
+        loop {
+            let Some(c) = self.client(key) else {
+                return;
+            };
+            let Some(i) = c.session.exchanges.iter().position(Exchange::unsent) else {
+                return;
+            };
+            // Responses of one client come back in order: its requests share a connection.
+            let previous = c
+                .session
+                .exchanges
+                .iter()
+                .take(i)
+                .rev()
+                .find_map(|x| x.upstream);
+            let fresh = c.session.exchanges[i].attempts > 0;
+            let target = match previous {
+                Some(up) if self.upstream(up).is_some_and(|u| u.accepts()) => up,
+                // Wait until the connection in use has answered.
+                Some(_) => return,
+                None => match self.pick_upstream(fresh, ctx) {
+                    Ok(Some(up)) => up,
+                    // The workers' backlog is full: the sweep tries again.
+                    Ok(None) => return,
+                    Err(err) => {
+                        self.refuse_exchange(key, i, Why::Connect(err), ctx);
+                        continue;
+                    }
+                },
+            };
+            let Some((Entry::Client(c), Entry::Upstream(up))) =
+                self.entries.get2_mut(key.0, target.0)
+            else {
+                return;
+            };
+            let x = &mut c.session.exchanges[i];
+            x.attempts += 1;
+            x.upstream = Some(target);
+            if let Phase::Idle { .. } = up.phase {
+                up.unpark(ctx.now);
+            }
+            up.out.extend(&x.head);
+            if !matches!(x.body, RequestBody::Done) {
+                // Only a request without a body is kept to be sent again.
+                x.head = Vec::new();
+            }
+            up.inflight.push_back(InFlight {
+                client: key,
+                id: x.id,
+                head_request: x.head_request,
+                body_done: !x.body.in_progress() && x.body_out.is_empty(),
+                answered: false,
+            });
+            self.push_dirty(target);
+        }
+    }
+
+    /// A pooled connection, or a new one; `Ok(None)` when the workers' backlog is full.
+    fn pick_upstream(&mut self, fresh: bool, ctx: &Ctx<'_>) -> std::io::Result<Option<Key>> {
+        if !fresh {
+            while let Some(up) = self.pool.pop() {
+                if self.upstream(up).is_some_and(|u| !u.stirred()) {
+                    return Ok(Some(up));
+                }
+                self.close_upstream(up, ctx);
+            }
+        }
+        let key = Key(self.entries.vacant_key());
+        match Upstream::connect(
+            &ctx.rt.settings.upstream,
+            ctx.registry,
+            key.token(),
+            ctx.now,
+        ) {
+            Ok(up) => {
+                self.entries.insert(Entry::Upstream(Box::new(up)));
+                Ok(Some(key))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The request body the client sent since, from its exchange to its connection.
+    fn feed_body(&mut self, key: Key) {
+        let Some(c) = self.client(key) else {
+            return;
+        };
+        let Some((Some(target), id)) = c.session.exchanges.back().map(|x| (x.upstream, x.id))
+        else {
+            return;
+        };
+        let Some((Entry::Client(c), Entry::Upstream(up))) = self.entries.get2_mut(key.0, target.0)
+        else {
+            return;
+        };
+        let Some(x) = c.session.exchanges.back_mut() else {
+            return;
+        };
+        let n = x.body_out.len().min(BUF_CAP.saturating_sub(up.out.len()));
+        if n > 0 {
+            up.out.extend(&x.body_out.as_slice()[..n]);
+            x.body_out.consume(n);
+        }
+        if !x.body.in_progress() && x.body_out.is_empty() {
+            if let Some(item) = up.inflight.iter_mut().rev().find(|i| i.id == id) {
+                item.body_done = true;
+            }
+        }
+        if n > 0 {
+            self.push_dirty(target);
+        }
+    }
+
+    fn drive_upstream(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let Some(up) = self.upstream(key) else {
+            return;
+        };
+        match up.check_connected() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => return self.fail_upstream(key, Why::Connect(err), ctx),
+        }
+        if !up.out.is_empty() {
+            self.push_dirty(key);
+        }
+        loop {
+            let Some(up) = self.upstream(key) else {
+                return;
+            };
+            if let Err(err) = up.receive(ctx.now) {
+                return self.fail_upstream(key, Why::Closed(Some(err)), ctx);
+            }
+            let Some(step) = self.deliver(key, ctx) else {
+                return;
+            };
+            let Some(up) = self.upstream(key) else {
+                return;
+            };
+            // Reading stopped at a full buffer that the clients have since emptied.
+            if step == Delivered::Blocked || !up.wants_read() {
+                break;
+            }
+        }
+        let Some(up) = self.upstream(key) else {
+            return;
+        };
+        if up.eof && !up.has_buffered() {
+            if up.inflight.is_empty() {
+                self.close_upstream(key, ctx);
+            } else {
+                self.fail_upstream(key, Why::Closed(None), ctx);
+            }
+        } else if up.inflight.is_empty() && !matches!(up.phase, Phase::Idle { .. }) {
+            self.park(key, ctx);
+        }
+    }
+
+    /// Hand what the upstream has read to the clients it is for. `None` when the
+    /// connection was given up.
+    fn deliver(&mut self, key: Key, ctx: &Ctx<'_>) -> Option<Delivered> {
+        loop {
+            let Some(item) = self.upstream(key).and_then(|u| u.inflight.front().copied()) else {
+                return self.upstream(key).map(|_| Delivered::NeedBytes);
+            };
+            let (step, moved) = match self.entries.get2_mut(key.0, item.client.0) {
+                Some((Entry::Upstream(up), Entry::Client(c))) if c.session.knows(item.id) => {
+                    if !c.session.can_take(item.id, &c.transport.output) {
+                        (Ok(Delivered::Blocked), false)
+                    } else {
+                        let mut sink = ClientSink {
+                            client: c,
+                            id: item.id,
+                            ctx,
+                            moved: false,
+                        };
+                        let step = up.deliver(&mut sink, &mut self.scratch);
+                        (step, sink.moved)
+                    }
+                }
+                _ => match self.entries.get_mut(key.0) {
+                    Some(Entry::Upstream(up)) => {
+                        (up.deliver(&mut Discard, &mut self.scratch), false)
+                    }
+                    _ => return None,
+                },
+            };
+            if moved {
+                self.push_work(item.client);
+            }
+            match step {
+                Ok(Delivered::Ended) => {
+                    let closing = self
+                        .upstream(key)
+                        .is_some_and(|u| u.closing && !u.inflight.is_empty());
+                    if closing {
+                        self.fail_upstream(key, Why::NotProcessed, ctx);
+                        return None;
+                    }
+                }
+                Ok(step) => return Some(step),
+                Err(err) => {
+                    self.fail_upstream(key, Why::Invalid(err), ctx);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Write the pass's bytes for the worker.
+    fn flush_upstream(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let Some(up) = self.upstream(key) else {
+            return;
+        };
+        if let Phase::Connecting { .. } = up.phase {
+            return; // written once the connect completes (a writable event)
+        }
+        if up.send(ctx.now).is_err() {
+            // The worker stopped reading (it answered early, or closed): what it said,
+            // or its EOF, is still to be read.
+            up.broken_write();
+            self.push_work(key);
+            return;
+        }
+        // A request body waiting in its client's buffer may follow now.
+        let body_waiting = up
+            .inflight
+            .back()
+            .filter(|last| !last.body_done && up.out.len() < BUF_CAP)
+            .map(|last| last.client);
+        if let Some(client) = body_waiting {
+            self.push_work(client);
+        }
+    }
+
+    /// Nothing in flight: keep the connection for the next request, or close it.
+    fn park(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let max = ctx.rt.settings.upstream_keepalive;
+        let Some(up) = self.upstream(key) else {
+            return;
+        };
+        if !up.reusable() || max == 0 || ctx.draining {
+            return self.close_upstream(key, ctx);
+        }
+        up.park(ctx.now);
+        while self.pool.len() >= max {
+            let oldest = self.pool.remove(0);
+            self.close_upstream(oldest, ctx);
+        }
+        self.pool.push(key);
+    }
+
+    /// An exchange that got no connection: answer `why`'s status, or try again later.
+    fn refuse_exchange(&mut self, key: Key, index: usize, why: Why, ctx: &Ctx<'_>) {
+        let upstream = ctx.rt.settings.upstream.to_string();
+        let Some(c) = self.client(key) else {
+            return;
+        };
+        let Some(x) = c.session.exchanges.get(index) else {
+            return;
+        };
+        ctx.log.error(&why.describe(&upstream, c.peer.ip()));
+        let id = x.id;
+        let _ = c.session.fail(id, why.status());
+    }
+
+    /// Exchanges waiting for a connection longer than the connect timeout get 504.
+    fn expire_unsent(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let limit = ctx.rt.settings.upstream_connect_timeout;
+        let Some(c) = self.client(key) else {
+            return;
+        };
+        let late = c
+            .session
+            .exchanges
+            .iter()
+            .position(|x| x.unsent() && ctx.now.saturating_duration_since(x.started) > limit);
+        if let Some(i) = late {
+            self.refuse_exchange(key, i, Why::ConnectTimedOut, ctx);
+        }
+    }
+
+    /// Give up an upstream connection: each request it carried is sent again, answered
+    /// with an error page, or (when its response had begun) ends its client connection.
+    fn fail_upstream(&mut self, key: Key, why: Why, ctx: &Ctx<'_>) {
+        let Some(Entry::Upstream(mut up)) = self.take_entry(key) else {
+            return;
+        };
+        up.deregister(ctx.registry);
+        let upstream = ctx.rt.settings.upstream.to_string();
+        for item in up.inflight.drain(..) {
+            let Some(Entry::Client(c)) = self.entries.get_mut(item.client.0) else {
+                continue;
+            };
+            let Some(x) = c.session.exchanges.iter_mut().find(|x| x.id == item.id) else {
+                continue;
+            };
+            if item.answered {
+                ctx.log.error(&format!(
+                    "upstream {upstream} closed the connection while sending the response, client: {}",
+                    c.peer.ip()
+                ));
+                c.session.cut_short(ctx.log);
+            } else if why.retry(x) {
+                x.upstream = None;
+            } else {
+                ctx.log.error(&why.describe(&upstream, c.peer.ip()));
+                if c.session.fail(item.id, why.status()).is_err() {
+                    c.session.cut_short(ctx.log);
+                }
+            }
+            self.push_work(item.client);
+        }
+    }
+
+    fn close_upstream(&mut self, key: Key, ctx: &Ctx<'_>) {
+        if let Some(Entry::Upstream(mut up)) = self.take_entry(key) {
+            up.deregister(ctx.registry);
+        }
+    }
+
+    /// Release a client connection and what it had in flight.
+    fn close_client(&mut self, key: Key, ctx: &Ctx<'_>) {
+        let Some(Entry::Client(mut c)) = self.take_entry(key) else {
+            return;
+        };
+        self.connections -= 1;
+        c.transport.deregister(ctx.registry);
+        c.session.log_unfinished(ctx.log);
+        for up in c.session.exchanges.iter().filter_map(|x| x.upstream) {
+            // A connection carrying only this client's requests is closed: their answers
+            // are wanted by nobody. One shared with others drops them as they come.
+            let only_ours = self
+                .upstream(up)
+                .is_some_and(|u| u.inflight.iter().all(|i| i.client == key));
+            if only_ours {
+                self.close_upstream(up, ctx);
+            }
+        }
+    }
+
+    fn remove_connection(&mut self, key: Key, ctx: &Ctx<'_>) {
+        if let Some(entry) = self.take_entry(key) {
+            self.connections -= 1;
+            if let Entry::Redirect(mut r) = entry {
+                r.deregister(ctx.registry);
+            }
+        }
+    }
+
+    fn take_entry(&mut self, key: Key) -> Option<Entry> {
+        let entry = self.entries.try_remove(key.0)?;
+        if let Entry::Upstream(_) = entry {
+            self.pool.retain(|k| *k != key);
+        }
+        Some(entry)
+    }
+}
+
+/// A client exchange as the receiver of its response.
+struct ClientSink<'a, 'c> {
+    client: &'a mut Client,
+    id: u64,
+    ctx: &'a Ctx<'c>,
+    moved: bool,
+}
+
+impl ResponseSink for ClientSink<'_, '_> {
+    fn room(&self) -> usize {
+        BUF_CAP.saturating_sub(self.client.transport.output.len())
+    }
+
+    fn head(&mut self, head: &ResponseHead) {
+        let c = &mut *self.client;
+        c.session.on_head(
+            self.id,
+            head,
+            &mut c.transport.output,
+            &self.ctx.rt.settings,
+            self.ctx.draining,
+        );
+        self.moved = true;
+    }
+
+    fn data(&mut self, data: &[u8]) {
+        let c = &mut *self.client;
+        c.session.on_data(self.id, data, &mut c.transport.output);
+        self.moved = true;
+    }
+
+    fn end(&mut self) {
+        let c = &mut *self.client;
+        c.session
+            .on_end(self.id, &mut c.transport.output, self.ctx.log, self.ctx.now);
+        self.moved = true;
+    }
+}

@@ -1,0 +1,460 @@
+//! One connection to the workers (unix or TCP), an entry of the event loop with its own
+//! token: the requests it carries in order ([`InFlight`], possibly pipelined, possibly
+//! for several clients), the bytes queued for the worker, and the response being read,
+//! handed to whoever asked through a [`ResponseSink`]. It is registered once, when it is
+//! made, and stays registered while it idles in the loop's pool, so a worker closing it
+//! shows as an event before anyone sends on it. Which connection a request takes, and
+//! what happens when one fails, is the relay's business ([`super::relay`]).
+
+mod response;
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::time::Instant;
+
+use mio::{Interest, Registry, Token};
+
+pub use response::{parse_response_head, ChunkDecoder, Framing, ResponseHead, UpstreamError};
+
+use super::buffer::ByteQueue;
+use super::context::{Key, Readiness};
+use super::http1::BUF_CAP;
+use super::settings::UpstreamAddr;
+
+/// A connection to the workers: the same socket enum the workers use for clients.
+pub use rgunicorn_workers::stream::Stream;
+
+/// Requests in flight on one connection at most.
+pub const MAX_DEPTH: usize = 32;
+
+/// One request sent (or being sent) on the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct InFlight {
+    pub client: Key,
+    /// The exchange's id within the loop (see [`crate::front::http1::Exchange::id`]).
+    pub id: u64,
+    pub head_request: bool,
+    /// The whole request body has been queued: others may follow it.
+    pub body_done: bool,
+    /// Its response head has been handed on.
+    pub answered: bool,
+}
+
+/// Where the connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A non-blocking connect is on.
+    Connecting {
+        since: Instant,
+    },
+    Open,
+    /// In the loop's pool, waiting for a request.
+    Idle {
+        since: Instant,
+    },
+}
+
+/// The response being read for the first request in flight.
+enum Reading {
+    Head,
+    Length(u64),
+    Chunked(ChunkDecoder),
+    UntilClose,
+}
+
+/// Who takes a response: the client exchange that asked, or nobody (it went away).
+pub trait ResponseSink {
+    /// Body bytes that can be taken now (0: the client's buffer is full).
+    fn room(&self) -> usize;
+    fn head(&mut self, head: &ResponseHead);
+    /// At most `room()` bytes.
+    fn data(&mut self, data: &[u8]);
+    fn end(&mut self);
+}
+
+/// A response nobody waits for any more: read and dropped.
+pub struct Discard;
+
+impl ResponseSink for Discard {
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+    fn head(&mut self, _: &ResponseHead) {}
+    fn data(&mut self, _: &[u8]) {}
+    fn end(&mut self) {}
+}
+
+/// What one call of [`Upstream::deliver`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The first request's response is complete and was popped.
+    Ended,
+    /// The sink is full for now.
+    Blocked,
+    /// Everything buffered was handed on; more must be read.
+    NeedBytes,
+}
+
+pub struct Upstream {
+    stream: Stream,
+    pub phase: Phase,
+    /// Bytes for the worker not yet written.
+    pub out: ByteQueue,
+    inbuf: ByteQueue,
+    pub inflight: VecDeque<InFlight>,
+    reading: Reading,
+    ready: Readiness,
+    /// No request may be added: the worker said it closes after the response being
+    /// read (`Connection: close`), or the connection failed.
+    pub closing: bool,
+    /// The worker closed its side (read returned 0).
+    pub eof: bool,
+    /// Last time bytes moved either way.
+    pub last_progress: Instant,
+}
+
+impl Upstream {
+    /// Start a non-blocking connect to `addr` and register the socket under `token`.
+    pub fn connect(
+        addr: &UpstreamAddr,
+        registry: &Registry,
+        token: Token,
+        now: Instant,
+    ) -> io::Result<Upstream> {
+        let mut stream = match addr {
+            UpstreamAddr::Tcp(addr) => {
+                let stream = mio::net::TcpStream::connect(*addr)?;
+                // Requests are written whole; do not let Nagle hold their tails.
+                let _ = stream.set_nodelay(true);
+                Stream::Tcp(stream)
+            }
+            UpstreamAddr::Unix(path) => Stream::Unix(mio::net::UnixStream::connect(path)?),
+        };
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Upstream {
+            stream,
+            phase: Phase::Connecting { since: now },
+            out: ByteQueue::default(),
+            inbuf: ByteQueue::default(),
+            inflight: VecDeque::new(),
+            reading: Reading::Head,
+            ready: Readiness::fresh(),
+            closing: false,
+            eof: false,
+            last_progress: now,
+        })
+    }
+
+    pub fn note(&mut self, event: &mio::event::Event) {
+        self.ready.note(event);
+    }
+
+    /// The worker has begun to close it (or bytes arrived that nobody asked for).
+    pub fn stirred(&self) -> bool {
+        self.ready.readable || self.ready.read_closed
+    }
+
+    /// Whether another request may be queued behind the ones in flight.
+    pub fn accepts(&self) -> bool {
+        !self.closing
+            && !self.eof
+            && !matches!(self.phase, Phase::Idle { .. })
+            && self.inflight.len() < MAX_DEPTH
+            && self.inflight.back().map_or(true, |last| last.body_done)
+    }
+
+    /// Into the pool: nothing in flight, buffers given back.
+    pub fn park(&mut self, now: Instant) {
+        self.phase = Phase::Idle { since: now };
+        self.out.release();
+        self.inbuf.release();
+    }
+
+    /// Out of the pool, for a new request.
+    pub fn unpark(&mut self, now: Instant) {
+        self.phase = Phase::Open;
+        self.last_progress = now;
+    }
+
+    /// Whether a started connect has finished; `Err` when it failed.
+    pub fn check_connected(&mut self) -> io::Result<bool> {
+        let Phase::Connecting { .. } = self.phase else {
+            return Ok(true);
+        };
+        let (error, peer) = match &self.stream {
+            Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+            Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
+        };
+        if let Some(err) = error {
+            return Err(err);
+        }
+        match peer {
+            Ok(()) => {
+                self.phase = Phase::Open;
+                Ok(true)
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Write what is queued. Returns whether anything moved.
+    pub fn send(&mut self, now: Instant) -> io::Result<bool> {
+        let mut progress = false;
+        while !self.out.is_empty() && !self.ready.write_blocked {
+            match self.stream.write(self.out.as_slice()) {
+                Ok(n) => {
+                    self.out.consume(n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.write_blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if progress {
+            self.last_progress = now;
+        }
+        Ok(progress)
+    }
+
+    /// Read while the socket may have bytes and the buffer has room. A read of 0 sets
+    /// `eof`; what was read before it is still delivered.
+    pub fn receive(&mut self, now: Instant) -> io::Result<bool> {
+        let mut progress = false;
+        while self.ready.readable && !self.eof && self.inbuf.len() < BUF_CAP {
+            match self.inbuf.read_from(&mut self.stream, BUF_CAP) {
+                Ok((0, want)) if want > 0 => {
+                    self.eof = true;
+                    progress = true;
+                }
+                Ok((n, want)) => {
+                    self.ready.after_read(n, want);
+                    progress |= n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if progress {
+            self.last_progress = now;
+        }
+        Ok(progress)
+    }
+
+    /// A write failed: the worker stopped reading (it answered early, or closed). Take
+    /// nothing more, and read what it said, or its EOF.
+    pub fn broken_write(&mut self) {
+        self.closing = true;
+        self.out.clear();
+        self.ready.readable = true;
+    }
+
+    /// The socket may have bytes and the buffer has room for them.
+    pub fn wants_read(&self) -> bool {
+        self.ready.readable && !self.eof && self.inbuf.len() < BUF_CAP
+    }
+
+    /// Whether response bytes wait in the buffer (for a sink that had no room).
+    pub fn has_buffered(&self) -> bool {
+        !self.inbuf.is_empty()
+    }
+
+    /// The buffer is full because the client is not taking: not the worker's fault.
+    pub fn held_by_client(&self) -> bool {
+        self.inbuf.len() >= BUF_CAP
+    }
+
+    /// Hand what is buffered of the first response in flight to `sink`. `scratch` holds
+    /// decoded chunk data on its way.
+    pub fn deliver(
+        &mut self,
+        sink: &mut dyn ResponseSink,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Delivered, UpstreamError> {
+        let Some(item) = self.inflight.front_mut() else {
+            return Ok(Delivered::NeedBytes);
+        };
+        loop {
+            match &mut self.reading {
+                Reading::Head => {
+                    let Some(head) = parse_response_head(self.inbuf.as_slice(), item.head_request)?
+                    else {
+                        return Ok(Delivered::NeedBytes);
+                    };
+                    self.inbuf.consume(head.head_len);
+                    if (100..200).contains(&head.status) {
+                        // Interim responses (100 Continue) are the front's business with
+                        // its own client; it answered those itself.
+                        continue;
+                    }
+                    item.answered = true;
+                    self.closing |= head.close;
+                    sink.head(&head);
+                    self.reading = match head.framing {
+                        Framing::None | Framing::Length(0) => return Ok(self.end(sink)),
+                        Framing::Length(n) => Reading::Length(n),
+                        Framing::Chunked => Reading::Chunked(ChunkDecoder::default()),
+                        Framing::UntilClose => Reading::UntilClose,
+                    };
+                }
+                Reading::UntilClose if self.inbuf.is_empty() && self.eof => {
+                    return Ok(self.end(sink));
+                }
+                _ if self.inbuf.is_empty() => return Ok(Delivered::NeedBytes),
+                _ if sink.room() == 0 => return Ok(Delivered::Blocked),
+                Reading::Length(left) => {
+                    let n = (*left).min(self.inbuf.len() as u64).min(sink.room() as u64) as usize;
+                    sink.data(&self.inbuf.as_slice()[..n]);
+                    self.inbuf.consume(n);
+                    *left -= n as u64;
+                    if *left == 0 {
+                        return Ok(self.end(sink));
+                    }
+                }
+                Reading::Chunked(decoder) => {
+                    scratch.clear();
+                    let room = sink.room();
+                    let n = decoder.decode(self.inbuf.as_slice(), scratch, room)?;
+                    self.inbuf.consume(n);
+                    if !scratch.is_empty() {
+                        sink.data(scratch);
+                    }
+                    if decoder.is_done() {
+                        return Ok(self.end(sink));
+                    }
+                    if n == 0 {
+                        return Ok(Delivered::NeedBytes);
+                    }
+                }
+                Reading::UntilClose => {
+                    let n = self.inbuf.len().min(sink.room());
+                    sink.data(&self.inbuf.as_slice()[..n]);
+                    self.inbuf.consume(n);
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, sink: &mut dyn ResponseSink) -> Delivered {
+        sink.end();
+        self.inflight.pop_front();
+        if matches!(self.reading, Reading::UntilClose) {
+            self.closing = true;
+        }
+        self.reading = Reading::Head;
+        Delivered::Ended
+    }
+
+    /// Whether the connection can serve another request once this one is answered.
+    pub fn reusable(&self) -> bool {
+        !self.closing && !self.eof && self.inbuf.is_empty() && self.out.is_empty()
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder {
+        heads: Vec<u16>,
+        body: Vec<u8>,
+        ends: usize,
+        room: usize,
+    }
+
+    impl ResponseSink for Recorder {
+        fn room(&self) -> usize {
+            self.room
+        }
+        fn head(&mut self, head: &ResponseHead) {
+            self.heads.push(head.status);
+        }
+        fn data(&mut self, data: &[u8]) {
+            assert!(data.len() <= self.room);
+            self.body.extend_from_slice(data);
+        }
+        fn end(&mut self) {
+            self.ends += 1;
+        }
+    }
+
+    fn upstream(items: usize) -> Upstream {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let mut up = Upstream {
+            stream: Stream::Unix(mio::net::UnixStream::from_std(a)),
+            phase: Phase::Open,
+            out: ByteQueue::default(),
+            inbuf: ByteQueue::default(),
+            inflight: VecDeque::new(),
+            reading: Reading::Head,
+            ready: Readiness::default(),
+            closing: false,
+            eof: false,
+            last_progress: Instant::now(),
+        };
+        for id in 0..items as u64 {
+            up.inflight.push_back(InFlight {
+                client: Key(0),
+                id,
+                head_request: false,
+                body_done: true,
+                answered: false,
+            });
+        }
+        up
+    }
+
+    #[test]
+    fn pipelined_responses_are_delivered_one_by_one_within_the_sink_room() {
+        let mut up = upstream(2);
+        up.inbuf.extend(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno!");
+        let mut scratch = Vec::new();
+        let mut sink = Recorder {
+            room: 2,
+            ..Recorder::default()
+        };
+        let mut steps = Vec::new();
+        for _ in 0..10 {
+            let step = up.deliver(&mut sink, &mut scratch).expect("valid");
+            steps.push(step);
+            if up.inflight.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(sink.heads, [200, 404]);
+        assert_eq!(sink.body, b"hellono!");
+        assert_eq!(sink.ends, 2);
+        assert_eq!(steps.iter().filter(|s| **s == Delivered::Ended).count(), 2);
+        assert!(up.closing && !up.reusable());
+    }
+
+    #[test]
+    fn a_full_sink_blocks_and_an_until_close_body_ends_at_eof() {
+        let mut up = upstream(1);
+        up.inbuf.extend(b"HTTP/1.0 200 OK\r\n\r\nabc");
+        let mut scratch = Vec::new();
+        let mut sink = Recorder::default();
+        assert_eq!(
+            up.deliver(&mut sink, &mut scratch).expect("valid"),
+            Delivered::Blocked
+        );
+        sink.room = 100;
+        assert_eq!(
+            up.deliver(&mut sink, &mut scratch).expect("valid"),
+            Delivered::NeedBytes
+        );
+        up.eof = true;
+        assert_eq!(
+            up.deliver(&mut sink, &mut scratch).expect("valid"),
+            Delivered::Ended
+        );
+        assert_eq!((sink.body.as_slice(), sink.ends), (&b"abc"[..], 1));
+    }
+}
