@@ -68,8 +68,9 @@ pub struct FrontSettings {
     pub client_header_timeout: Duration,
     /// `client_body_timeout`: longest pause between two reads of a request body (408).
     pub client_body_timeout: Duration,
-    /// `client_body_min_rate`: bytes per second a request body must average once it has
-    /// lasted [`MIN_RATE_GRACE`] (0 = off).
+    /// `client_body_min_rate`: bytes per second a request body must average after its
+    /// first [`MIN_RATE_GRACE`] (0 = off). The default is the workers' own minimum
+    /// (1 KiB/s), so the front answers a slow body's 408 itself, before they would.
     pub client_body_min_rate: u64,
     /// `keepalive_timeout`: how long an idle client connection is kept.
     pub keepalive_timeout: Duration,
@@ -101,7 +102,7 @@ pub struct FrontSettings {
     pub limits: Limits,
 }
 
-/// How long a request body may run before `client_body_min_rate` applies.
+/// How long a request body may run before `client_body_min_rate` applies (the workers').
 pub const MIN_RATE_GRACE: Duration = Duration::from_secs(5);
 
 impl Default for FrontSettings {
@@ -120,7 +121,7 @@ impl Default for FrontSettings {
             client_max_body_size: 1024 * 1024,
             client_header_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(60),
-            client_body_min_rate: 0,
+            client_body_min_rate: 1024,
             keepalive_timeout: Duration::from_secs(75),
             send_timeout: Duration::from_secs(60),
             upstream_connect_timeout: Duration::from_secs(10),
