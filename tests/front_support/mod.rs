@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -176,6 +178,11 @@ pub struct Front {
 /// Write `dir/front.toml` with `[front]` holding `extra` plus the test certificate, and
 /// start `rgunicorn-front` on it; waits until it listens.
 pub fn start_front(dir: &Path, upstream: &str, extra: &str) -> Front {
+    start_front_limited(dir, upstream, extra, None)
+}
+
+/// [`start_front`] with its descriptors limited to `nofile` (`ulimit -n`).
+pub fn start_front_limited(dir: &Path, upstream: &str, extra: &str, nofile: Option<u64>) -> Front {
     let config = dir.join("front.toml");
     let text = format!(
         "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\n{access_log}{threads}{extra}\n",
@@ -191,6 +198,24 @@ pub fn start_front(dir: &Path, upstream: &str, extra: &str) -> Front {
     std::fs::write(&config, text).expect("write config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgunicorn-front"));
     cmd.arg("-c").arg(&config);
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        };
+        // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe
+        // and touches only the child's own limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     let proc = spawn(cmd);
     let line = proc
         .wait_line("front listening on ", Duration::from_secs(20))
@@ -233,16 +258,22 @@ pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A TLS connection to the front, handshake done.
 pub fn connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Tls {
-    let sock = TcpStream::connect(addr).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(config.clone(), name).expect("client conn");
+    try_connect(config, addr).expect("TLS connection to the front")
+}
+
+/// [`connect`], with failures returned.
+pub fn try_connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> std::io::Result<Tls> {
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let conn =
+        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+        tls.conn.complete_io(&mut tls.sock)?;
     }
-    tls
+    Ok(tls)
 }
 
 /// The serial of the certificate the server presented, as hex.
@@ -350,7 +381,7 @@ pub fn get(
     addr: SocketAddr,
     path: &str,
 ) -> std::io::Result<Resp> {
-    let mut tls = connect(config, addr);
+    let mut tls = try_connect(config, addr)?;
     write!(
         tls,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -368,27 +399,33 @@ pub fn get(
 pub struct TestUpstream {
     pub path: PathBuf,
     pub connections: Arc<AtomicUsize>,
+    /// Requests that had arrived already when the one before them was answered
+    /// (pipelined by the front rather than sent one round trip at a time).
+    pub pipelined: Arc<AtomicUsize>,
 }
 
 impl TestUpstream {
     pub fn start(path: &Path) -> TestUpstream {
         let listener = UnixListener::bind(path).expect("bind test upstream");
         let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
+        let pipelined = Arc::new(AtomicUsize::new(0));
+        let (counter, waiting) = (connections.clone(), pipelined.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let id = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                std::thread::spawn(move || serve_upstream(stream, id));
+                let waiting = waiting.clone();
+                std::thread::spawn(move || serve_upstream(stream, id, &waiting));
             }
         });
         TestUpstream {
             path: path.to_path_buf(),
             connections,
+            pipelined,
         }
     }
 }
 
-fn serve_upstream(stream: UnixStream, id: usize) {
+fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
@@ -417,6 +454,9 @@ fn serve_upstream(stream: UnixStream, id: usize) {
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
+        }
+        if !reader.buffer().is_empty() {
+            pipelined.fetch_add(1, Ordering::SeqCst);
         }
         let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
         let result = if path == "/count" {

@@ -1,0 +1,461 @@
+//! The front under full-rate load and through every process change: the real `rgunicorn`
+//! master with a `[front]` table (workers on a unix socket), driven by a keep-alive TLS
+//! load ([`front_support::load`]) that keeps a request in flight on every connection.
+//! Each test asserts counts: 0 failed requests, every pipelined request answered, the
+//! status a slow or oversized body deserves, one log line per out-of-descriptors episode.
+
+mod common;
+mod front_support;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{is_running, wait_until, Server, WELCOME, WELCOME_PATH};
+use front_support::load::{TlsCounts, TlsLoad};
+use front_support::*;
+
+/// The master with workers on a unix socket and the front before them.
+struct Stack {
+    server: Server,
+    dir: tempfile::TempDir,
+    front: SocketAddr,
+    client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl Stack {
+    /// `args` go to `rgunicorn`; `front` is added to the `[front]` table.
+    fn start(args: &[&str], front: &str) -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("front-load")
+            .tempdir()
+            .expect("tempdir");
+        let certs = Certs::new(dir.path());
+        certs.write_leaf(1);
+        let sock = dir.path().join("w.sock");
+        let conf = dir.path().join("rg.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
+                 upstream = \"unix:{}\"\naccess_log = \"off\"\nerror_log = \"{}\"\n\
+                 threads = 1\n{front}\n",
+                dir.path().join("server.pem").display(),
+                dir.path().join("server.key").display(),
+                sock.display(),
+                dir.path().join("front-error.log").display(),
+            ),
+        )
+        .expect("config");
+        let unix = format!("unix:{}", sock.display());
+        let mut all = vec!["-c", conf.to_str().expect("path"), "-b", &unix];
+        all.extend_from_slice(args);
+        let server = Server::start(&all);
+        wait_until(Duration::from_secs(10), "the front", || {
+            last_after(&server.log(), "Front listening at: https://").is_some()
+        });
+        let front = last_after(&server.log(), "Front listening at: https://")
+            .and_then(|a| a.parse().ok())
+            .expect("front address");
+        let client = client_config(&certs.ca_pem);
+        let stack = Stack {
+            server,
+            dir,
+            front,
+            client,
+        };
+        wait_until(
+            Duration::from_secs(10),
+            "an answer through the front",
+            || get(&stack.client, stack.front, WELCOME_PATH).is_ok_and(|r| r.status == 200),
+        );
+        stack
+    }
+
+    fn load(&self, conns: usize) -> TlsLoad {
+        let load = TlsLoad::start(
+            &self.client,
+            self.front,
+            WELCOME_PATH,
+            Some(WELCOME.as_bytes()),
+            conns,
+        );
+        load.wait_for(200);
+        load
+    }
+
+    fn front_pid(&self) -> i32 {
+        last_after(&self.server.log(), "Booting front with pid: ")
+            .and_then(|p| p.parse().ok())
+            .expect("front pid")
+    }
+
+    /// The front's error log (its own file: the master's log is the master's).
+    fn front_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("front-error.log")).unwrap_or_default()
+    }
+
+    fn booted_workers(&self) -> usize {
+        self.server.log().matches("Booting worker with pid").count()
+    }
+}
+
+/// The word after the last `key` in `log`.
+fn last_after(log: &str, key: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|l| l.split(key).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
+        .next_back()
+}
+
+fn assert_clean(counts: &TlsCounts, what: &str, stack: &Stack) {
+    let front = stack.front_log();
+    assert!(
+        counts.failed == 0 && counts.ok > 0,
+        "{what}: {} failed of {} ({} retried): {:?}\n{}\n{front}",
+        counts.failed,
+        counts.ok + counts.failed,
+        counts.retried,
+        counts.errors,
+        stack.server.log()
+    );
+    assert!(
+        !front.contains("[error]"),
+        "{what}: the front logged an error\n{front}"
+    );
+}
+
+fn kill(pid: i32, signal: i32) {
+    // SAFETY: kill(2) on a process this test started.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+#[test]
+fn hup_and_ttou_under_full_load_fail_no_request_through_the_front() {
+    let stack = Stack::start(&["-w", "3"], "");
+    stack.server.wait_for_workers(4, Duration::from_secs(10));
+    let load = stack.load(24);
+    for round in 1..=2 {
+        let booted = stack.booted_workers();
+        stack.server.signal(libc::SIGHUP);
+        wait_until(Duration::from_secs(15), "the new workers", || {
+            stack.booted_workers() >= booted + 3
+        });
+        // The old workers retire while the load runs; the master keeps 3 and the front.
+        stack.server.wait_for_workers(4, Duration::from_secs(15));
+        load.wait_for(500 * round);
+    }
+    stack.server.signal(libc::SIGTTOU);
+    stack.server.wait_for_workers(3, Duration::from_secs(15));
+    load.wait_for(500);
+    let counts = load.finish();
+    assert_clean(&counts, "HUP x2 and TTOU", &stack);
+}
+
+#[test]
+fn max_requests_recycling_fails_no_request_through_the_front() {
+    let stack = Stack::start(
+        &[
+            "-w",
+            "2",
+            "--max-requests",
+            "300",
+            "--max-requests-jitter",
+            "50",
+        ],
+        "",
+    );
+    let booted = stack.booted_workers();
+    let load = stack.load(16);
+    wait_until(Duration::from_secs(30), "four recycled workers", || {
+        stack.booted_workers() >= booted + 4
+    });
+    let counts = load.finish();
+    assert_clean(&counts, "max_requests", &stack);
+}
+
+#[test]
+#[ignore = "the master does not hand the front's listening sockets to the new master on USR2 yet"]
+fn usr2_upgrade_then_term_of_the_old_master_fails_no_request_through_the_front() {
+    let pidfile_dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = pidfile_dir.path().join("rg.pid");
+    let stack = Stack::start(&["-w", "2", "--pid", pidfile.to_str().expect("path")], "");
+    let load = stack.load(16);
+    stack.server.signal(libc::SIGUSR2);
+    let second = pidfile_dir.path().join("rg.pid.2");
+    wait_until(Duration::from_secs(15), "the new master's pidfile", || {
+        second.exists()
+    });
+    let new_master: i32 = std::fs::read_to_string(&second)
+        .expect("pidfile.2")
+        .trim()
+        .parse()
+        .expect("pid");
+    wait_until(Duration::from_secs(15), "the new workers and front", || {
+        let log = stack.server.log();
+        log.matches("Booting worker with pid").count() >= 4
+            && log.matches("Booting front with pid").count() >= 2
+    });
+    load.wait_for(500);
+    stack.server.signal(libc::SIGTERM);
+    let mut stack = stack;
+    let old = stack.server.wait_exit(Duration::from_secs(40));
+    assert_eq!(old.code(), Some(0), "{}", stack.server.log());
+    load.wait_for(500);
+    let counts = load.finish();
+    kill(new_master, libc::SIGTERM);
+    wait_until(Duration::from_secs(20), "the new master to stop", || {
+        !is_running(new_master)
+    });
+    assert_clean(&counts, "USR2 then TERM of the old master", &stack);
+}
+
+#[test]
+fn kill_9_of_the_front_fails_no_request() {
+    let stack = Stack::start(&["-w", "2"], "");
+    let load = stack.load(16);
+    for _ in 0..2 {
+        let pid = stack.front_pid();
+        kill(pid, libc::SIGKILL);
+        wait_until(Duration::from_secs(15), "the front to be restarted", || {
+            stack.front_pid() != pid
+        });
+        load.wait_for(500);
+    }
+    let counts = load.finish();
+    // Requests in flight on the killed front's connections are sent again (no byte of
+    // their answer came): the client sees the same as a network blip, never an error.
+    assert!(counts.retried > 0, "{counts:?}");
+    assert_clean(&counts, "kill -9 of the front", &stack);
+}
+
+/// Requests pipelined by one client cross to the workers together, not one round trip
+/// each: the scripted upstream sees most of them already waiting behind the previous one.
+#[test]
+fn pipelined_requests_cross_to_the_workers_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", upstream.path.display()),
+        "threads = 1",
+    );
+    let config = client_config(&certs.ca_pem);
+    let mut tls = connect(&config, front.addr);
+    let n = 200;
+    let batch: String = (0..n)
+        .map(|_| "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .collect();
+    tls.write_all(batch.as_bytes()).expect("write");
+    tls.flush().expect("flush");
+    for i in 1..=n {
+        let resp = read_response(&mut tls, false).expect("response");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), format!("conn=1 req={i}"), "out of order");
+    }
+    let waiting = upstream.pipelined.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        waiting >= n / 2,
+        "only {waiting} of {n} requests were waiting behind another at the upstream"
+    );
+}
+
+/// 10,000 small pipelined GETs in one send are all answered, in order (issue 11.1).
+#[test]
+fn ten_thousand_pipelined_gets_are_all_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let sock = dir.path().join("w.sock");
+    let _workers = start_workers(&sock);
+    let front = start_front(dir.path(), &format!("unix:{}", sock.display()), "");
+    let config = client_config(&certs.ca_pem);
+    let tls = connect(&config, front.addr);
+    let n = 10_000;
+    let (sock_r, conn) = (tls.sock, tls.conn);
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(conn));
+    // One thread writes everything while this one reads: neither side may wait for the other.
+    let writer = {
+        let shared = shared.clone();
+        let mut sock_w = sock_r.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            for i in 0..n {
+                batch.extend_from_slice(
+                    format!("GET /p/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+                );
+            }
+            for part in batch.chunks(16 * 1024) {
+                let mut conn = shared.lock().expect("lock");
+                conn.writer().write_all(part).expect("queue");
+                while conn.wants_write() {
+                    conn.write_tls(&mut sock_w).expect("send");
+                }
+            }
+        })
+    };
+    let mut reader = SharedTls {
+        conn: shared,
+        sock: sock_r,
+    };
+    let mut buffered = std::io::BufReader::new(&mut reader);
+    for i in 0..n {
+        let resp = read_response(&mut buffered, false).expect("response");
+        assert_eq!(resp.status, 200, "request {i}");
+        let json: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+        assert_eq!(json["path"], format!("/p/{i}"), "out of order");
+    }
+    writer.join().expect("writer");
+}
+
+/// A rustls client connection shared by a writing thread and a reading one.
+struct SharedTls {
+    conn: std::sync::Arc<std::sync::Mutex<rustls::ClientConnection>>,
+    sock: std::net::TcpStream,
+}
+
+impl Read for SharedTls {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            {
+                let mut conn = self.conn.lock().expect("lock");
+                match conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Wait for bytes without holding the lock, then hand them to rustls.
+            let mut peek = [0u8; 1];
+            if self.sock.peek(&mut peek)? == 0 {
+                return Ok(0);
+            }
+            let mut conn = self.conn.lock().expect("lock");
+            conn.read_tls(&mut self.sock)?;
+            conn.process_new_packets().map_err(std::io::Error::other)?;
+        }
+    }
+}
+
+/// A body that trickles gets the 408 the workers would give, from the front itself, with
+/// one info line and no error; one larger than the limit gets 413 (issue 11.3).
+#[test]
+fn slow_body_gets_408_and_a_large_one_413_through_the_front() {
+    let stack = Stack::start(
+        &["-w", "1", "--limit-request-body", "100000"],
+        "client_max_body_size = \"200k\"",
+    );
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut tls = connect(&stack.client, stack.front);
+        write!(
+            tls,
+            "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nabc"
+        )
+        .expect("head");
+        tls.flush().expect("flush");
+        slow.push(tls);
+    }
+    let started = Instant::now();
+    for tls in &mut slow {
+        let resp = read_response(tls, false).expect("408");
+        assert_eq!(resp.status, 408, "{}", resp.text());
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The workers' limit is 100000: a 150000-byte body is refused by them, a 300000-byte
+    // one by the front; either way the client gets 413, not 502.
+    for size in [150_000usize, 300_000] {
+        let mut tls = connect(&stack.client, stack.front);
+        write!(
+            tls,
+            "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"
+        )
+        .expect("head");
+        let _ = tls.write_all(&vec![b'b'; size]);
+        let resp = read_response(&mut tls, false).expect("413");
+        assert_eq!(resp.status, 413, "{size}: {}", resp.text());
+    }
+    let log = stack.front_log();
+    assert!(!log.contains("[error]"), "{log}");
+    assert_eq!(
+        log.matches("timed out sending the request body").count(),
+        3,
+        "{log}"
+    );
+}
+
+/// Out of descriptors, the front stops accepting for a moment, logs once per episode with
+/// a count, stays idle, and serves again by itself (issue 10.5).
+#[test]
+fn out_of_descriptors_pauses_accepting_with_one_line_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front_limited(
+        dir.path(),
+        &format!("unix:{}", upstream.path.display()),
+        "threads = 1",
+        Some(64),
+    );
+    let config = client_config(&certs.ca_pem);
+    assert_eq!(
+        get(&config, front.addr, "/count").expect("before").status,
+        200
+    );
+    // Hold more connections than the front has descriptors.
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(front.addr).ok())
+        .collect();
+    let pid = front.proc.child.id() as i32;
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    // 2 s of wall time: an idle process spends a few ticks (of 10 ms) at most.
+    assert!(
+        spent < 50,
+        "the front spent {spent} ticks while out of descriptors"
+    );
+    drop(held);
+    wait_until(Duration::from_secs(10), "serving again", || {
+        get(&config, front.addr, "/count").is_ok_and(|r| r.status == 200)
+    });
+    // The episode ends (and is logged) once accepting has worked for a moment.
+    let mut lines: Vec<String> = front
+        .proc
+        .wait_line("accept", Duration::from_secs(10))
+        .into_iter()
+        .collect();
+    while let Some(line) = front.proc.wait_line("accept", Duration::from_secs(3)) {
+        lines.push(line);
+    }
+    assert_eq!(lines.len(), 1, "one line per episode: {lines:?}");
+    assert!(
+        lines[0].contains("descriptors") && lines[0].contains("times"),
+        "{lines:?}"
+    );
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15; after the ')' they are the 12th and 13th.
+    fields
+        .get(11)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+}
