@@ -4,6 +4,9 @@
 
 use std::io::{self, Read};
 
+/// Each streaming buffer of a connection holds at most about this much (the memory
+/// bound per connection, each way).
+pub const BUF_CAP: usize = 32 * 1024;
 /// Bytes read or written in one go at most.
 const CHUNK: usize = 16 * 1024;
 

@@ -17,7 +17,7 @@ use rgunicorn_workers::http::{
     parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, RequestHead, Version,
 };
 
-use super::buffer::ByteQueue;
+use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::Key;
 use super::headers::{self, ClientFraming};
 use super::log::{AccessEntry, Logger};
@@ -26,8 +26,6 @@ use super::upstream::{Framing, ResponseHead};
 
 /// The largest request head the front reads (nginx's large_client_header_buffers is 4×8k).
 pub const HEAD_CAP: usize = 64 * 1024;
-/// Each streaming buffer holds at most about this much (memory bound per connection).
-pub const BUF_CAP: usize = 32 * 1024;
 /// Requests of one client parsed ahead and in flight at once.
 pub const MAX_PIPELINE: usize = 32;
 /// Times a request is sent before the front gives up on it (the first try included).

@@ -19,9 +19,10 @@ use mio::net::TcpStream;
 use rustls::ServerConfig;
 use slab::Slab;
 
+use super::buffer::BUF_CAP;
 use super::client::Client;
 use super::context::{Ctx, Key, Outcome};
-use super::http1::{Exchange, RequestBody, BUF_CAP};
+use super::http1::{Exchange, RequestBody};
 use super::redirect::Redirect;
 use super::upstream::{Delivered, Discard, InFlight, Phase, ResponseHead, ResponseSink, Upstream};
 

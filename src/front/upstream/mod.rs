@@ -16,9 +16,8 @@ use mio::{Interest, Registry, Token};
 
 pub use response::{parse_response_head, ChunkDecoder, Framing, ResponseHead, UpstreamError};
 
-use super::buffer::ByteQueue;
+use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::{Key, Readiness};
-use super::http1::BUF_CAP;
 use super::settings::UpstreamAddr;
 
 /// A connection to the workers: the same socket enum the workers use for clients.
