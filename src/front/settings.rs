@@ -1,4 +1,5 @@
-//! The `[front]` table: what the user typed, validated into [`FrontSettings`].
+//! The `[front]` table: what the user typed (read by serde, unknown keys refused), then
+//! validated into [`FrontSettings`].
 //!
 //! Durations and sizes use nginx's notation (`10m`, `1m30s`, `500ms`; `1m`, `64k`), plain
 //! integers mean seconds and bytes. Every error is one line naming the setting
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rgunicorn_workers::http::Limits;
+use serde::Deserialize;
 
 /// Where the front forwards requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +52,9 @@ pub struct FrontSettings {
     /// port of `listen`). Set it when a container maps another public port (`-p 5000:443`
     /// → `https_port = 5000`). Omitted from the `Location` when it is 443.
     pub https_port: u16,
-    pub certfile: PathBuf,
-    pub keyfile: PathBuf,
+    /// `certfile` and `keyfile`, then each `[[front.certificate]]`: the client's SNI name
+    /// picks among them by the names they hold; the first is the default.
+    pub certificates: Vec<CertificatePaths>,
     /// `upstream`: `unix:PATH` or `HOST:PORT`.
     pub upstream: UpstreamAddr,
     /// `session_timeout`: how long a TLS session (cache entry or ticket) may be resumed.
@@ -111,8 +114,7 @@ impl Default for FrontSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 443)),
             redirect_http: None,
             https_port: 443,
-            certfile: PathBuf::new(),
-            keyfile: PathBuf::new(),
+            certificates: Vec::new(),
             upstream: UpstreamAddr::Unix(PathBuf::from("/run/rgunicorn/rgunicorn.sock")),
             session_timeout: Duration::from_secs(600),
             session_cache_size: 20_000,
@@ -144,83 +146,166 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Every key the table may hold, for the "unknown setting" message.
-const KEYS: &[&str] = &[
-    "listen",
-    "redirect_http",
-    "https_port",
-    "certfile",
-    "keyfile",
-    "upstream",
-    "session_timeout",
-    "session_cache_size",
-    "server_name",
-    "hsts",
-    "client_max_body_size",
-    "client_header_timeout",
-    "client_body_timeout",
-    "client_body_min_rate",
-    "keepalive_timeout",
-    "send_timeout",
-    "upstream_connect_timeout",
-    "upstream_read_timeout",
-    "upstream_keepalive",
-    "upstream_keepalive_timeout",
-    "graceful_timeout",
-    "worker_connections",
-    "threads",
-    "server_header",
-    "server_tokens",
-    "access_log",
-    "error_log",
-    "user",
-    "limit_request_line",
-    "limit_request_fields",
-    "limit_request_field_size",
-];
+/// The `[front]` table as written: types checked by serde, every key known
+/// (`deny_unknown_fields`); meaning and ranges are checked by [`FrontSettings::from_table`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    redirect_http: Option<String>,
+    https_port: Option<i64>,
+    certfile: Option<String>,
+    keyfile: Option<String>,
+    /// `[[front.certificate]]`: more certificates, chosen by the name the client asks
+    /// for (SNI).
+    #[serde(default)]
+    certificate: Vec<RawCertificate>,
+    upstream: Option<String>,
+    session_timeout: Option<Nginx<Duration>>,
+    session_cache_size: Option<i64>,
+    server_name: Option<String>,
+    hsts: Option<String>,
+    client_max_body_size: Option<Nginx<u64>>,
+    client_header_timeout: Option<Nginx<Duration>>,
+    client_body_timeout: Option<Nginx<Duration>>,
+    client_body_min_rate: Option<Nginx<u64>>,
+    keepalive_timeout: Option<Nginx<Duration>>,
+    send_timeout: Option<Nginx<Duration>>,
+    upstream_connect_timeout: Option<Nginx<Duration>>,
+    upstream_read_timeout: Option<Nginx<Duration>>,
+    upstream_keepalive: Option<i64>,
+    upstream_keepalive_timeout: Option<Nginx<Duration>>,
+    graceful_timeout: Option<Nginx<Duration>>,
+    worker_connections: Option<i64>,
+    threads: Option<i64>,
+    server_header: Option<String>,
+    server_tokens: Option<bool>,
+    access_log: Option<String>,
+    error_log: Option<String>,
+    user: Option<String>,
+    limit_request_line: Option<i64>,
+    limit_request_fields: Option<i64>,
+    limit_request_field_size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    certfile: String,
+    keyfile: String,
+}
+
+/// A certificate chain and its key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePaths {
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+}
+
+/// A value in nginx's notation: a duration (`10m`, `1m30s`, `500ms`; an integer is
+/// seconds) or a size (`64k`, `1m`; an integer is bytes).
+#[derive(Debug, Clone, Copy)]
+struct Nginx<T>(T);
+
+impl<'de> Deserialize<'de> for Nginx<Duration> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NginxVisitor {
+            what: "a duration (like 30s, 10m, 1h, 500ms, 1m30s)",
+            parse: parse_duration,
+            from_int: Duration::from_secs,
+        })
+        .map(Nginx)
+    }
+}
+
+impl<'de> Deserialize<'de> for Nginx<u64> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NginxVisitor {
+            what: "a size (like 512, 64k, 1m, 1g)",
+            parse: parse_size,
+            from_int: |n| n,
+        })
+        .map(Nginx)
+    }
+}
+
+struct NginxVisitor<T> {
+    what: &'static str,
+    parse: fn(&str) -> Option<T>,
+    from_int: fn(u64) -> T,
+}
+
+impl<T> serde::de::Visitor<'_> for NginxVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<T, E> {
+        u64::try_from(n)
+            .map(self.from_int)
+            .map_err(|_| E::custom(format!("{n} is not {}", self.what)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<T, E> {
+        Ok((self.from_int)(n))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).ok_or_else(|| E::custom(format!("{v:?} is not {}", self.what)))
+    }
+}
+
+/// serde's message for the `[front]` table as one line naming the key:
+/// `front.KEY: what is wrong`.
+fn one_line(err: &toml::de::Error) -> String {
+    let text = err.to_string();
+    let mut lines = text.lines();
+    let message = lines.next().unwrap_or("invalid [front] table").trim();
+    let key = lines
+        .filter_map(|l| l.trim().strip_prefix("in `"))
+        .filter_map(|l| l.strip_suffix('`'))
+        .next();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, allowed) = rest.split_once('`').unwrap_or((rest, ""));
+        let at = key.map(|k| format!("{k}.")).unwrap_or_default();
+        let allowed = allowed.trim_start_matches(", expected ").replace('`', "");
+        return format!("front.{at}{field}: unknown setting (allowed: {allowed})");
+    }
+    match key {
+        Some(key) => format!("front.{key}: {message}"),
+        None => format!("front: {message}"),
+    }
+}
 
 impl FrontSettings {
     /// Validate the `[front]` table. The error is one line naming the setting
     /// (`front.certfile`), the value and what is allowed.
     pub fn from_table(table: &toml::Table) -> Result<FrontSettings, String> {
+        let raw = Raw::deserialize(table.clone()).map_err(|e| one_line(&e))?;
         let mut s = FrontSettings::default();
-        for key in table.keys() {
-            if !KEYS.contains(&key.as_str()) {
-                return Err(format!(
-                    "front.{key}: unknown setting (allowed: {})",
-                    KEYS.join(", ")
-                ));
-            }
-        }
-        let t = Table(table);
-        if let Some(v) = t.string("listen")? {
-            s.listen = socket_addr("listen", &v)?;
+        if let Some(v) = &raw.listen {
+            s.listen = socket_addr("listen", v)?;
         }
         s.https_port = s.listen.port();
-        if let Some(v) = t.string("redirect_http")? {
-            s.redirect_http = Some(socket_addr("redirect_http", &v)?);
+        if let Some(v) = &raw.redirect_http {
+            s.redirect_http = Some(socket_addr("redirect_http", v)?);
         }
-        if let Some(port) = t.integer("https_port", 1, u16::MAX.into())? {
+        if let Some(port) = integer("https_port", raw.https_port, 1, u16::MAX.into())? {
             s.https_port = port as u16;
         }
-        s.certfile = PathBuf::from(
-            t.string("certfile")?
-                .ok_or("front.certfile: missing (the PEM certificate chain the front serves)")?,
-        );
-        s.keyfile = PathBuf::from(
-            t.string("keyfile")?
-                .ok_or("front.keyfile: missing (the PEM private key of front.certfile)")?,
-        );
-        if let Some(v) = t.string("upstream")? {
-            s.upstream = upstream_addr(&v)?;
+        s.certificates = certificates(&raw)?;
+        if let Some(v) = &raw.upstream {
+            s.upstream = upstream_addr(v)?;
         }
-        if let Some(d) = t.duration("session_timeout")? {
+        if let Some(Nginx(d)) = raw.session_timeout {
             s.session_timeout = d;
         }
-        if let Some(n) = t.integer("session_cache_size", 0, 10_000_000)? {
+        if let Some(n) = integer("session_cache_size", raw.session_cache_size, 0, 10_000_000)? {
             s.session_cache_size = n as usize;
         }
-        s.server_name = t.string("server_name")?.filter(|v| !v.is_empty());
+        s.server_name = raw.server_name.clone().filter(|v| !v.is_empty());
         if let Some(v) = &s.server_name {
             if !v
                 .bytes()
@@ -229,128 +314,147 @@ impl FrontSettings {
                 return Err(format!("front.server_name: {v:?} is not a host name"));
             }
         }
-        s.hsts = t.string("hsts")?.filter(|v| !v.is_empty() && v != "off");
+        s.hsts = raw.hsts.clone().filter(|v| !v.is_empty() && v != "off");
         if let Some(v) = &s.hsts {
             header_value("hsts", v)?;
         }
-        if let Some(n) = t.size("client_max_body_size")? {
+        if let Some(Nginx(n)) = raw.client_max_body_size {
             s.client_max_body_size = n;
         }
-        let durations: [(&str, &mut Duration); 8] = [
-            ("client_header_timeout", &mut s.client_header_timeout),
-            ("client_body_timeout", &mut s.client_body_timeout),
-            ("keepalive_timeout", &mut s.keepalive_timeout),
-            ("send_timeout", &mut s.send_timeout),
-            ("upstream_connect_timeout", &mut s.upstream_connect_timeout),
-            ("upstream_read_timeout", &mut s.upstream_read_timeout),
+        let durations = [
+            (
+                "client_header_timeout",
+                raw.client_header_timeout,
+                &mut s.client_header_timeout,
+            ),
+            (
+                "client_body_timeout",
+                raw.client_body_timeout,
+                &mut s.client_body_timeout,
+            ),
+            (
+                "keepalive_timeout",
+                raw.keepalive_timeout,
+                &mut s.keepalive_timeout,
+            ),
+            ("send_timeout", raw.send_timeout, &mut s.send_timeout),
+            (
+                "upstream_connect_timeout",
+                raw.upstream_connect_timeout,
+                &mut s.upstream_connect_timeout,
+            ),
+            (
+                "upstream_read_timeout",
+                raw.upstream_read_timeout,
+                &mut s.upstream_read_timeout,
+            ),
             (
                 "upstream_keepalive_timeout",
+                raw.upstream_keepalive_timeout,
                 &mut s.upstream_keepalive_timeout,
             ),
-            ("graceful_timeout", &mut s.graceful_timeout),
+            (
+                "graceful_timeout",
+                raw.graceful_timeout,
+                &mut s.graceful_timeout,
+            ),
         ];
-        for (key, slot) in durations {
-            if let Some(d) = t.duration(key)? {
+        for (key, value, slot) in durations {
+            if let Some(Nginx(d)) = value {
                 if d.is_zero() && key != "upstream_keepalive_timeout" {
                     return Err(format!("front.{key}: must be more than 0"));
                 }
                 *slot = d;
             }
         }
-        if let Some(n) = t.size("client_body_min_rate")? {
+        if let Some(Nginx(n)) = raw.client_body_min_rate {
             s.client_body_min_rate = n;
         }
-        if let Some(n) = t.integer("upstream_keepalive", 0, 100_000)? {
+        if let Some(n) = integer("upstream_keepalive", raw.upstream_keepalive, 0, 100_000)? {
             s.upstream_keepalive = n as usize;
         }
-        if let Some(n) = t.integer("worker_connections", 1, 1_000_000)? {
+        if let Some(n) = integer("worker_connections", raw.worker_connections, 1, 1_000_000)? {
             s.worker_connections = n as usize;
         }
-        if let Some(n) = t.integer("threads", 1, 1024)? {
+        if let Some(n) = integer("threads", raw.threads, 1, 1024)? {
             s.threads = n as usize;
         }
-        if let Some(v) = t.0.get("server_tokens") {
-            // nginx's switch: off hides the product name entirely here (no version is ever sent).
-            match v.as_bool() {
-                Some(true) => {}
-                Some(false) => s.server_header = None,
-                None => return Err(format!("front.server_tokens: {v} is not true or false")),
-            }
+        // nginx's switch: off hides the product name entirely here (no version is ever sent).
+        if raw.server_tokens == Some(false) {
+            s.server_header = None;
         }
-        if let Some(v) = t.string("server_header")? {
+        if let Some(v) = &raw.server_header {
             if v.is_empty() {
                 s.server_header = None;
             } else {
-                header_value("server_header", &v)?;
-                s.server_header = Some(v);
+                header_value("server_header", v)?;
+                s.server_header = Some(v.clone());
             }
         }
-        if let Some(v) = t.string("access_log")? {
-            s.access_log = log_target(&v, LogTarget::Stdout);
+        if let Some(v) = &raw.access_log {
+            s.access_log = log_target(v, LogTarget::Stdout);
         }
-        if let Some(v) = t.string("error_log")? {
-            s.error_log = log_target(&v, LogTarget::Stderr);
+        if let Some(v) = &raw.error_log {
+            s.error_log = log_target(v, LogTarget::Stderr);
         }
-        s.user = t.string("user")?.filter(|v| !v.is_empty());
-        if let Some(n) = t.integer("limit_request_line", 0, 8190)? {
+        s.user = raw.user.clone().filter(|v| !v.is_empty());
+        if let Some(n) = integer("limit_request_line", raw.limit_request_line, 0, 8190)? {
             s.limits.request_line = if n == 0 { 8190 } else { n as usize };
         }
-        if let Some(n) = t.integer("limit_request_fields", 0, 32768)? {
+        if let Some(n) = integer("limit_request_fields", raw.limit_request_fields, 0, 32768)? {
             s.limits.fields = if n == 0 { 32768 } else { n as usize };
         }
-        if let Some(n) = t.integer("limit_request_field_size", 0, 65536)? {
+        if let Some(n) = integer(
+            "limit_request_field_size",
+            raw.limit_request_field_size,
+            0,
+            65536,
+        )? {
             s.limits.field_size = if n == 0 { 65536 } else { n as usize };
         }
         Ok(s)
     }
 }
 
-/// Typed access to the table, each getter producing the one-line error.
-struct Table<'a>(&'a toml::Table);
-
-impl Table<'_> {
-    fn string(&self, key: &str) -> Result<Option<String>, String> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(v)) => Ok(Some(v.clone())),
-            Some(v) => Err(format!("front.{key}: {v} is not a string")),
+/// `certfile`/`keyfile` (the default certificate) and the `[[front.certificate]]`
+/// entries, in that order: the first is served when no name matches.
+fn certificates(raw: &Raw) -> Result<Vec<CertificatePaths>, String> {
+    let mut all = Vec::new();
+    match (&raw.certfile, &raw.keyfile) {
+        (Some(certfile), Some(keyfile)) => all.push(CertificatePaths {
+            certfile: PathBuf::from(certfile),
+            keyfile: PathBuf::from(keyfile),
+        }),
+        (Some(_), None) => {
+            return Err("front.keyfile: missing (the PEM private key of front.certfile)".into())
         }
+        (None, Some(_)) => {
+            return Err(
+                "front.certfile: missing (the PEM certificate chain the front serves)".into(),
+            )
+        }
+        (None, None) => {}
     }
-
-    fn integer(&self, key: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(n)) if (min..=max).contains(n) => Ok(Some(*n)),
-            Some(v) => Err(format!(
-                "front.{key}: {v} is not an integer from {min} to {max}"
-            )),
-        }
+    all.extend(raw.certificate.iter().map(|c| CertificatePaths {
+        certfile: PathBuf::from(&c.certfile),
+        keyfile: PathBuf::from(&c.keyfile),
+    }));
+    if all.is_empty() {
+        return Err(
+            "front.certfile: missing (the PEM certificate chain the front serves, or [[front.certificate]] entries)"
+                .into(),
+        );
     }
+    Ok(all)
+}
 
-    fn duration(&self, key: &str) -> Result<Option<Duration>, String> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Some(Duration::from_secs(*n as u64))),
-            Some(toml::Value::String(v)) => parse_duration(v).map(Some).ok_or_else(|| {
-                format!("front.{key}: {v:?} is not a duration (like 30s, 10m, 1h, 500ms, 1m30s)")
-            }),
-            Some(v) => Err(format!(
-                "front.{key}: {v} is not a duration (like \"30s\", \"10m\", \"1h\", \"500ms\")"
-            )),
-        }
-    }
-
-    fn size(&self, key: &str) -> Result<Option<u64>, String> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(n)) if *n >= 0 => Ok(Some(*n as u64)),
-            Some(toml::Value::String(v)) => parse_size(v)
-                .map(Some)
-                .ok_or_else(|| format!("front.{key}: {v:?} is not a size (like 512, 64k, 1m, 1g)")),
-            Some(v) => Err(format!(
-                "front.{key}: {v} is not a size (like \"64k\", \"1m\")"
-            )),
-        }
+/// An integer setting within `min..=max`.
+fn integer(key: &str, value: Option<i64>, min: i64, max: i64) -> Result<Option<i64>, String> {
+    match value {
+        Some(n) if !(min..=max).contains(&n) => Err(format!(
+            "front.{key}: {n} is not an integer from {min} to {max}"
+        )),
+        other => Ok(other),
     }
 }
 
@@ -517,5 +621,36 @@ mod tests {
         assert!(err.starts_with("front.lisen: unknown setting"), "{err}");
         let err = FrontSettings::from_table(&table(&format!("{BASE}threads = 0"))).unwrap_err();
         assert!(err.starts_with("front.threads: 0"), "{err}");
+        let err = FrontSettings::from_table(&table(&format!("{BASE}listen = 443"))).unwrap_err();
+        assert_eq!(
+            err,
+            "front.listen: invalid type: integer `443`, expected a string"
+        );
+        let err = FrontSettings::from_table(&table(&format!(
+            "{BASE}[[certificate]]\ncertfile = \"a\"\nkeyfil = \"b\""
+        )))
+        .unwrap_err();
+        assert!(
+            err.starts_with(
+                "front.certificate.keyfil: unknown setting (allowed: certfile or keyfile"
+            ),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn certificates_default_first_then_the_entries() {
+        let s = FrontSettings::from_table(&table(&format!(
+            "{BASE}[[certificate]]\ncertfile = \"b.pem\"\nkeyfile = \"b.key\"\n"
+        )))
+        .expect("valid");
+        let files: Vec<_> = s.certificates.iter().map(|c| c.certfile.clone()).collect();
+        assert_eq!(files, [PathBuf::from("c.pem"), PathBuf::from("b.pem")]);
+        let s = FrontSettings::from_table(&table(
+            "[[certificate]]\ncertfile = \"b.pem\"\nkeyfile = \"b.key\"\n",
+        ))
+        .expect("entries alone are enough");
+        assert_eq!(s.certificates.len(), 1);
     }
 }
