@@ -49,7 +49,7 @@ impl LoopHandle {
 
 /// Load the certificate and build the runtime for `settings`.
 pub fn runtime(settings: FrontSettings, log: &Logger) -> Result<Arc<Runtime>, String> {
-    let loaded = tls::load(&settings.certfile, &settings.keyfile).map_err(|e| e.to_string())?;
+    let loaded = tls::load_all(&settings.certificates).map_err(|e| e.to_string())?;
     for warning in &loaded.warnings {
         log.warn(warning);
     }
@@ -57,7 +57,7 @@ pub fn runtime(settings: FrontSettings, log: &Logger) -> Result<Arc<Runtime>, St
     Ok(Arc::new(Runtime {
         settings,
         tls: config,
-        serial: loaded.serial,
+        certificates: loaded.summary(),
     }))
 }
 
@@ -143,10 +143,10 @@ fn run(
         });
     }
     log.info(&format!(
-        "front listening on {} ({} event loops), certificate serial {}, upstream {}{}",
+        "front listening on {} ({} event loops), {}, upstream {}{}",
         tls_addr.map_or_else(|| runtime.settings.listen.to_string(), |a| a.to_string()),
         loops.len(),
-        runtime.serial,
+        runtime.certificates,
         runtime.settings.upstream,
         redirect_addr
             .map(|a| format!(", redirecting http on {a}"))
@@ -189,7 +189,7 @@ fn run(
                     keep_unreloadable(&current.settings, s, log).and_then(|s| self::runtime(s, log))
                 }) {
                     Ok(rt) => {
-                        log.info(&format!("HUP: reloaded, certificate serial {}", rt.serial));
+                        log.info(&format!("HUP: reloaded, {}", rt.certificates));
                         current = rt;
                         loops
                             .iter()

@@ -38,7 +38,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 pub use control::{EXIT_BOOT, EXIT_LOOP_DIED, EXIT_OK};
-pub use settings::{FrontSettings, LogTarget, UpstreamAddr};
+pub use settings::{CertificatePaths, FrontSettings, LogTarget, UpstreamAddr};
 
 /// Listen backlog of the front's sockets (nginx's default on Linux is 511).
 const BACKLOG: i32 = 1024;
@@ -127,8 +127,8 @@ impl FrontListeners {
 pub struct Runtime {
     pub settings: FrontSettings,
     pub tls: Arc<rustls::ServerConfig>,
-    /// The serving certificate's serial, for the log.
-    pub serial: String,
+    /// The serving certificates' serials (and names), for the log.
+    pub certificates: String,
 }
 
 /// Check the certificate and bind the front's sockets (before forking, maybe as root).
@@ -146,7 +146,7 @@ pub fn bind_inheriting(
     settings: &FrontSettings,
     inherited: FrontListeners,
 ) -> Result<FrontListeners, FrontError> {
-    let loaded = tls::load(&settings.certfile, &settings.keyfile)?;
+    let loaded = tls::load_all(&settings.certificates)?;
     for warning in &loaded.warnings {
         eprintln!("rgunicorn-front: warning: {warning}");
     }

@@ -1,10 +1,11 @@
 //! Certificates and the rustls server configuration.
 //!
-//! [`load`] reads and checks the PEM files (missing, unreadable, empty, mismatched, expired:
-//! each an error naming the file), so the master can refuse to start before forking.
-//! [`server_config`] builds the rustls config inside the front process: TLS 1.3 and 1.2 only,
-//! the Mozilla "intermediate" suites, ALPN `http/1.1`, tickets and a server-side session
-//! cache both bounded by `session_timeout`. Connections live in [`super::conn`].
+//! [`load_all`] reads and checks the PEM files (missing, unreadable, empty, mismatched,
+//! expired: each an error naming the file), so the master can refuse to start before
+//! forking. [`server_config`] builds the rustls config inside the front process: TLS 1.3
+//! and 1.2 only, the Mozilla "intermediate" suites, ALPN `http/1.1`, the certificate chosen
+//! by the client's SNI name, tickets and a server-side session cache both bounded by
+//! `session_timeout`. Connections live in [`super::transport`].
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::PermissionsExt;
@@ -13,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use super::FrontSettings;
+use super::settings::{CertificatePaths, FrontSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -50,22 +52,60 @@ pub enum TlsError {
     Config(rustls::Error),
 }
 
-/// A checked certificate chain and key, plus what the log should say about it.
+/// A checked certificate chain and key, and what the log and the SNI choice need.
 pub struct Loaded {
     pub key: Arc<CertifiedKey>,
     /// The leaf's serial number in hex, logged on start and reload.
     pub serial: String,
-    /// Non-fatal findings (a key readable by others).
+    /// The DNS names the leaf is for (its subjectAltName, else its common name),
+    /// lowercased; `*.example.com` for a wildcard.
+    pub names: Vec<String>,
+}
+
+/// Every certificate of the front, the default first, and non-fatal findings (a key
+/// readable by others).
+pub struct Certificates {
+    pub all: Vec<Loaded>,
     pub warnings: Vec<String>,
 }
 
-/// Read and check `certfile` and `keyfile`.
-pub fn load(certfile: &Path, keyfile: &Path) -> Result<Loaded, TlsError> {
+impl Certificates {
+    /// For the log: `certificate serial 01`, or with several
+    /// `certificates serial 01 (example.com), serial 02 (www.example.org)`.
+    pub fn summary(&self) -> String {
+        match self.all.as_slice() {
+            [one] => format!("certificate serial {}", one.serial),
+            all => {
+                let each: Vec<String> = all
+                    .iter()
+                    .map(|c| format!("serial {} ({})", c.serial, c.names.join(", ")))
+                    .collect();
+                format!("certificates {}", each.join(", "))
+            }
+        }
+    }
+}
+
+/// Read and check every certificate and key.
+pub fn load_all(paths: &[CertificatePaths]) -> Result<Certificates, TlsError> {
+    let mut all = Vec::with_capacity(paths.len());
+    let mut warnings = Vec::new();
+    for p in paths {
+        let (loaded, warning) = load(&p.certfile, &p.keyfile)?;
+        warnings.extend(warning);
+        all.push(loaded);
+    }
+    Ok(Certificates { all, warnings })
+}
+
+/// Read and check `certfile` and `keyfile`; the second value warns about a key that
+/// others can read.
+pub fn load(certfile: &Path, keyfile: &Path) -> Result<(Loaded, Option<String>), TlsError> {
     let cert_pem = std::fs::read(certfile).map_err(|source| TlsError::ReadCert {
         path: certfile.to_path_buf(),
         source,
     })?;
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|err| TlsError::ParseCert {
             path: certfile.to_path_buf(),
@@ -74,29 +114,26 @@ pub fn load(certfile: &Path, keyfile: &Path) -> Result<Loaded, TlsError> {
     let leaf = chain.first().ok_or_else(|| TlsError::NoCertificate {
         path: certfile.to_path_buf(),
     })?;
-    let serial = check_validity(certfile, leaf)?;
+    let (serial, names) = check_leaf(certfile, leaf)?;
 
-    let mut warnings = Vec::new();
     let key_pem = std::fs::read(keyfile).map_err(|source| TlsError::ReadKey {
         path: keyfile.to_path_buf(),
         source,
     })?;
-    if let Ok(meta) = std::fs::metadata(keyfile) {
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            warnings.push(format!(
+    let warning = std::fs::metadata(keyfile)
+        .ok()
+        .map(|meta| meta.permissions().mode())
+        .filter(|mode| mode & 0o077 != 0)
+        .map(|mode| {
+            format!(
                 "key file {} is accessible by group or others (mode {:o}); chmod 600 it",
                 keyfile.display(),
                 mode & 0o777
-            ));
-        }
-    }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .ok()
-        .flatten()
-        .ok_or_else(|| TlsError::NoKey {
-            path: keyfile.to_path_buf(),
-        })?;
+            )
+        });
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
+        path: keyfile.to_path_buf(),
+    })?;
     let signing =
         provider::sign::any_supported_type(&key).map_err(|err| TlsError::UnsupportedKey {
             path: keyfile.to_path_buf(),
@@ -112,15 +149,16 @@ pub fn load(certfile: &Path, keyfile: &Path) -> Result<Loaded, TlsError> {
             })
         }
     }
-    Ok(Loaded {
+    let loaded = Loaded {
         key: Arc::new(certified),
         serial,
-        warnings,
-    })
+        names,
+    };
+    Ok((loaded, warning))
 }
 
-/// Refuse an expired or not yet valid leaf; return its serial in hex.
-fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<String, TlsError> {
+/// Refuse an expired or not yet valid leaf; return its serial in hex and its names.
+fn check_leaf(path: &Path, leaf: &CertificateDer<'_>) -> Result<(String, Vec<String>), TlsError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|err| TlsError::ParseCert {
             path: path.to_path_buf(),
@@ -142,13 +180,35 @@ fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<String, TlsE
             not_before: validity.not_before.to_string(),
         });
     }
-    Ok(cert.raw_serial_as_string())
+    let mut names: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(name) => {
+                    Some(name.to_ascii_lowercase())
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    Ok((cert.raw_serial_as_string(), names))
 }
 
 /// The rustls server configuration for `settings`, with `loaded` as its certificate.
 pub fn server_config(
     settings: &FrontSettings,
-    loaded: &Loaded,
+    certificates: &Certificates,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     // rustls's ring suites are exactly Mozilla's "intermediate" list: TLS 1.3 AES-GCM and
     // ChaCha20, TLS 1.2 ECDHE with AES-GCM and ChaCha20; no CBC, no RSA key exchange.
@@ -157,7 +217,7 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCert(loaded.key.clone())));
+        .with_cert_resolver(Arc::new(ByName::new(certificates)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.session_storage = Arc::new(SessionCache::new(
         settings.session_cache_size,
@@ -173,12 +233,45 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The certificate for the name the client asks for (SNI): an exact name first, then a
+/// wildcard one level up (`*.example.com` for `www.example.com`), else the default (the
+/// first), as nginx serves its default server's certificate.
 #[derive(Debug)]
-struct SingleCert(Arc<CertifiedKey>);
+struct ByName {
+    certs: Vec<(Vec<String>, Arc<CertifiedKey>)>,
+}
 
-impl rustls::server::ResolvesServerCert for SingleCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+impl ByName {
+    fn new(certificates: &Certificates) -> ByName {
+        ByName {
+            certs: certificates
+                .all
+                .iter()
+                .map(|c| (c.names.clone(), c.key.clone()))
+                .collect(),
+        }
+    }
+
+    fn choose(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let found = name.and_then(|name| {
+            let name = name.to_ascii_lowercase();
+            let wildcard = name
+                .split_once('.')
+                .map(|(_, parent)| format!("*.{parent}"));
+            let has = |wanted: &str| {
+                self.certs
+                    .iter()
+                    .find(|(names, _)| names.iter().any(|n| n == wanted))
+            };
+            has(&name).or_else(|| wildcard.as_deref().and_then(has))
+        });
+        found.or(self.certs.first()).map(|(_, key)| key.clone())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ByName {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.choose(hello.server_name())
     }
 }
 
@@ -300,6 +393,47 @@ impl StoresServerSessions for SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sni_picks_the_exact_name_then_a_wildcard_then_the_default() {
+        let key = |names: &[&str]| {
+            let signing = provider::sign::any_supported_type(&PrivateKeyDer::from(
+                rustls::pki_types::PrivatePkcs8KeyDer::from(
+                    rcgen::KeyPair::generate().expect("key").serialize_der(),
+                ),
+            ))
+            .expect("signing key");
+            (
+                names.iter().map(|n| n.to_string()).collect(),
+                Arc::new(CertifiedKey::new(Vec::new(), signing)),
+            )
+        };
+        let by_name = ByName {
+            certs: vec![
+                key(&["localhost"]),
+                key(&["www.example.org", "example.org"]),
+                key(&["*.example.com"]),
+            ],
+        };
+        let chosen = |name: Option<&str>| {
+            let key = by_name.choose(name).expect("a certificate");
+            by_name
+                .certs
+                .iter()
+                .position(|(_, k)| Arc::ptr_eq(k, &key))
+                .expect("one of them")
+        };
+        assert_eq!(chosen(Some("WWW.example.org")), 1);
+        assert_eq!(chosen(Some("example.org")), 1);
+        assert_eq!(chosen(Some("api.example.com")), 2);
+        assert_eq!(
+            chosen(Some("a.b.example.com")),
+            0,
+            "a wildcard is one level"
+        );
+        assert_eq!(chosen(Some("example.com")), 0);
+        assert_eq!(chosen(None), 0);
+    }
 
     #[test]
     fn session_cache_is_bounded_and_expires() {

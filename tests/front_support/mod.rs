@@ -59,11 +59,26 @@ impl Certs {
             .expect("chmod key");
     }
 
+    /// Write a leaf for `names` with `serial` to `STEM.pem`/`STEM.key`.
+    pub fn write_named(&self, serial: u8, names: &[&str], stem: &str) {
+        let (cert, key) = self.leaf_for(serial, names, None);
+        std::fs::write(self.dir.join(format!("{stem}.pem")), cert).expect("write cert");
+        let key_path = self.dir.join(format!("{stem}.key"));
+        std::fs::write(&key_path, key).expect("write key");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod key");
+    }
+
     /// A leaf PEM and key PEM; `not_after` in the past makes it expired.
     pub fn leaf(&self, serial: u8, expired: Option<()>) -> (String, String) {
+        self.leaf_for(serial, &["localhost"], expired)
+    }
+
+    fn leaf_for(&self, serial: u8, names: &[&str], expired: Option<()>) -> (String, String) {
         let key = KeyPair::generate().expect("leaf key");
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
         params.serial_number = Some(SerialNumber::from(vec![serial]));
         params
             .subject_alt_names
@@ -241,7 +256,8 @@ pub fn start_front_limited(dir: &Path, upstream: &str, extra: &str, nofile: Opti
 /// A rustls client configuration trusting the test CA.
 pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("ca pem")).expect("add ca");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
