@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use front_support::*;
+use rustls::pki_types::pem::PemObject;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -184,6 +185,55 @@ fn openssl_versions_and_session_resumption() {
             "{name} session not reused:\n{second}"
         );
     }
+}
+
+/// A personal site with two names: each gets its own certificate, chosen by SNI; an
+/// unknown name (or none) gets the first.
+#[test]
+fn sni_chooses_among_several_certificates() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    certs.write_named(2, &["www.example.test", "example.test"], "site");
+    certs.write_named(3, &["*.blog.test"], "blog");
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let d = dir.path().display();
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", upstream.path.display()),
+        &format!(
+            "[[front.certificate]]\ncertfile = \"{d}/site.pem\"\nkeyfile = \"{d}/site.key\"\n\
+             [[front.certificate]]\ncertfile = \"{d}/blog.pem\"\nkeyfile = \"{d}/blog.key\""
+        ),
+    );
+    let connect = front.addr.to_string();
+    let serial_for = |name: Option<&str>| {
+        let mut args = vec!["s_client", "-connect", &connect];
+        if let Some(name) = name {
+            args.extend(["-servername", name]);
+        } else {
+            args.push("-noservername");
+        }
+        let out = openssl(&args, b"");
+        let pem = out
+            .split("-----BEGIN CERTIFICATE-----")
+            .nth(1)
+            .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+            .unwrap_or_else(|| panic!("no certificate in {out}"));
+        let der: Vec<u8> = rustls::pki_types::CertificateDer::from_pem_slice(
+            format!("-----BEGIN CERTIFICATE-----{pem}-----END CERTIFICATE-----\n").as_bytes(),
+        )
+        .expect("pem")
+        .to_vec();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
+        cert.raw_serial_as_string()
+    };
+    assert_eq!(serial_for(Some("example.test")), "02");
+    assert_eq!(serial_for(Some("www.example.test")), "02");
+    assert_eq!(serial_for(Some("me.blog.test")), "03");
+    assert_eq!(serial_for(Some("localhost")), "01");
+    assert_eq!(serial_for(Some("other.test")), "01");
+    assert_eq!(serial_for(None), "01");
 }
 
 #[test]
@@ -439,6 +489,7 @@ fn bad_certificates_stop_the_start_with_one_line_naming_the_file() {
         )
     };
     let d = dir.path().display();
+    // A certificate that cannot be served: the front cannot boot (3, not respawned).
     let (code, err) = run(&format!(
         "certfile = \"{d}/missing.pem\"\nkeyfile = \"{d}/missing.key\""
     ));
@@ -469,14 +520,71 @@ fn bad_certificates_stop_the_start_with_one_line_naming_the_file() {
         "{err}"
     );
 
+    // A configuration error is a usage error, as with rgunicorn: one line, exit 2.
     let (code, err) = run(&format!(
         "certfile = \"{d}/server.pem\"\nkeyfile = \"{d}/server.key\"\nsession_timeout = \"soon\""
     ));
-    assert_eq!(code, Some(3));
+    assert_eq!(code, Some(2));
     assert!(
-        err.contains("front.session_timeout") && err.contains("soon"),
+        err.starts_with("rgunicorn-front: error: ")
+            && err.contains("front.session_timeout")
+            && err.contains("soon")
+            && err.lines().count() == 1,
         "{err}"
     );
+    let (code, err) = run(&format!(
+        "certfile = \"{d}/server.pem\"\nkeyfile = \"{d}/server.key\"\nlisten_on = \"x\""
+    ));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("front.listen_on: unknown setting") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// The binary answers like rgunicorn: -v, a bad flag in one line with exit 2, and a
+/// silent --check-config.
+#[test]
+fn the_binary_answers_like_rgunicorn() {
+    let front = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rgunicorn-front"))
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = front(&["-v"]);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            Some(0),
+            concat!("rgunicorn-front ", env!("CARGO_PKG_VERSION"))
+        )
+    );
+    let (code, _, err) = front(&["--bogus"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with("rgunicorn-front: error: ") && err.lines().count() == 1,
+        "{err}"
+    );
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let config = dir.path().join("ok.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[front]\nlisten = \"127.0.0.1:0\"\nupstream = \"unix:/x.sock\"\ncertfile = \"{0}/server.pem\"\nkeyfile = \"{0}/server.key\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = front(&["--check-config", "-c", config.to_str().expect("path")]);
+    assert_eq!((code, out.as_str(), err.as_str()), (Some(0), "", ""));
 }
 
 #[test]
