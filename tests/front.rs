@@ -241,10 +241,14 @@ fn redirect_listener_answers_301_to_https() {
     let dir = tempdir();
     let certs = Certs::new(dir.path());
     certs.write_leaf(1);
+    let access = dir.path().join("access.log");
     let front = start_front(
         dir.path(),
         "unix:/nonexistent.sock",
-        "redirect_http = \"127.0.0.1:0\"\nhttps_port = 5000",
+        &format!(
+            "redirect_http = \"127.0.0.1:0\"\nhttps_port = 5000\naccess_log = \"{}\"",
+            access.display()
+        ),
     );
     let addr = front.redirect.expect("redirect address");
     let out = Command::new("curl")
@@ -267,6 +271,18 @@ fn redirect_listener_answers_301_to_https() {
         "{text}"
     );
     assert!(text.contains("\r\nServer: rgunicorn-front\r\n"), "{text}");
+    // The access log counts the 301's body, as nginx does (it said 0).
+    let length = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a Content-Length")
+        .trim()
+        .to_string();
+    let log = std::fs::read_to_string(&access).expect("access log");
+    assert!(
+        log.contains(&format!("HTTP/1.1\" 301 {length} ")),
+        "{log} (body {length})"
+    );
 }
 
 #[test]

@@ -279,10 +279,16 @@ pub fn load(
     }
 
     if let (Some(table), Some(path)) = (front_table, &config_file) {
-        let front = FrontSettings::from_table(&table).map_err(|message| ConfigError::Front {
-            path: path.clone(),
-            message,
-        })?;
+        let mut front =
+            FrontSettings::from_table(&table).map_err(|message| ConfigError::Front {
+                path: path.clone(),
+                message,
+            })?;
+        // Each request is logged once: by the worker that answered it when the workers
+        // keep an access log, by the front when it answered itself.
+        if settings.worker.access_log.is_some() && !table.contains_key("access_log") {
+            front.log_upstream_answers = false;
+        }
         settings.front = Some(front);
         settings.front_table = Some(table);
     }

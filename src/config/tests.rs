@@ -547,3 +547,23 @@ impl TestFront {
         TestFront { _dir: dir, table }
     }
 }
+
+/// With the workers' access log on, the front logs only what it answered itself, so each
+/// request is logged once (issue 12: every proxied request was logged twice); an
+/// explicit `access_log` in `[front]` keeps every response.
+#[test]
+fn the_front_leaves_the_workers_answers_to_their_access_log() {
+    let front = TestFront::new();
+    let both = config_file(&format!("accesslog = \"-\"\n{}", front.table));
+    let s = settings(&["-c", both.path().to_str().unwrap()], &[]);
+    assert!(!s.front.expect("front").log_upstream_answers);
+    let only_front = config_file(&front.table);
+    let s = settings(&["-c", only_front.path().to_str().unwrap()], &[]);
+    assert!(s.front.expect("front").log_upstream_answers);
+    let explicit = config_file(&format!(
+        "accesslog = \"-\"\n{}access_log = \"-\"\n",
+        front.table
+    ));
+    let s = settings(&["-c", explicit.path().to_str().unwrap()], &[]);
+    assert!(s.front.expect("front").log_upstream_answers);
+}

@@ -66,7 +66,11 @@ pub fn serve(
     listeners: FrontListeners,
     reload: &dyn Fn() -> Result<FrontSettings, String>,
 ) -> i32 {
-    let log = match Logger::open(&settings.access_log, &settings.error_log) {
+    let log = match Logger::open(
+        &settings.access_log,
+        &settings.error_log,
+        settings.log_upstream_answers,
+    ) {
         Ok(log) => Arc::new(log),
         Err(err) => {
             eprintln!("rgunicorn-front: cannot open the logs: {err}");

@@ -116,6 +116,8 @@ pub struct Exchange {
     pub answer: Answer,
     pub status: u16,
     pub body_sent: u64,
+    /// The workers gave the response (the front passed it on whole).
+    pub answered_by_upstream: bool,
     /// The client connection closes after this response.
     pub close_after: bool,
 }
@@ -311,6 +313,7 @@ impl Session {
             answer: Answer::Awaiting,
             status: 0,
             body_sent: 0,
+            answered_by_upstream: false,
             close_after: !head.keep_alive,
         };
         self.exchanges.push_back(exchange);
@@ -347,6 +350,7 @@ impl Session {
             answer: Answer::Local(status),
             status,
             body_sent: 0,
+            answered_by_upstream: false,
             close_after: true,
         });
         self.reading = Reading::Stopped;
@@ -575,6 +579,7 @@ impl Session {
             output.extend(b"0\r\n\r\n");
         }
         x.answer = Answer::Done;
+        x.answered_by_upstream = true;
         if x.body.in_progress() {
             // The workers answered before the whole body came (a 408 or 413 of theirs).
             if x.status == 408 {
@@ -619,6 +624,7 @@ impl Session {
                     body_bytes: x.body_sent,
                     referer: &x.info.referer,
                     user_agent: &x.info.user_agent,
+                    from_upstream: false,
                 });
             }
         }
@@ -703,6 +709,7 @@ fn log_access(log: &Logger, peer: IpAddr, x: &Exchange) {
         body_bytes: x.body_sent,
         referer: &x.info.referer,
         user_agent: &x.info.user_agent,
+        from_upstream: x.answered_by_upstream,
     });
 }
 

@@ -82,18 +82,27 @@ pub struct AccessEntry<'a> {
     pub body_bytes: u64,
     pub referer: &'a str,
     pub user_agent: &'a str,
+    /// The workers gave this response (the front only passed it on).
+    pub from_upstream: bool,
 }
 
 pub struct Logger {
     access: Sink,
     error: Sink,
+    /// Log the responses the workers gave too (see `FrontSettings::log_upstream_answers`).
+    upstream_answers: bool,
 }
 
 impl Logger {
-    pub fn open(access: &LogTarget, error: &LogTarget) -> std::io::Result<Logger> {
+    pub fn open(
+        access: &LogTarget,
+        error: &LogTarget,
+        upstream_answers: bool,
+    ) -> std::io::Result<Logger> {
         Ok(Logger {
             access: Sink::open(access.clone())?,
             error: Sink::open(error.clone())?,
+            upstream_answers,
         })
     }
 
@@ -108,6 +117,7 @@ impl Logger {
                 target: LogTarget::Stderr,
                 file: Mutex::new(None),
             },
+            upstream_answers: true,
         }
     }
 
@@ -146,7 +156,7 @@ impl Logger {
 
     /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`
     pub fn access(&self, entry: &AccessEntry<'_>) {
-        if self.access.target == LogTarget::Off {
+        if self.access.target == LogTarget::Off || entry.from_upstream && !self.upstream_answers {
             return;
         }
         let line = format!(

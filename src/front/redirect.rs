@@ -152,6 +152,7 @@ impl Redirect {
             body_bytes,
             referer: &info.referer,
             user_agent: &info.user_agent,
+            from_upstream: false,
         });
     }
 }

@@ -97,6 +97,11 @@ pub struct FrontSettings {
     /// `server_header`: the `Server` the client sees (`""` to send none).
     pub server_header: Option<String>,
     pub access_log: LogTarget,
+    /// Whether the access log has the responses the workers gave, or only those the
+    /// front gave itself (its error pages, redirects, requests cut short). The master sets
+    /// false when the workers keep an access log and `access_log` was not given, so each
+    /// request is logged once.
+    pub log_upstream_answers: bool,
     pub error_log: LogTarget,
     /// `user`: drop to this user (and its group) after binding, when started as root.
     pub user: Option<String>,
@@ -135,6 +140,7 @@ impl Default for FrontSettings {
             threads: default_threads(),
             server_header: Some("rgunicorn-front".to_string()),
             access_log: LogTarget::Stdout,
+            log_upstream_answers: true,
             error_log: LogTarget::Stderr,
             user: None,
             limits: Limits::default(),
