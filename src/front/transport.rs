@@ -72,6 +72,20 @@ impl TlsTransport {
         self.tls.is_handshaking()
     }
 
+    /// Whether to read the socket now: the state wants plaintext (room under `cap`, the
+    /// client not done) and poll said bytes may be there. The socket is registered once
+    /// for both directions (edge-triggered); this and [`TlsTransport::wants_write`] are
+    /// the interest, derived from state.
+    fn wants_read(&self, cap: usize) -> bool {
+        self.input.len() < cap && !self.peer_done && self.ready.readable
+    }
+
+    /// Whether to write the socket now: rustls holds records and the last write was not
+    /// refused.
+    fn wants_write(&self) -> bool {
+        self.tls.wants_write() && !self.ready.write_blocked
+    }
+
     /// Something still has to reach the client.
     pub fn has_pending_output(&self) -> bool {
         !self.output.is_empty() || self.tls.wants_write()
@@ -97,7 +111,7 @@ impl TlsTransport {
                     Err(_) => self.peer_done = true,
                 }
             }
-            if self.input.len() >= cap || self.peer_done || !self.ready.readable {
+            if !self.wants_read(cap) {
                 return Ok(progress);
             }
             let mut probe = ShortRead {
@@ -143,7 +157,7 @@ impl TlsTransport {
                 }
             }
         }
-        while self.tls.wants_write() && !self.ready.write_blocked {
+        while self.wants_write() {
             match self.tls.write_tls(&mut self.sock) {
                 Ok(_) => progress = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.write_blocked = true,

@@ -200,7 +200,7 @@ impl Upstream {
     /// Write what is queued. Returns whether anything moved.
     pub fn send(&mut self, now: Instant) -> io::Result<bool> {
         let mut progress = false;
-        while !self.out.is_empty() && !self.ready.write_blocked {
+        while self.wants_write() {
             match self.stream.write(self.out.as_slice()) {
                 Ok(n) => {
                     self.out.consume(n);
@@ -221,7 +221,7 @@ impl Upstream {
     /// `eof`; what was read before it is still delivered.
     pub fn receive(&mut self, now: Instant) -> io::Result<bool> {
         let mut progress = false;
-        while self.ready.readable && !self.eof && self.inbuf.len() < BUF_CAP {
+        while self.wants_read() {
             match self.inbuf.read_from(&mut self.stream, BUF_CAP) {
                 Ok((0, want)) if want > 0 => {
                     self.eof = true;
@@ -250,9 +250,17 @@ impl Upstream {
         self.ready.readable = true;
     }
 
-    /// The socket may have bytes and the buffer has room for them.
+    /// Whether to read the socket now: it may have bytes and the buffer has room. The
+    /// socket is registered once for both directions (edge-triggered); this and
+    /// [`Upstream::wants_write`] are the interest, derived from state.
     pub fn wants_read(&self) -> bool {
         self.ready.readable && !self.eof && self.inbuf.len() < BUF_CAP
+    }
+
+    /// Whether to write the socket now: bytes are queued and the last write was not
+    /// refused.
+    fn wants_write(&self) -> bool {
+        !self.out.is_empty() && !self.ready.write_blocked
     }
 
     /// Whether response bytes wait in the buffer (for a sink that had no room).
