@@ -120,7 +120,7 @@ fn curl_reaches_the_echo_app_with_forwarded_headers_and_front_server_header() {
         "{headers:?}"
     );
     // nginx "combined": addr - - [time] "request" status bytes "referer" "agent"
-    let log = std::fs::read_to_string(dir.path().join("access.log")).expect("access log");
+    let log = read_log_with(&dir.path().join("access.log"), "\n");
     let line = log.lines().next().expect("a line");
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
     assert!(
@@ -278,7 +278,7 @@ fn redirect_listener_answers_301_to_https() {
         .expect("a Content-Length")
         .trim()
         .to_string();
-    let log = std::fs::read_to_string(&access).expect("access log");
+    let log = read_log_with(&access, "\n");
     assert!(
         log.contains(&format!("HTTP/1.1\" 301 {length} ")),
         "{log} (body {length})"

@@ -70,6 +70,7 @@ pub fn serve(
         &settings.access_log,
         &settings.error_log,
         settings.log_upstream_answers,
+        settings.access_log_buffer,
     ) {
         Ok(log) => Arc::new(log),
         Err(err) => {
@@ -251,13 +252,20 @@ fn keep_unreloadable(
             "HUP: listen, redirect_http and threads need a restart; keeping the bound sockets",
         );
     }
-    if new.access_log != old.access_log || new.error_log != old.error_log || new.user != old.user {
-        log.warn("HUP: access_log, error_log and user need a restart; keeping the current ones");
+    if new.access_log != old.access_log
+        || new.access_log_buffer != old.access_log_buffer
+        || new.error_log != old.error_log
+        || new.user != old.user
+    {
+        log.warn(
+            "HUP: access_log, access_log_buffer, error_log and user need a restart; keeping the current ones",
+        );
     }
     new.listen = old.listen;
     new.redirect_http = old.redirect_http;
     new.threads = old.threads;
     new.access_log = old.access_log.clone();
+    new.access_log_buffer = old.access_log_buffer;
     new.error_log = old.error_log.clone();
     new.user = old.user.clone();
     Ok(new)

@@ -107,6 +107,12 @@ impl EventLoop {
     }
 
     pub fn run(mut self) -> Exit {
+        let exit = self.serve();
+        self.log.flush_access();
+        exit
+    }
+
+    fn serve(&mut self) -> Exit {
         let mut events = Events::with_capacity(1024);
         let mut next_sweep = Instant::now() + TICK;
         loop {
@@ -164,6 +170,7 @@ impl EventLoop {
             if now >= next_sweep {
                 next_sweep = now + TICK;
                 relay.sweep(&ctx);
+                self.log.flush_access();
                 self.report_starved(now);
             }
             if let Some(deadline) = self.drain_deadline {

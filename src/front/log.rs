@@ -1,14 +1,25 @@
 //! The front's access log (nginx "combined") and error log (nginx's `YYYY/MM/DD HH:MM:SS
-//! [level] message`), shared by the event loops. Each line is one `write` on a file opened
-//! for appending, so lines from several threads never interleave. USR1 reopens the files.
-//! Times are UTC: the container's clock, without a time zone database.
+//! [level] message`), shared by the event loops. Access lines are buffered per event loop
+//! thread (nginx's `buffer=`, `access_log_buffer`) and written whole lines at a time when
+//! the buffer fills, at each deadline sweep of the loop and when it ends; error lines are
+//! written at once. Each write is one `write` on a file opened for appending, so lines
+//! from several threads never interleave. USR1 reopens the files. Times are UTC: the
+//! container's clock, without a time zone database.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use rgunicorn_workers::clock::{with_http_date, Civil};
+use rgunicorn_workers::clock::{unix_now, with_http_date, Civil};
+
+thread_local! {
+    /// This thread's access lines not yet written.
+    static PENDING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The `$time_local` text and the second it is for: formatted once a second.
+    static CLF_TIME: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
 
 use super::settings::LogTarget;
 
@@ -57,15 +68,16 @@ impl Sink {
         Ok(())
     }
 
-    fn write_line(&self, line: &str) {
-        // Logging must never take the front down: write errors are dropped.
+    /// Write whole lines at once. Logging must never take the front down: write errors
+    /// are dropped.
+    fn write(&self, lines: &[u8]) {
         let _ = match &self.target {
             LogTarget::Off => Ok(()),
-            LogTarget::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
-            LogTarget::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            LogTarget::Stdout => std::io::stdout().lock().write_all(lines),
+            LogTarget::Stderr => std::io::stderr().lock().write_all(lines),
             LogTarget::File(_) => match self.file.lock() {
                 Ok(guard) => match guard.as_ref() {
-                    Some(mut file) => file.write_all(line.as_bytes()),
+                    Some(mut file) => file.write_all(lines),
                     None => Ok(()),
                 },
                 Err(_) => Ok(()),
@@ -91,18 +103,23 @@ pub struct Logger {
     error: Sink,
     /// Log the responses the workers gave too (see `FrontSettings::log_upstream_answers`).
     upstream_answers: bool,
+    /// Access lines a thread keeps before writing them (0: each at once).
+    buffer: usize,
 }
 
 impl Logger {
+    /// `buffer`: bytes of access lines each event loop keeps before writing them.
     pub fn open(
         access: &LogTarget,
         error: &LogTarget,
         upstream_answers: bool,
+        buffer: usize,
     ) -> std::io::Result<Logger> {
         Ok(Logger {
             access: Sink::open(access.clone())?,
             error: Sink::open(error.clone())?,
             upstream_answers,
+            buffer,
         })
     }
 
@@ -118,6 +135,7 @@ impl Logger {
                 file: Mutex::new(None),
             },
             upstream_answers: true,
+            buffer: 0,
         }
     }
 
@@ -139,7 +157,7 @@ impl Logger {
             level.name(),
             std::process::id(),
         );
-        self.error.write_line(&line);
+        self.error.write(line.as_bytes());
     }
 
     pub fn info(&self, message: &str) {
@@ -159,38 +177,59 @@ impl Logger {
         if self.access.target == LogTarget::Off || entry.from_upstream && !self.upstream_answers {
             return;
         }
-        let line = format!(
-            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
-            entry.remote,
-            Civil::now().clf_time(),
-            escape(entry.request_line),
-            entry.status,
-            entry.body_bytes,
-            escape_or_dash(entry.referer),
-            escape_or_dash(entry.user_agent),
-        );
-        self.access.write_line(&line);
+        PENDING.with(|pending| {
+            let mut buf = pending.borrow_mut();
+            let _ = write!(buf, "{} - - [", entry.remote);
+            CLF_TIME.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                let now = unix_now();
+                if cache.0 != now {
+                    *cache = (now, Civil::from_unix(now).clf_time());
+                }
+                buf.extend_from_slice(cache.1.as_bytes());
+            });
+            buf.extend_from_slice(b"] \"");
+            escape_into(&mut buf, entry.request_line);
+            let _ = write!(buf, "\" {} {} \"", entry.status, entry.body_bytes);
+            escape_or_dash_into(&mut buf, entry.referer);
+            buf.extend_from_slice(b"\" \"");
+            escape_or_dash_into(&mut buf, entry.user_agent);
+            buf.extend_from_slice(b"\"\n");
+            if buf.len() >= self.buffer {
+                self.access.write(&buf);
+                buf.clear();
+            }
+        });
+    }
+
+    /// Write this thread's buffered access lines (the event loop's sweep, and its end).
+    pub fn flush_access(&self) {
+        PENDING.with(|pending| {
+            let mut buf = pending.borrow_mut();
+            if !buf.is_empty() {
+                self.access.write(&buf);
+                buf.clear();
+            }
+        });
     }
 }
 
 /// nginx escapes `"`, `\` and bytes outside printable ASCII as `\xHH`.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
+fn escape_into(out: &mut Vec<u8>, text: &str) {
+    for &b in text.as_bytes() {
         if b == b'"' || b == b'\\' || !(b' '..=b'~').contains(&b) {
-            out.push_str(&format!("\\x{b:02X}"));
+            let _ = write!(out, "\\x{b:02X}");
         } else {
-            out.push(b as char);
+            out.push(b);
         }
     }
-    out
 }
 
-fn escape_or_dash(text: &str) -> String {
+fn escape_or_dash_into(out: &mut Vec<u8>, text: &str) {
     if text.is_empty() {
-        "-".to_string()
+        out.push(b'-');
     } else {
-        escape(text)
+        escape_into(out, text);
     }
 }
 
@@ -205,7 +244,11 @@ mod tests {
 
     #[test]
     fn escapes_like_nginx() {
-        assert_eq!(escape("GET /\"x\" HTTP/1.1"), "GET /\\x22x\\x22 HTTP/1.1");
-        assert_eq!(escape_or_dash(""), "-");
+        let mut out = Vec::new();
+        escape_into(&mut out, "GET /\"x\" HTTP/1.1");
+        assert_eq!(out, b"GET /\\x22x\\x22 HTTP/1.1");
+        out.clear();
+        escape_or_dash_into(&mut out, "");
+        assert_eq!(out, b"-");
     }
 }

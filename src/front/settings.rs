@@ -97,6 +97,10 @@ pub struct FrontSettings {
     /// `server_header`: the `Server` the client sees (`""` to send none).
     pub server_header: Option<String>,
     pub access_log: LogTarget,
+    /// `access_log_buffer`: bytes of access lines each event loop keeps before writing
+    /// them (nginx's `buffer=`; 64k by default, 0 = each line at once). Kept lines are
+    /// written at the latest a fifth of a second later.
+    pub access_log_buffer: usize,
     /// Whether the access log has the responses the workers gave, or only those the
     /// front gave itself (its error pages, redirects, requests cut short). The master sets
     /// false when the workers keep an access log and `access_log` was not given, so each
@@ -140,6 +144,7 @@ impl Default for FrontSettings {
             threads: default_threads(),
             server_header: Some("rgunicorn-front".to_string()),
             access_log: LogTarget::Stdout,
+            access_log_buffer: 64 * 1024,
             log_upstream_answers: true,
             error_log: LogTarget::Stderr,
             user: None,
@@ -187,6 +192,7 @@ struct Raw {
     server_header: Option<String>,
     server_tokens: Option<bool>,
     access_log: Option<String>,
+    access_log_buffer: Option<Nginx<u64>>,
     error_log: Option<String>,
     user: Option<String>,
     limit_request_line: Option<i64>,
@@ -399,6 +405,12 @@ impl FrontSettings {
         }
         if let Some(v) = &raw.access_log {
             s.access_log = log_target(v, LogTarget::Stdout);
+        }
+        if let Some(Nginx(n)) = raw.access_log_buffer {
+            if n > 16 * 1024 * 1024 {
+                return Err(format!("front.access_log_buffer: {n} is more than 16m"));
+            }
+            s.access_log_buffer = n as usize;
         }
         if let Some(v) = &raw.error_log {
             s.error_log = log_target(v, LogTarget::Stderr);

@@ -94,6 +94,19 @@ impl Certs {
     }
 }
 
+/// The contents of `path` once a line of it contains `needle` (access lines are written
+/// by the front's event loops a moment after the response: nginx's `buffer=`).
+pub fn read_log_with(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A child process killed when dropped.
 pub struct Proc {
     pub child: Child,
