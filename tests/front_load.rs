@@ -264,6 +264,49 @@ fn pipelined_requests_cross_to_the_workers_together() {
     );
 }
 
+/// Requests of different clients may share an upstream connection, but never queue
+/// behind one the worker is already running: a client that asks while another waits for a
+/// slow answer gets its own answer first, on another connection.
+#[test]
+fn a_slow_request_holds_up_no_other_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", upstream.path.display()),
+        "threads = 1",
+    );
+    let config = client_config(&certs.ca_pem);
+    let mut slow = connect(&config, front.addr);
+    write!(slow, "GET /slow/1500 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    slow.flush().expect("flush");
+    let slow_answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiter = {
+        let answered = slow_answered.clone();
+        std::thread::spawn(move || {
+            let resp = read_response(&mut slow, false).expect("slow answer");
+            answered.store(true, std::sync::atomic::Ordering::SeqCst);
+            resp.text()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let mut quick = connect(&config, front.addr);
+    write!(quick, "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let resp = read_response(&mut quick, false).expect("quick answer");
+    assert_eq!(
+        resp.text(),
+        "conn=2 req=1",
+        "not on the slow request's connection"
+    );
+    assert!(
+        !slow_answered.load(std::sync::atomic::Ordering::SeqCst),
+        "the quick answer waited for the slow one"
+    );
+    assert_eq!(waiter.join().expect("waiter"), "conn=1 req=1");
+}
+
 /// 10,000 small pipelined GETs in one send are all answered, in order (issue 11.1).
 #[test]
 fn ten_thousand_pipelined_gets_are_all_answered() {

@@ -512,9 +512,10 @@ impl Session {
     }
 
     /// Whether a response event for `id` can be taken now: it is first in line and the
-    /// client's output has room. (Responses of one client come back in order.)
-    pub fn can_take(&self, id: u64, output: &ByteQueue) -> bool {
-        self.exchanges.front().is_some_and(|x| x.id == id) && output.len() < BUF_CAP
+    /// client's output holds less than `limit`. (Responses of one client come back in
+    /// order.)
+    pub fn can_take(&self, id: u64, output: &ByteQueue, limit: usize) -> bool {
+        self.exchanges.front().is_some_and(|x| x.id == id) && output.len() < limit
     }
 
     /// The response head for `id` arrived: write the client's head.
@@ -550,10 +551,10 @@ impl Session {
         headers::client_response(head, client, keep, x.version, settings, output);
     }
 
-    /// Response body bytes for `id`: returns how many were taken (bounded by the
-    /// output's room).
-    pub fn on_data(&mut self, id: u64, data: &[u8], output: &mut ByteQueue) -> usize {
-        let room = BUF_CAP.saturating_sub(output.len());
+    /// Response body bytes for `id`: returns how many were taken (the output holds at
+    /// most `limit`).
+    pub fn on_data(&mut self, id: u64, data: &[u8], output: &mut ByteQueue, limit: usize) -> usize {
+        let room = limit.saturating_sub(output.len());
         let Some(x) = self.first(id) else {
             return data.len();
         };
@@ -776,7 +777,7 @@ mod tests {
                 .expect("complete head");
             self.session
                 .on_head(id, &head, &mut self.output, &self.settings, false);
-            self.session.on_data(id, body, &mut self.output);
+            self.session.on_data(id, body, &mut self.output, BUF_CAP);
             self.session
                 .on_end(id, &mut self.output, &self.log, Instant::now());
         }
@@ -802,10 +803,10 @@ mod tests {
         assert!(String::from_utf8_lossy(&f.session.exchanges[1].head)
             .starts_with("HEAD /b HTTP/1.1\r\n"));
         // A response for the second cannot be taken before the first is answered.
-        assert!(!f.session.can_take(2, &f.output));
+        assert!(!f.session.can_take(2, &f.output, BUF_CAP));
         f.respond(1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"ok");
         assert!(f.written().ends_with("Content-Length: 2\r\n\r\nok"));
-        assert!(f.session.can_take(2, &f.output));
+        assert!(f.session.can_take(2, &f.output, BUF_CAP));
         f.respond(2, b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", b"");
         let head = f.written();
         assert!(

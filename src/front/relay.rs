@@ -24,7 +24,9 @@ use super::client::Client;
 use super::context::{Ctx, Key, Outcome};
 use super::http1::{Exchange, RequestBody};
 use super::redirect::Redirect;
-use super::upstream::{Delivered, Discard, InFlight, Phase, ResponseHead, ResponseSink, Upstream};
+use super::upstream::{
+    Batch, Delivered, Discard, InFlight, Phase, ResponseHead, ResponseSink, Upstream, MAX_DEPTH,
+};
 
 pub enum Entry {
     Client(Box<Client>),
@@ -104,6 +106,18 @@ pub struct Relay {
     dirty: Vec<Key>,
     /// Decoded chunk data on its way from an upstream to a client.
     scratch: Vec<u8>,
+    /// Upstream connections that took their first request in this pass: requests of other
+    /// clients ready in the same pass join them (up to `batch`), so a pass's requests
+    /// cross in few sends and their answers come back in few reads. A connection whose
+    /// requests are from an earlier pass takes no one else's: nothing queues behind a
+    /// request the worker is already running.
+    filling: Vec<Key>,
+    /// Requests of one pass that share a connection, learnt from how the workers answer
+    /// (see [`Relay::learn`]): many for apps answered inline, one for apps that take their
+    /// time on app threads (which answer a connection's requests one after the other).
+    batch: usize,
+    /// Batches started since `batch` last fell to 1 (to try 2 again now and then).
+    probes: u32,
 }
 
 impl Default for Relay {
@@ -116,6 +130,9 @@ impl Default for Relay {
             work: Vec::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
+            filling: Vec::new(),
+            batch: MAX_DEPTH / 2,
+            probes: 0,
         }
     }
 }
@@ -177,6 +194,7 @@ impl Relay {
     /// Drive every entry that has something to do, then write the pass's bytes for the
     /// workers, until nothing moves.
     pub fn run(&mut self, ctx: &Ctx<'_>) {
+        self.filling.clear();
         loop {
             while let Some(key) = self.work.pop() {
                 self.drive(key, ctx);
@@ -362,14 +380,20 @@ impl Relay {
                 Some(up) if self.upstream(up).is_some_and(|u| u.accepts()) => up,
                 // Wait until the connection in use has answered.
                 Some(_) => return,
-                None => match self.pick_upstream(fresh, ctx) {
-                    Ok(Some(up)) => up,
-                    // The workers' backlog is full: the sweep tries again.
-                    Ok(None) => return,
-                    Err(err) => {
-                        self.refuse_exchange(key, i, Why::Connect(err), ctx);
-                        continue;
-                    }
+                None => match self.joinable(fresh) {
+                    Some(up) => up,
+                    None => match self.pick_upstream(fresh, ctx) {
+                        Ok(Some(up)) => {
+                            self.start_batch(up);
+                            up
+                        }
+                        // The workers' backlog is full: the sweep tries again.
+                        Ok(None) => return,
+                        Err(err) => {
+                            self.refuse_exchange(key, i, Why::Connect(err), ctx);
+                            continue;
+                        }
+                    },
                 },
             };
             let Some((Entry::Client(c), Entry::Upstream(up))) =
@@ -395,8 +419,49 @@ impl Relay {
                 body_done: !x.body.in_progress() && x.body_out.is_empty(),
                 answered: false,
             });
+            up.batch.requests += 1;
             self.push_dirty(target);
         }
+    }
+
+    /// A connection filling in this pass with room for one more request.
+    fn joinable(&self, fresh: bool) -> Option<Key> {
+        if fresh {
+            return None; // a request sent again goes on a connection of its own
+        }
+        self.filling.iter().copied().find(|k| {
+            matches!(self.entries.get(k.0), Some(Entry::Upstream(u))
+                if u.accepts() && u.batch.requests < u.batch.limit)
+        })
+    }
+
+    /// `up` takes its first request of this pass: others of the pass may join it.
+    fn start_batch(&mut self, up: Key) {
+        let mut limit = self.batch;
+        if limit == 1 {
+            // Now and then, two: to learn whether the workers answer batches at once.
+            self.probes = self.probes.wrapping_add(1);
+            if self.probes % 64 == 0 {
+                limit = 2;
+            }
+        }
+        if let Some(u) = self.upstream(up) {
+            if u.inflight.is_empty() {
+                u.batch = Batch {
+                    requests: 0,
+                    reads: 0,
+                    limit,
+                };
+                self.filling.push(up);
+            }
+        }
+    }
+
+    /// A batch is answered: answers that came in fewer reads than half the requests mean
+    /// the workers answer a batch at once (inline apps): batch more. Otherwise they answer
+    /// one by one (app threads, one request of a connection at a time): batch less.
+    fn learn(&mut self, done: Batch) {
+        self.batch = next_batch(self.batch, done);
     }
 
     /// A pooled connection, or a new one; `Ok(None)` when the workers' backlog is full.
@@ -496,6 +561,8 @@ impl Relay {
                 self.fail_upstream(key, Why::Closed(None), ctx);
             }
         } else if up.inflight.is_empty() && !matches!(up.phase, Phase::Idle { .. }) {
+            let done = std::mem::take(&mut up.batch);
+            self.learn(done);
             self.park(key, ctx);
         }
     }
@@ -509,12 +576,17 @@ impl Relay {
             };
             let (step, moved) = match self.entries.get2_mut(key.0, item.client.0) {
                 Some((Entry::Upstream(up), Entry::Client(c))) if c.session.knows(item.id) => {
-                    if !c.session.can_take(item.id, &c.transport.output) {
+                    // Others' answers wait behind this one: the client's buffer may hold
+                    // more of it, so a slow reader does not hold them up.
+                    let shared = up.inflight.iter().skip(1).any(|i| i.client != item.client);
+                    let limit = if shared { SHARED_ROOM } else { BUF_CAP };
+                    if !c.session.can_take(item.id, &c.transport.output, limit) {
                         (Ok(Delivered::Blocked), false)
                     } else {
                         let mut sink = ClientSink {
                             client: c,
                             id: item.id,
+                            limit,
                             ctx,
                             moved: false,
                         };
@@ -701,17 +773,35 @@ impl Relay {
     }
 }
 
+/// The batch size after `done` was answered (see [`Relay::learn`]).
+fn next_batch(current: usize, done: Batch) -> usize {
+    if done.requests < 2 {
+        current
+    } else if done.reads * 2 <= done.requests {
+        (current * 2).min(MAX_DEPTH)
+    } else {
+        (current / 2).max(1)
+    }
+}
+
+/// How much of a response a client's buffer may hold when other clients' answers wait
+/// behind it on the same upstream connection.
+const SHARED_ROOM: usize = 1024 * 1024;
+
 /// A client exchange as the receiver of its response.
 struct ClientSink<'a, 'c> {
     client: &'a mut Client,
     id: u64,
+    /// The most the client's output buffer may hold.
+    limit: usize,
     ctx: &'a Ctx<'c>,
     moved: bool,
 }
 
 impl ResponseSink for ClientSink<'_, '_> {
     fn room(&self) -> usize {
-        BUF_CAP.saturating_sub(self.client.transport.output.len())
+        self.limit
+            .saturating_sub(self.client.transport.output.len())
     }
 
     fn head(&mut self, head: &ResponseHead) {
@@ -728,7 +818,8 @@ impl ResponseSink for ClientSink<'_, '_> {
 
     fn data(&mut self, data: &[u8]) {
         let c = &mut *self.client;
-        c.session.on_data(self.id, data, &mut c.transport.output);
+        c.session
+            .on_data(self.id, data, &mut c.transport.output, self.limit);
         self.moved = true;
     }
 
@@ -737,5 +828,30 @@ impl ResponseSink for ClientSink<'_, '_> {
         c.session
             .on_end(self.id, &mut c.transport.output, self.ctx.log, self.ctx.now);
         self.moved = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(requests: usize, reads: usize) -> Batch {
+        Batch {
+            requests,
+            reads,
+            limit: 0,
+        }
+    }
+
+    #[test]
+    fn batches_grow_when_answered_at_once_and_shrink_when_answered_one_by_one() {
+        // An inline app: 8 answers in one read.
+        assert_eq!(next_batch(8, answered(8, 1)), 16);
+        assert_eq!(next_batch(MAX_DEPTH, answered(8, 2)), MAX_DEPTH);
+        // App threads: one read per answer.
+        assert_eq!(next_batch(8, answered(8, 8)), 4);
+        assert_eq!(next_batch(1, answered(2, 2)), 1);
+        // A lone request says nothing either way.
+        assert_eq!(next_batch(4, answered(1, 1)), 4);
     }
 }

@@ -39,6 +39,16 @@ pub struct InFlight {
     pub answered: bool,
 }
 
+/// The requests a connection took in the pass it started them, and how their answers came.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batch {
+    pub requests: usize,
+    /// Reads that brought response bytes.
+    pub reads: usize,
+    /// Requests of other clients the pass may add.
+    pub limit: usize,
+}
+
 /// Where the connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -110,6 +120,7 @@ pub struct Upstream {
     pub eof: bool,
     /// Last time bytes moved either way.
     pub last_progress: Instant,
+    pub batch: Batch,
 }
 
 impl Upstream {
@@ -141,6 +152,7 @@ impl Upstream {
             closing: false,
             eof: false,
             last_progress: now,
+            batch: Batch::default(),
         })
     }
 
@@ -229,7 +241,10 @@ impl Upstream {
                 }
                 Ok((n, want)) => {
                     self.ready.after_read(n, want);
-                    progress |= n > 0;
+                    if n > 0 {
+                        progress = true;
+                        self.batch.reads += 1;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -405,6 +420,7 @@ mod tests {
             closing: false,
             eof: false,
             last_progress: Instant::now(),
+            batch: Batch::default(),
         };
         for id in 0..items as u64 {
             up.inflight.push_back(InFlight {
