@@ -335,11 +335,22 @@ def gen_cert():
     return crt, key
 
 
-def nginx_conf(name, port, tls=None, upstream=None):
-    """nginx with `return 200` (the ceiling) or proxying to a unix socket (the reference stack)."""
+def nginx_conf(name, port, tls=None, upstream=None, keepalive=0, access_log=False):
+    """nginx with `return 200` (the ceiling) or proxying to a unix socket: the reference stack
+    (plain proxy_pass, a connection per request), or with `keepalive` upstream connections
+    and the headers the front sets (nginx as the front's competitor)."""
     d = os.path.join(RUN, name)
     os.makedirs(d, exist_ok=True)
-    if upstream:
+    upstream_block = ""
+    if upstream and keepalive:
+        upstream_block = (f"upstream workers {{ server unix:{upstream}; keepalive {keepalive}; "
+                          "keepalive_requests 1000000; keepalive_timeout 60s; }")
+        loc = ("location / { proxy_pass http://workers; proxy_http_version 1.1; "
+               "proxy_set_header Connection \"\"; proxy_set_header Host $host; "
+               "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+               "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host; "
+               "proxy_set_header X-Real-IP $remote_addr; }")
+    elif upstream:
         # The reference deployment's shape: plain proxy_pass, nginx defaults otherwise.
         loc = (f"location / {{ proxy_pass http://unix:{upstream}; proxy_set_header Host $host; "
                "proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; }")
@@ -352,6 +363,7 @@ def nginx_conf(name, port, tls=None, upstream=None):
         crt, key = tls
         ssl_lines = (f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.3; "
                      "ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m;")
+    access = (f"access_log {d}/access.log combined buffer=64k flush=1s;" if access_log else "access_log off;")
     conf = f"""
 user root;
 worker_processes {NCPU};
@@ -361,7 +373,8 @@ error_log {d}/error.log warn;
 daemon off;
 events {{ worker_connections 20000; }}
 http {{
-    access_log off;
+    {access}
+    {upstream_block}
     keepalive_timeout 300s;
     keepalive_requests 1000000;
     client_body_temp_path {d}/tmp_body;
@@ -402,8 +415,9 @@ listen = "127.0.0.1:{port}"
 certfile = "{crt}"
 keyfile = "{key}"
 upstream = "unix:{sock}"
-# parity with the nginx configs here: no access log; room for the idle-connection test
-access_log = "off"
+# the access log on, as nginx's default (nginx as a proxy logs too, buffered); room for
+# the idle-connection test
+access_log = "{os.path.join(RUN, 'rgunicorn-front-access.log')}"
 worker_connections = 20000
 """)
     return path
@@ -467,6 +481,15 @@ def define_tls_servers(have_rg_front, cert):
             sock = os.path.join(RUN, "rgunicorn-front-upstream.sock")
             return [("rgunicorn-front", [RGUNICORN, "-c", rgunicorn_front_conf(p, sock, crt, key)], None)]
         out.append(("rgunicorn-front", "rgunicorn front + workers (TLS)", "rgunicorn", rg_front))
+    if have_rg_front:
+        # nginx doing the front's job over the same workers: TLS, keep-alive to the
+        # workers' unix socket, the same forwarded headers, an access log (buffered).
+        def nginx_proxy(p):
+            sock = os.path.join(RUN, "rgunicorn-for-nginx.sock")
+            return [("rgunicorn-workers", [RGUNICORN, "-w", str(NCPU), "-b", f"unix:{sock}"], None),
+                    ("nginx-proxy", nginx_conf("nginx-proxy", p, tls=cert, upstream=sock, keepalive=64,
+                                               access_log=True), None)]
+        out.append(("nginx-proxy", "nginx TLS proxy (keepalive 64) -> rgunicorn workers", "nginx", nginx_proxy))
     out.append(("nginx-tls", "nginx TLS return 200", "nginx",
                 lambda p: [("nginx-tls", nginx_conf("nginx-tls", p, tls=cert), None)]))
 
@@ -541,6 +564,59 @@ def wrk(server, conc, duration, close=False, sample_mem=False):
         res["mem_under_load"] = mem_total(memsample["procs"])
         res["mem_under_load_procs"] = memsample["procs"]
     return res
+
+
+# Where a process's CPU goes, from `perf report` symbols (self time): the categories the
+# front's cost is discussed in (issue 12). The first pattern that matches wins.
+SPLIT = [
+    ("wake-ups and switches", r"\[k\] .*(schedule|switch_to|finish_task_switch|try_to_wake_up|ttwu|"
+                               r"pick_next|enqueue_|dequeue_|__wake_up|update_curr|update_load|select_task|"
+                               r"futex|ep_poll|psi_)"),
+    ("syscalls and network stack", r"\[k\] "),
+    ("allocation", r"(malloc|free|realloc|calloc|_int_|tcache|alloc::|__rust_alloc|__rust_dealloc|"
+                   r"sdallocx|mallocx)"),
+    ("memcpy and memset", r"(memcpy|memmove|memset|__memcpy|__memset)"),
+    ("crypto", r"(ring::|ring_core|aes|gcm|chacha|poly1305|sha256|sha512|ecp_nistz|GFp|p256)"),
+    ("TLS (rustls)", r"rustls::"),
+    ("HTTP parsing", r"(httparse|parse_request_head|parse_response_head|rgunicorn_workers::http|rgunicorn_http)"),
+    ("the front's own code", r"rgunicorn::front"),
+    ("other", r""),
+]
+
+
+def profile_split(server, comm_prefixes, conc, duration):
+    """One extra run (not a timed one) with `perf record` on the processes whose name starts with
+    one of comm_prefixes: percent of their CPU samples per SPLIT category."""
+    perf = shutil.which("perf")
+    pids = [pid for pid, (comm, _) in tree(server.roots).items() if comm.startswith(tuple(comm_prefixes))]
+    if not perf or not pids:
+        return {"error": "perf not installed" if not perf else f"no process named {comm_prefixes}"}
+    data = os.path.join(RUN, f"{server.key}.perf")
+    rec = subprocess.Popen([perf, "record", "-q", "-F", "1999", "-o", data, "-p", ",".join(map(str, pids)),
+                            "--", "sleep", str(duration)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = wrk(server, conc, duration)
+    try:
+        rec.wait(timeout=duration + 30)
+        rep = subprocess.run([perf, "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit", "0"],
+                             capture_output=True, text=True, timeout=180).stdout
+    except subprocess.TimeoutExpired:
+        rec.kill()
+        return {"error": "perf timed out"}
+    split = {name: 0.0 for name, _ in SPLIT}
+    for line in rep.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\[[k.]\].*)$", line)
+        if not m:
+            continue
+        pct, sym = float(m.group(1)), m.group(2)
+        for name, pat in SPLIT:
+            if re.search(pat, sym):
+                split[name] += pct
+                break
+    total = sum(split.values())
+    if not total:
+        return {"error": "perf recorded nothing (perf_event_paranoid?)"}
+    return {"split_pct": {k: round(v * 100 / total, 1) for k, v in split.items()},
+            "rps": run.get("rps"), "cpu_us_per_req_by_process": run.get("server_cpu_us_per_req_by_process")}
 
 
 def median_of(runs, key):
@@ -735,17 +811,34 @@ def targets(res):
     for c in tconcs:
         rg = tls.get("rgunicorn-front", {}).get(c, {}).get("median", {})
         ng = tls.get("nginx-tls", {}).get(c, {}).get("median", {})
+        px = tls.get("nginx-proxy", {}).get(c, {}).get("median", {})
         ref = tls.get("reference", {}).get(c, {}).get("median", {})
-        if rg.get("rps"):
-            r1, r2 = ratio(rg["rps"], ng.get("rps")), ratio(rg["rps"], ref.get("rps"))
-            if r1:
-                out.append((f"TLS c={c}: rgunicorn front >= 90% of nginx TLS return 200",
-                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} = {r1:.2f}x" + paired("tls", c), r1 >= 0.9))
-            if r2:
-                out.append((f"TLS c={c}: rgunicorn front >= 15x the reference stack",
-                            f"{fmt_rps(rg['rps'])} vs {fmt_rps(ref['rps'])} = {r2:.1f}x; CPU/req "
-                            f"{rg['server_cpu_us_per_req']:.0f} vs {ref['server_cpu_us_per_req']:.0f} µs = "
-                            f"{ref['server_cpu_us_per_req'] / rg['server_cpu_us_per_req']:.1f}x less", r2 >= 15))
+        if not rg.get("rps"):
+            continue
+        r0 = ratio(rg["rps"], px.get("rps"))
+        if r0:
+            out.append((f"TLS c={c}: rgunicorn front >= 1.5x nginx as TLS proxy over the same workers (issue 12)",
+                        f"{fmt_rps(rg['rps'])} vs {fmt_rps(px['rps'])} = {r0:.2f}x" + paired("tls", c), r0 >= 1.5))
+            out.append((f"TLS c={c}: front p99 <= nginx proxy p99",
+                        f"{fmt_ms(rg['lat_p99_us'])} vs {fmt_ms(px['lat_p99_us'])} ms",
+                        rg["lat_p99_us"] <= px["lat_p99_us"]))
+        split = rg.get("cpu_us_per_req_by_process", {})
+        if c == "64" and split.get("front") is not None:
+            both = split.get("front", 0) + split.get("workers", 0)
+            out.append(("TLS c=64: front CPU <= 25 µs/req, front + workers <= 40 µs/req (issue 12)",
+                        f"front {split['front']:.1f} + workers {split.get('workers', 0):.1f} = {both:.1f} µs"
+                        + (f"; nginx proxy {px['cpu_us_per_req_by_process'].get('nginx', 0):.1f} + workers "
+                           f"{px['cpu_us_per_req_by_process'].get('workers', 0):.1f} µs" if px.get("cpu_us_per_req_by_process") else ""),
+                        split["front"] <= 25 and both <= 40))
+        r1, r2 = ratio(rg["rps"], ng.get("rps")), ratio(rg["rps"], ref.get("rps"))
+        if r1:
+            out.append((f"TLS c={c}: the whole stack >= 0.7x nginx TLS return 200 (issue 12)",
+                        f"{fmt_rps(rg['rps'])} vs {fmt_rps(ng['rps'])} = {r1:.2f}x", r1 >= 0.7))
+        if r2:
+            out.append((f"TLS c={c}: rgunicorn front >= 15x the reference stack",
+                        f"{fmt_rps(rg['rps'])} vs {fmt_rps(ref['rps'])} = {r2:.1f}x; CPU/req "
+                        f"{rg['server_cpu_us_per_req']:.0f} vs {ref['server_cpu_us_per_req']:.0f} µs = "
+                        f"{ref['server_cpu_us_per_req'] / rg['server_cpu_us_per_req']:.1f}x less", r2 >= 15))
     if not any(r[0].startswith("TLS") for r in out):
         out.append(("TLS: rgunicorn front vs nginx / reference", "not measured (front not runnable)", None))
     memr = res.get("memory", {})
@@ -777,7 +870,7 @@ def markdown(res, servers_by_scn):
          f"Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
          f"Load generator: wrk on the same {m['machine']['cores']} cores; {m['duration_s']} s per run, "
          f"{m['reps']} interleaved round(s), medians shown"
-         + (f" (rgunicorn and nginx, the front and nginx TLS: {m['reps'] + m['pair_extra']} runs at c=64 and c=256, "
+         + (f" (rgunicorn and nginx, the front and nginx as TLS proxy: {m['reps'] + m['pair_extra']} runs at c=64 and c=256, "
             f"{m['pair_extra']} extra rounds of each pair alone, back to back)" if m.get("pair_extra") else "")
          + ". CPU/req = user+sys of the server's whole process tree (/proc) ÷ requests answered.",
          (f"Noise: during the runs, processes other than the server and wrk used a median of "
@@ -806,6 +899,18 @@ def markdown(res, servers_by_scn):
             cs = med.get("server_ctx_switches_per_req")
             L.append(f"| {title} | {s.label} | {split} | {'-' if cs is None else f'{cs:.2f}'} |")
     L.append("")
+    splits = res.get("tls_split", {})
+    if splits:
+        names = [n for n, _ in SPLIT]
+        L += ["### Where the front's CPU goes (perf, c=64, one extra run beside the timed ones; % of its samples)", "",
+              "| process | " + " | ".join(names) + " |", "| --- | " + " | ".join("---:" for _ in names) + " |"]
+        for key, r in splits.items():
+            label = {"rgunicorn-front": "rgunicorn front", "nginx-proxy": "nginx as TLS proxy"}.get(key, key)
+            if "split_pct" in r:
+                L.append(f"| {label} | " + " | ".join(f"{r['split_pct'][n]:.1f}" for n in names) + " |")
+            else:
+                L.append(f"| {label} | {r.get('error')} |" + " |" * (len(names) - 1))
+        L.append("")
     memr = res.get("memory", {})
     L += ["### 4. Memory (sum over every process of the server; RSS counts shared pages per process, PSS splits them)",
           "", f"Idle connections: each opened, sent one request, got its answer, then held ({m['hold_n']} plain, "
@@ -1068,9 +1173,15 @@ def main():
         servers_by_scn["all"] += tls
         if "tls" in only:
             log("== scenario 2: HTTPS keep-alive")
-            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls", pair=("rgunicorn-front", "nginx-tls"),
+            res["tls"] = sweep(tls, concs_tls, reps, dur, tag="tls", pair=("rgunicorn-front", "nginx-proxy"),
                                pair_extra=pair_extra)
             record_load(res["tls"], tls, max(concs_tls))
+            res["tls_split"] = {}
+            for s in tls:
+                names = {"rgunicorn-front": ["rgunicorn: fron"], "nginx-proxy": ["nginx"]}.get(s.key)
+                if names:
+                    res["tls_split"][s.key] = r = profile_split(s, names, 64, dur)
+                    log(f"  perf {s.key}: {r.get('split_pct') or r.get('error')}")
         if "churn" in only:
             log("== scenario 3: connection churn, TLS (handshakes)")
             servers_by_scn["churn_tls"] = tls
