@@ -8,8 +8,7 @@
 //!
 //! The two hand-over tests also retire one master's workers while the other master's
 //! front holds pooled upstream connections to them (the workers share the unix socket):
-//! before the front branch (which retries a request a closing upstream connection did
-//! not answer) that costs a few 502s in most runs. They are ignored until it is merged.
+//! the front sends again a request such a closing connection did not answer.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -159,8 +158,6 @@ fn assert_same_processes(mut now: Vec<i32>, before: &[i32], tree: &Tree) {
 }
 
 #[test]
-#[ignore = "502s from retiring workers until the front branch is merged: run with \
-            --ignored then (0 failures in 10 runs each on main+master+front)"]
 fn usr2_with_the_front_then_term_of_the_old_master_fails_no_request() {
     // One event loop: its socket has no SO_REUSEPORT, so the new master could not bind
     // the port again; it must be handed over.
@@ -204,8 +201,6 @@ fn usr2_with_the_front_then_term_of_the_old_master_fails_no_request() {
 }
 
 #[test]
-#[ignore = "502s from retiring workers until the front branch is merged: run with \
-            --ignored then (0 failures in 10 runs each on main+master+front)"]
 fn usr2_with_the_front_then_term_of_the_new_master_rolls_back_without_failures() {
     // Two event loops: SO_REUSEPORT sockets, each with its own queue.
     let (mut tree, tls) = start("threads = 2");
