@@ -704,3 +704,57 @@ fn term_lets_in_flight_requests_finish() {
     assert_eq!(front.proc.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(TcpStream::connect(front.addr).is_err() || get(&config, front.addr, "/count").is_err());
 }
+
+/// Issue 11's defects, through the front to the real workers: the front parses with the
+/// workers' code, so it answers as they do.
+#[test]
+fn http_defects_of_issue_11_through_the_front() {
+    let dir = tempdir();
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    let sock = dir.path().join("w.sock");
+    let _workers = start_workers(&sock);
+    let front = start_front(
+        dir.path(),
+        &format!("unix:{}", sock.display()),
+        "limit_request_field_size = 100",
+    );
+    let config = client_config(&certs.ca_pem);
+    let ask = |raw: &str| {
+        let mut tls = connect(&config, front.addr);
+        tls.write_all(raw.as_bytes()).expect("write");
+        read_response(&mut tls, raw.starts_with("HEAD")).expect("response")
+    };
+    let echo = |resp: &Resp| -> serde_json::Value {
+        serde_json::from_slice(&resp.body).expect("the echo app's json")
+    };
+
+    // An absolute-form target: its authority wins over Host, the path is `/`.
+    let resp = ask("GET http://h.example?next=/home HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(resp.status, 200);
+    let json = echo(&resp);
+    assert_eq!(json["path"], "/");
+    assert_eq!(json["query"], "next=/home");
+    assert_eq!(json["server_name"], "h.example");
+
+    // Chunk extensions with whitespace (BWS, RFC 9112 7.1.1).
+    let resp = ask(
+        "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 ; name=value\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(echo(&resp)["body"], "hello");
+
+    // CONNECT is refused as nginx refuses it; an HTTP/0.9 line is answered at once.
+    assert_eq!(
+        ask("CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n").status,
+        405
+    );
+    assert_eq!(ask("GET /\r\n").status, 400);
+
+    // limit_request_field_size counts the CRLF, as the workers (and gunicorn) do.
+    let field = |len: usize| format!("X-A: {}\r\n", "a".repeat(len - 7));
+    let at_limit = ask(&format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", field(100)));
+    assert_eq!(at_limit.status, 200);
+    let over = ask(&format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", field(101)));
+    assert_eq!(over.status, 431);
+}

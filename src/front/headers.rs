@@ -1,35 +1,23 @@
-//! What crosses the proxy: the request head sent to the workers (hop-by-hop headers
-//! stripped, `X-Forwarded-*` and `X-Real-IP` set by the front, framing re-stated from the
-//! parsed body kind), the response head sent to the client (hop-by-hop stripped, the
-//! front's `Server`, optional HSTS, framing re-stated), and the front's own error pages.
+//! What crosses the proxy: the request head sent to the workers (hop-by-hop fields
+//! stripped, `X-Forwarded-*` and `X-Real-IP` set by the front, the target in origin form
+//! with the authority it names as `Host`, framing re-stated from the parsed body), the
+//! response head sent to the client (hop-by-hop stripped, the front's `Server`, optional
+//! HSTS, framing re-stated), and the front's own error pages. The heads are
+//! `rgunicorn_http`'s, borrowed from the buffers they were parsed in.
 
 use std::io::Write;
 use std::net::IpAddr;
 
-use rgunicorn_workers::http::{BodyKind, RequestHead, Version};
+use rgunicorn_http::date::with_http_date;
+use rgunicorn_http::{
+    is_framing_field, reason, Fields, Framing, RequestHead, ResponseHead, Version,
+};
 
-use super::log::http_date;
 use super::settings::FrontSettings;
-use super::upstream::ResponseHead;
-pub use rgunicorn_workers::respond::reason;
 
-/// Headers that describe one connection, never the message (RFC 9110 7.6.1), plus the
-/// framing headers the front re-states itself.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
-
-/// Headers only the front may set on the way in: a client sending them could otherwise
-/// pose as another address or scheme to the workers, which trust the front.
+/// Fields only the front may set on the way in: a client sending them could otherwise
+/// pose as another address or scheme to the workers, which trust the front. (`Expect` is
+/// answered by the front itself.)
 const FRONT_OWNED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -41,98 +29,72 @@ const FRONT_OWNED: &[&str] = &[
     "expect",
 ];
 
-/// Names listed in `Connection` headers: hop-by-hop too.
-fn connection_tokens<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
-    let mut tokens = Vec::new();
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("connection") {
-            for token in String::from_utf8_lossy(value).split(',') {
-                let token = token.trim().to_ascii_lowercase();
-                if !token.is_empty() {
-                    tokens.push(token);
-                }
-            }
-        }
-    }
-    tokens
-}
-
-fn is_listed(name: &str, list: &[&str]) -> bool {
-    list.iter().any(|n| name.eq_ignore_ascii_case(n))
-}
-
-/// The value of the first header `name`, as text.
-pub fn header<'a>(head: &'a RequestHead, name: &str) -> Option<&'a str> {
-    head.headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .and_then(|h| std::str::from_utf8(&h.value).ok())
+/// Whether a field of `fields` named `name` stops at this hop: hop-by-hop by definition or
+/// listed in `Connection` (RFC 9110 7.6.1), or framing the front states itself.
+fn stops_here(fields: &Fields<'_>, has_connection: bool, name: &str) -> bool {
+    is_framing_field(name)
+        || rgunicorn_http::is_hop_by_hop(name)
+        || has_connection && fields.connection_lists(name)
 }
 
 /// Append the head forwarded to the workers for `head` from `client` to `out`.
 pub fn upstream_request(
-    head: &RequestHead,
+    head: &RequestHead<'_>,
     client: IpAddr,
     settings: &FrontSettings,
     out: &mut Vec<u8>,
 ) {
-    let tokens = connection_tokens(
-        head.headers
-            .iter()
-            .map(|h| (h.name.as_str(), h.value.as_slice())),
-    );
-    // Keep-alive with the workers is always HTTP/1.1, whatever the client spoke.
-    let _ = write!(out, "{} {} HTTP/1.1\r\n", head.method, head.target);
+    // Keep-alive with the workers is always HTTP/1.1, whatever the client spoke, and the
+    // target is the origin form whatever form came (RFC 9112 3.2.1).
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    head.target.write_origin_form(out);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let has_connection = head.fields.get("connection").is_some();
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
-    let mut host: Option<&[u8]> = None;
-    for h in &head.headers {
-        let name = h.name.as_str();
+    for field in head.fields.iter() {
+        let name = field.name;
         if name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded_for.push(&h.value);
-            continue;
-        }
-        if is_listed(name, HOP_BY_HOP)
-            || is_listed(name, FRONT_OWNED)
-            || tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
+            forwarded_for.push(field.value);
+        } else if !(name.eq_ignore_ascii_case("host")
+            || stops_here(&head.fields, has_connection, name)
+            || FRONT_OWNED.iter().any(|n| name.eq_ignore_ascii_case(n)))
         {
-            continue;
+            push_header(out, name, field.value);
         }
-        if name.eq_ignore_ascii_case("host") {
-            host = Some(&h.value);
-        }
-        push_header(out, name, &h.value);
     }
-    let fallback_host;
-    let host = match host {
-        Some(host) => host,
+    // The authority the request is for: an absolute-form target's wins over Host
+    // (RFC 9112 3.2.2); the front's own name when there is neither.
+    let fallback;
+    let host = match head.authority() {
+        Some(authority) => authority,
         None => {
-            fallback_host = settings
+            fallback = settings
                 .server_name
                 .clone()
                 .unwrap_or_else(|| settings.listen.ip().to_string());
-            push_header(out, "Host", fallback_host.as_bytes());
-            fallback_host.as_bytes()
+            &fallback
         }
     };
+    push_header(out, "Host", host.as_bytes());
     // nginx's $proxy_add_x_forwarded_for: what the client sent, then the client. The
     // workers take the last entry (added here), never one a client could forge.
-    let mut xff = Vec::new();
-    for value in forwarded_for {
-        xff.extend_from_slice(value);
-        xff.extend_from_slice(b", ");
-    }
     let client = client.to_string();
-    xff.extend_from_slice(client.as_bytes());
-    push_header(out, "X-Forwarded-For", &xff);
-    push_header(out, "X-Forwarded-Proto", b"https");
-    push_header(out, "X-Forwarded-Host", host);
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for value in forwarded_for {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(client.as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: https\r\n");
+    push_header(out, "X-Forwarded-Host", host.as_bytes());
     push_header(out, "X-Real-IP", client.as_bytes());
     match head.body {
-        BodyKind::None => {}
-        BodyKind::Length(n) => {
+        Framing::Length(n) => {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
-        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::NoBody | Framing::UntilClose => {}
     }
     if settings.upstream_keepalive == 0 {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -147,95 +109,77 @@ fn push_header(out: &mut impl Write, name: &str, value: &[u8]) {
     let _ = out.write_all(b"\r\n");
 }
 
-/// How the client receives a response body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFraming {
-    /// No body (HEAD, 1xx, 204, 304).
-    None,
-    Length(u64),
-    /// HTTP/1.1 client, body of unknown length: re-encoded chunked.
-    Chunked,
-    /// HTTP/1.0 client, body of unknown length: ends when the front closes.
-    UntilClose,
-}
-
-/// Append the response head for the client to `out`.
+/// Append the response head for the client to `out`: `framing` is how the front sends
+/// the body (re-chunked for an HTTP/1.1 client when the workers' body has no length).
 pub fn client_response(
-    resp: &ResponseHead,
-    framing: ClientFraming,
+    resp: &ResponseHead<'_>,
+    framing: Framing,
     keep_alive: bool,
     version: Version,
     settings: &FrontSettings,
     out: &mut impl Write,
 ) {
-    let tokens = connection_tokens(resp.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    let reason = if !resp.reason.is_empty()
-        && resp
-            .reason
-            .bytes()
-            .all(|b| b == b' ' || b == b'\t' || (b'!'..=b'~').contains(&b))
-    {
-        resp.reason.as_str()
-    } else {
-        reason(resp.status)
+    let printable = |b: &u8| *b == b' ' || *b == b'\t' || (b'!'..=b'~').contains(b);
+    let reason = match std::str::from_utf8(resp.reason) {
+        Ok(text) if !text.is_empty() && resp.reason.iter().all(printable) => text,
+        _ => reason(resp.status),
     };
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason);
+    let has_connection = resp.fields.get("connection").is_some();
     let mut has_date = false;
     let mut has_hsts = false;
-    for (name, value) in &resp.headers {
-        if is_listed(name, HOP_BY_HOP) || tokens.iter().any(|t| name.eq_ignore_ascii_case(t)) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("server") && settings.server_header.is_some() {
+    for field in resp.fields.iter() {
+        let name = field.name;
+        if stops_here(&resp.fields, has_connection, name)
+            || name.eq_ignore_ascii_case("server") && settings.server_header.is_some()
+        {
             continue;
         }
         has_date |= name.eq_ignore_ascii_case("date");
         has_hsts |= name.eq_ignore_ascii_case("strict-transport-security");
-        push_header(out, name, value);
+        push_header(out, name, field.value);
     }
     if let Some(server) = &settings.server_header {
         push_header(out, "Server", server.as_bytes());
     }
     if !has_date {
-        push_header(out, "Date", http_date().as_bytes());
+        with_http_date(|date| push_header(out, "Date", date.as_bytes()));
     }
     if let (Some(hsts), false) = (&settings.hsts, has_hsts) {
         push_header(out, "Strict-Transport-Security", hsts.as_bytes());
     }
     match framing {
-        ClientFraming::Length(n) => {
+        Framing::Length(n) => {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
-        ClientFraming::None => {
+        Framing::NoBody => {
+            // HEAD and 304 re-state the length the workers announced.
             if let Some(n) = resp.content_length {
                 let _ = write!(out, "Content-Length: {n}\r\n");
             }
         }
-        ClientFraming::Chunked => {
+        Framing::Chunked => {
             let _ = out.write_all(b"Transfer-Encoding: chunked\r\n");
         }
-        ClientFraming::UntilClose => {}
+        Framing::UntilClose => {}
     }
-    connection_header(keep_alive, version, out);
-    let _ = out.write_all(b"\r\n");
-}
-
-fn connection_header(keep_alive: bool, version: Version, out: &mut impl Write) {
     let line: &[u8] = match (keep_alive, version) {
         (false, _) => b"Connection: close\r\n",
         (true, Version::Http10) => b"Connection: keep-alive\r\n",
         (true, Version::Http11) => b"",
     };
     let _ = out.write_all(line);
+    let _ = out.write_all(b"\r\n");
 }
 
 /// A response the front makes itself (4xx/5xx), nginx-style HTML; the connection closes.
+/// Returns the length of its body (0 for HEAD), for the access log.
 pub fn error_response(
     status: u16,
     head_only: bool,
     settings: &FrontSettings,
     out: &mut impl Write,
-) {
+) -> u64 {
     let reason = reason(status);
     let server = settings.server_header.as_deref().unwrap_or("");
     let body = format!(
@@ -245,7 +189,7 @@ pub fn error_response(
     if !server.is_empty() {
         push_header(out, "Server", server.as_bytes());
     }
-    push_header(out, "Date", http_date().as_bytes());
+    with_http_date(|date| push_header(out, "Date", date.as_bytes()));
     push_header(out, "Content-Type", b"text/html");
     let _ = write!(
         out,
@@ -256,61 +200,55 @@ pub fn error_response(
         push_header(out, "Strict-Transport-Security", hsts.as_bytes());
     }
     let _ = out.write_all(b"\r\n");
-    if !head_only {
-        let _ = out.write_all(body.as_bytes());
+    if head_only {
+        return 0;
     }
+    let _ = out.write_all(body.as_bytes());
+    body.len() as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rgunicorn_workers::http::Header;
-
-    fn head(headers: &[(&str, &str)], body: BodyKind) -> RequestHead {
-        RequestHead {
-            method: "POST".into(),
-            target: "/a?b=1".into(),
-            version: Version::Http11,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: n.to_string(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-            body,
-            keep_alive: true,
-            expect_continue: false,
-            head_len: 0,
-        }
-    }
+    use rgunicorn_http::{parse_request_head, parse_response_head, Limits};
 
     #[test]
     fn request_strips_and_forwards() {
         let settings = FrontSettings::default();
-        let h = head(
-            &[
-                ("Host", "example.com"),
-                ("Connection", "keep-alive, X-Secret"),
-                ("X-Secret", "1"),
-                ("X-Forwarded-For", "10.0.0.1"),
-                ("X-Real-IP", "6.6.6.6"),
-                ("X-Forwarded-Proto", "http"),
-                ("Transfer-Encoding", "chunked"),
-                ("Accept", "*/*"),
-            ],
-            BodyKind::Chunked,
-        );
+        let raw =
+            b"POST /a?b=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Secret\r\n\
+            X-Secret: 1\r\nX-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\n\
+            X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\nAccept: */*\r\n\r\n";
+        let head = parse_request_head(raw, &Limits::default())
+            .expect("valid")
+            .expect("complete");
         let mut out = Vec::new();
-        upstream_request(&h, "192.0.2.7".parse().expect("ip"), &settings, &mut out);
+        upstream_request(&head, "192.0.2.7".parse().expect("ip"), &settings, &mut out);
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(
             text,
-            "POST /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\
+            "POST /a?b=1 HTTP/1.1\r\nAccept: */*\r\nHost: example.com\r\n\
              X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\
              X-Forwarded-Host: example.com\r\nX-Real-IP: 192.0.2.7\r\n\
              Transfer-Encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn an_absolute_target_is_forwarded_in_origin_form_with_its_authority() {
+        let settings = FrontSettings::default();
+        let raw = b"GET http://h.example?next=/home HTTP/1.1\r\nHost: other.example\r\n\r\n";
+        let head = parse_request_head(raw, &Limits::default())
+            .expect("valid")
+            .expect("complete");
+        let mut out = Vec::new();
+        upstream_request(&head, "192.0.2.7".parse().expect("ip"), &settings, &mut out);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.starts_with("GET /?next=/home HTTP/1.1\r\nHost: h.example\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("X-Forwarded-Host: h.example\r\n"), "{text}");
     }
 
     #[test]
@@ -319,25 +257,16 @@ mod tests {
             hsts: Some("max-age=31536000".into()),
             ..FrontSettings::default()
         };
-        let resp = ResponseHead {
-            status: 200,
-            reason: "OK".into(),
-            headers: vec![
-                ("Server".into(), b"gunicorn".to_vec()),
-                ("Connection".into(), b"close".to_vec()),
-                ("Transfer-Encoding".into(), b"chunked".to_vec()),
-                ("Date".into(), b"Mon, 01 Jan 2024 00:00:00 GMT".to_vec()),
-                ("Content-Type".into(), b"text/plain".to_vec()),
-            ],
-            framing: super::super::upstream::Framing::Chunked,
-            content_length: None,
-            close: true,
-            head_len: 0,
-        };
+        let raw = b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: close\r\n\
+            Transfer-Encoding: chunked\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+            Content-Type: text/plain\r\n\r\n";
+        let resp = parse_response_head(raw, false)
+            .expect("valid")
+            .expect("complete");
         let mut out = Vec::new();
         client_response(
             &resp,
-            ClientFraming::Chunked,
+            Framing::Chunked,
             true,
             Version::Http11,
             &settings,

@@ -13,16 +13,15 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rgunicorn_workers::http::{
-    parse_request_head, BodyKind, ChunkedDecoder, DecodeProgress, RequestHead, Version,
+use rgunicorn_http::{
+    parse_request_head, BodyDecoder, Framing, RequestHead, ResponseHead, Version, LAST_CHUNK,
 };
 
 use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::Key;
-use super::headers::{self, ClientFraming};
+use super::headers;
 use super::log::{AccessEntry, Logger};
 use super::settings::{FrontSettings, MIN_RATE_GRACE};
-use super::upstream::{Framing, ResponseHead};
 
 /// The largest request head the front reads (nginx's large_client_header_buffers is 4×8k).
 pub const HEAD_CAP: usize = 64 * 1024;
@@ -34,33 +33,53 @@ pub const MAX_ATTEMPTS: u8 = 3;
 /// request (answered with `Connection: close`) before it is closed.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
 
-/// What the access log needs about a request.
+/// What the access log needs about a request: the request line, `Referer` and
+/// `User-Agent`, in one string (one allocation per request).
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
-    pub request_line: String,
-    pub referer: String,
-    pub user_agent: String,
+    text: String,
+    referer_at: usize,
+    agent_at: usize,
 }
 
 impl RequestInfo {
-    pub fn of(head: &RequestHead) -> RequestInfo {
-        RequestInfo {
-            request_line: format!("{} {} {}", head.method, head.target, head.version.as_str()),
-            referer: headers::header(head, "referer").unwrap_or("").to_string(),
-            user_agent: headers::header(head, "user-agent")
+    pub fn of(head: &RequestHead<'_>) -> RequestInfo {
+        let field = |name| {
+            head.fields
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
                 .unwrap_or("")
-                .to_string(),
+        };
+        let (referer, agent) = (field("referer"), field("user-agent"));
+        let mut text = String::with_capacity(head.line.len() + referer.len() + agent.len());
+        text.push_str(head.line);
+        text.push_str(referer);
+        text.push_str(agent);
+        RequestInfo {
+            text,
+            referer_at: head.line.len(),
+            agent_at: head.line.len() + referer.len(),
         }
+    }
+
+    pub fn request_line(&self) -> &str {
+        &self.text[..self.referer_at]
+    }
+
+    pub fn referer(&self) -> &str {
+        &self.text[self.referer_at..self.agent_at]
+    }
+
+    pub fn user_agent(&self) -> &str {
+        &self.text[self.agent_at..]
     }
 }
 
 /// The request body still to come from the client.
 #[derive(Debug)]
 pub enum RequestBody {
-    Length {
-        left: u64,
-    },
-    Chunked(Box<ChunkedDecoder>),
+    /// Read with the decoder the workers read bodies with (`rgunicorn_http`).
+    Receiving(Box<BodyDecoder>),
     /// All of it has been taken from the client.
     Done,
     /// The workers answered before reading it all; the connection closes after.
@@ -69,7 +88,7 @@ pub enum RequestBody {
 
 impl RequestBody {
     pub fn in_progress(&self) -> bool {
-        matches!(self, RequestBody::Length { .. } | RequestBody::Chunked(_))
+        matches!(self, RequestBody::Receiving(_))
     }
 }
 
@@ -79,7 +98,7 @@ pub enum Answer {
     /// Nothing written to the client yet.
     Awaiting,
     /// The head is out; the body goes out in this framing.
-    Body(ClientFraming),
+    Body(Framing),
     /// The front answers this one itself (an error page), once it is first in line.
     Local(u16),
     Done,
@@ -229,7 +248,7 @@ impl Session {
                 Reading::Head { .. } if self.exchanges.len() < MAX_PIPELINE => {
                     self.parse_head(input, output, peer_done, settings, ids, now)
                 }
-                Reading::Body => self.take_body(input, settings, log, now),
+                Reading::Body => self.take_body(input, log, now),
                 _ => false,
             };
             let wrote = self.write_local(output, settings, log);
@@ -265,7 +284,8 @@ impl Session {
         ids: &mut u64,
         now: Instant,
     ) -> bool {
-        let head = match parse_request_head(input.as_slice(), &settings.limits) {
+        let limits = &settings.limits;
+        let head = match parse_request_head(input.as_slice(), limits) {
             Err(err) => return self.refuse(RequestInfo::default(), err.status(), now),
             Ok(None) if input.len() >= HEAD_CAP => {
                 return self.refuse(RequestInfo::default(), 431, now)
@@ -279,30 +299,32 @@ impl Session {
             }
             Ok(Some(head)) => head,
         };
-        input.consume(head.head_len);
+        // Everything wanted from the head, before the input moves on.
         let info = RequestInfo::of(&head);
-        let max = settings.client_max_body_size;
         let body = match head.body {
-            BodyKind::None | BodyKind::Length(0) => RequestBody::Done,
-            BodyKind::Length(n) if max > 0 && n > max => return self.refuse(info, 413, now),
-            BodyKind::Length(n) => RequestBody::Length { left: n },
-            BodyKind::Chunked => {
-                RequestBody::Chunked(Box::new(ChunkedDecoder::with_limits(&settings.limits)))
-            }
+            Framing::NoBody | Framing::Length(0) => RequestBody::Done,
+            framing => match BodyDecoder::request(framing, limits, settings.client_max_body_size) {
+                Ok(decoder) => RequestBody::Receiving(Box::new(decoder)),
+                Err(err) => return self.refuse(info, err.status(), now),
+            },
         };
         let mut forwarded = Vec::with_capacity(512);
         headers::upstream_request(&head, self.peer, settings, &mut forwarded);
+        let (head_len, head_request, version) = (head.head_len, head.is_head(), head.version);
+        let (keep_alive, expect_continue) = (head.keep_alive, head.expect_continue);
+        let idempotent = idempotent(head.method);
+        input.consume(head_len);
         *ids += 1;
         let in_progress = body.in_progress();
         let exchange = Exchange {
             id: *ids,
             info,
-            head_request: head.method == "HEAD",
-            version: head.version,
-            keep_alive: head.keep_alive,
-            expect_continue: head.expect_continue && in_progress,
+            head_request,
+            version,
+            keep_alive,
+            expect_continue: expect_continue && in_progress,
             started: now,
-            idempotent: !in_progress && idempotent(&head.method),
+            idempotent: !in_progress && idempotent,
             body,
             body_received: 0,
             last_read: now,
@@ -314,12 +336,12 @@ impl Session {
             status: 0,
             body_sent: 0,
             answered_by_upstream: false,
-            close_after: !head.keep_alive,
+            close_after: !keep_alive,
         };
         self.exchanges.push_back(exchange);
         self.reading = if in_progress {
             Reading::Body
-        } else if head.keep_alive {
+        } else if keep_alive {
             Reading::Idle { since: now }
         } else {
             // Nothing after a request that closes the connection is read (RFC 9112 9.6).
@@ -370,13 +392,7 @@ impl Session {
     }
 
     /// Request body bytes from `input` into the last exchange's `body_out`.
-    fn take_body(
-        &mut self,
-        input: &mut ByteQueue,
-        settings: &FrontSettings,
-        log: &Logger,
-        now: Instant,
-    ) -> bool {
+    fn take_body(&mut self, input: &mut ByteQueue, log: &Logger, now: Instant) -> bool {
         let Some(x) = self.exchanges.back_mut() else {
             self.reading = Reading::Stopped;
             return true;
@@ -389,41 +405,31 @@ impl Session {
             }
             return false;
         }
-        let max = settings.client_max_body_size;
-        match &mut x.body {
-            RequestBody::Length { left } => {
-                let n = (*left).min(input.len() as u64).min(room as u64) as usize;
-                x.body_out.extend(&input.as_slice()[..n]);
-                input.consume(n);
-                *left -= n as u64;
-                x.body_received += n as u64;
-                if *left == 0 {
-                    x.body = RequestBody::Done;
-                }
+        let RequestBody::Receiving(decoder) = &mut x.body else {
+            return false;
+        };
+        let step = match decoder.next_capped(input.as_slice(), room) {
+            Ok(step) => step,
+            Err(err) => {
+                let status = err.status();
+                return self.body_failed(status, &err.to_string(), log);
             }
-            RequestBody::Chunked(decoder) => {
-                let take = input.len().min(room);
-                let mut data = Vec::new();
-                let decoded = decoder.decode_capped(&input.as_slice()[..take], &mut data, room);
-                let (consumed, progress) = match decoded {
-                    Ok(done) => done,
-                    Err(err) => return self.body_failed(err.status(), &err.to_string(), log),
-                };
-                input.consume(consumed);
-                x.body_received += data.len() as u64;
-                if max > 0 && x.body_received > max {
-                    return self.body_failed(413, "larger than client_max_body_size", log);
-                }
-                encode_chunk(&data, &mut x.body_out);
-                if progress == DecodeProgress::Done {
-                    x.body_out.extend(b"0\r\n\r\n");
-                    x.body = RequestBody::Done;
-                }
-                if consumed == 0 {
-                    return false;
-                }
+        };
+        if decoder.framing() == Framing::Chunked {
+            encode_chunk(step.data, &mut x.body_out);
+            if step.done {
+                x.body_out.extend(LAST_CHUNK);
             }
-            RequestBody::Done | RequestBody::Abandoned => {}
+        } else {
+            x.body_out.extend(step.data);
+        }
+        let (consumed, done) = (step.consumed, step.done);
+        x.body_received = decoder.received();
+        input.consume(consumed);
+        if done {
+            x.body = RequestBody::Done;
+        } else if consumed == 0 {
+            return false;
         }
         x.last_read = now;
         if !x.body.in_progress() {
@@ -464,14 +470,8 @@ impl Session {
             let Some(mut x) = self.exchanges.pop_front() else {
                 break;
             };
-            let before = output.len();
-            headers::error_response(status, x.head_request, settings, output);
+            x.body_sent = headers::error_response(status, x.head_request, settings, output);
             x.status = status;
-            x.body_sent = if x.head_request {
-                0
-            } else {
-                error_body_len(output.len() - before, output)
-            };
             log_access(log, self.peer, &x);
             // An error page always closes: nothing queued after it is answered.
             self.exchanges.clear();
@@ -522,7 +522,7 @@ impl Session {
     pub fn on_head(
         &mut self,
         id: u64,
-        head: &ResponseHead,
+        head: &ResponseHead<'_>,
         output: &mut ByteQueue,
         settings: &FrontSettings,
         draining: bool,
@@ -530,20 +530,21 @@ impl Session {
         let Some(x) = self.first(id) else {
             return;
         };
+        // A body of unknown length goes re-chunked to an HTTP/1.1 client, until close to
+        // an HTTP/1.0 one.
         let client = match head.framing {
-            Framing::None => ClientFraming::None,
-            Framing::Length(n) => ClientFraming::Length(n),
             Framing::Chunked | Framing::UntilClose if x.version == Version::Http11 => {
-                ClientFraming::Chunked
+                Framing::Chunked
             }
-            Framing::Chunked | Framing::UntilClose => ClientFraming::UntilClose,
+            Framing::Chunked | Framing::UntilClose => Framing::UntilClose,
+            framing => framing,
         };
         // Keep the client only when this response is framed and its whole request has
         // been read: otherwise the next bytes are ambiguous.
         let keep = x.keep_alive
             && !draining
             && !x.close_after
-            && client != ClientFraming::UntilClose
+            && client != Framing::UntilClose
             && matches!(x.body, RequestBody::Done);
         x.close_after = !keep;
         x.status = head.status;
@@ -561,8 +562,8 @@ impl Session {
         let n = data.len().min(room);
         if let Answer::Body(framing) = x.answer {
             match framing {
-                ClientFraming::Chunked => encode_chunk(&data[..n], output),
-                ClientFraming::None => {}
+                Framing::Chunked => encode_chunk(&data[..n], output),
+                Framing::NoBody => {}
                 _ => output.extend(&data[..n]),
             }
             x.body_sent += n as u64;
@@ -576,8 +577,8 @@ impl Session {
         let Some(x) = self.first(id) else {
             return;
         };
-        if x.answer == Answer::Body(ClientFraming::Chunked) {
-            output.extend(b"0\r\n\r\n");
+        if x.answer == Answer::Body(Framing::Chunked) {
+            output.extend(LAST_CHUNK);
         }
         x.answer = Answer::Done;
         x.answered_by_upstream = true;
@@ -620,11 +621,11 @@ impl Session {
             if matches!(x.answer, Answer::Awaiting | Answer::Body(_)) {
                 log.access(&AccessEntry {
                     remote: self.peer,
-                    request_line: &x.info.request_line,
+                    request_line: x.info.request_line(),
                     status: if x.status == 0 { 499 } else { x.status },
                     body_bytes: x.body_sent,
-                    referer: &x.info.referer,
-                    user_agent: &x.info.user_agent,
+                    referer: x.info.referer(),
+                    user_agent: x.info.user_agent(),
                     from_upstream: false,
                 });
             }
@@ -705,24 +706,17 @@ fn idempotent(method: &str) -> bool {
 fn log_access(log: &Logger, peer: IpAddr, x: &Exchange) {
     log.access(&AccessEntry {
         remote: peer,
-        request_line: &x.info.request_line,
+        request_line: x.info.request_line(),
         status: x.status,
         body_bytes: x.body_sent,
-        referer: &x.info.referer,
-        user_agent: &x.info.user_agent,
+        referer: x.info.referer(),
+        user_agent: x.info.user_agent(),
         from_upstream: x.answered_by_upstream,
     });
 }
 
-/// The body length of the error page just written (`written` bytes at the end of `out`).
-fn error_body_len(written: usize, out: &ByteQueue) -> u64 {
-    let page = &out.as_slice()[out.len() - written..];
-    page.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(0, |end| (written - end - 4) as u64)
-}
-
-/// Re-encode `data` as one chunk (nothing for empty data: that would end the body).
+/// Re-encode `data` as one chunk (nothing for empty data: that would end the body): what
+/// `rgunicorn_http::push_chunk` does, into a byte queue rather than a `Vec`.
 pub fn encode_chunk(data: &[u8], out: &mut ByteQueue) {
     if !data.is_empty() {
         let _ = write!(out, "{:x}\r\n", data.len());
@@ -734,7 +728,7 @@ pub fn encode_chunk(data: &[u8], out: &mut ByteQueue) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::front::upstream::parse_response_head;
+    use rgunicorn_http::parse_response_head;
 
     struct Fixture {
         session: Session,

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use rgunicorn_workers::clock::{unix_now, with_http_date, Civil};
+use rgunicorn_http::date::{unix_now, Civil};
 
 thread_local! {
     /// This thread's access lines not yet written.
@@ -231,11 +231,6 @@ fn escape_or_dash_into(out: &mut Vec<u8>, text: &str) {
     } else {
         escape_into(out, text);
     }
-}
-
-/// The `Date` header value, formatted once a second per thread (the workers' cache).
-pub fn http_date() -> String {
-    with_http_date(str::to_string)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! its port (or `server_name` when the request has none), PORT is `https_port` (the
 //! port clients reach `listen` on; default the port of `listen`), omitted when 443. In
 //! the reference deployment (`docker run -p 5000:443`), set `https_port = 5000`.
-//! One request per connection; the request is parsed by the workers' strict parser.
+//! One request per connection; the request is parsed by `rgunicorn_http`, the workers'
+//! own parser.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -13,12 +14,13 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::Interest;
 
-use rgunicorn_workers::http::parse_request_head;
+use rgunicorn_http::date::with_http_date;
+use rgunicorn_http::{parse_request_head, reason};
 
 use super::context::{Ctx, Key, Outcome};
-use super::headers::{self, reason};
+use super::headers;
 use super::http1::RequestInfo;
-use super::log::{http_date, AccessEntry};
+use super::log::AccessEntry;
 use super::settings::FrontSettings;
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -75,10 +77,12 @@ impl Redirect {
             let settings = &ctx.rt.settings;
             match parse_request_head(&self.buf, &settings.limits) {
                 Ok(Some(head)) => {
-                    let host = headers::header(&head, "host");
                     let info = RequestInfo::of(&head);
-                    let head_only = head.method == "HEAD";
-                    let (status, body) = match location(host, &head.target, settings) {
+                    let head_only = head.is_head();
+                    let mut origin = Vec::new();
+                    head.target.write_origin_form(&mut origin);
+                    let origin = String::from_utf8_lossy(&origin);
+                    let (status, body) = match location(head.authority(), &origin, settings) {
                         Some(location) => (
                             301,
                             redirect_response(&location, head_only, settings, &mut self.out),
@@ -135,29 +139,24 @@ impl Redirect {
 
     /// An error page; returns its body length.
     fn error_page(&mut self, status: u16, head_only: bool, settings: &FrontSettings) -> u64 {
-        let before = self.out.len();
-        headers::error_response(status, head_only, settings, &mut self.out);
-        let page = &self.out[before..];
-        match page.windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(end) if !head_only => (page.len() - end - 4) as u64,
-            _ => 0,
-        }
+        headers::error_response(status, head_only, settings, &mut self.out)
     }
 
     fn log(&self, ctx: &Ctx<'_>, info: &RequestInfo, status: u16, body_bytes: u64) {
         ctx.log.access(&AccessEntry {
             remote: self.peer.ip(),
-            request_line: &info.request_line,
+            request_line: info.request_line(),
             status,
             body_bytes,
-            referer: &info.referer,
-            user_agent: &info.user_agent,
+            referer: info.referer(),
+            user_agent: info.user_agent(),
             from_upstream: false,
         });
     }
 }
 
-/// The https URL for a request to `host` (the `Host` header) and `target`.
+/// The https URL for a request to `host` (the authority it names: an absolute target's,
+/// else `Host`) and `target` (its origin form).
 pub fn location(host: Option<&str>, target: &str, settings: &FrontSettings) -> Option<String> {
     let name = host
         .map(strip_port)
@@ -201,10 +200,10 @@ fn redirect_response(
     if let Some(server) = &settings.server_header {
         out.extend_from_slice(format!("Server: {server}\r\n").as_bytes());
     }
+    let date = with_http_date(str::to_string);
     out.extend_from_slice(
         format!(
-            "Date: {}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nLocation: {location}\r\nConnection: close\r\n\r\n",
-            http_date(),
+            "Date: {date}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nLocation: {location}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .as_bytes(),

@@ -24,8 +24,10 @@ use super::client::Client;
 use super::context::{Ctx, Key, Outcome};
 use super::http1::{Exchange, RequestBody};
 use super::redirect::Redirect;
+use rgunicorn_http::ResponseHead;
+
 use super::upstream::{
-    Batch, Delivered, Discard, InFlight, Phase, ResponseHead, ResponseSink, Upstream, MAX_DEPTH,
+    Batch, Delivered, Discard, InFlight, Phase, ResponseSink, Upstream, MAX_DEPTH,
 };
 
 pub enum Entry {
@@ -41,7 +43,7 @@ enum Why {
     ConnectTimedOut,
     /// The worker closed (or reset) before answering.
     Closed(Option<std::io::Error>),
-    Invalid(super::upstream::UpstreamError),
+    Invalid(super::upstream::BadResponse),
     TimedOut,
     /// The worker answered an earlier request with `Connection: close`: the ones after
     /// it were never processed (RFC 9112 9.6).
@@ -104,8 +106,6 @@ pub struct Relay {
     work: Vec<Key>,
     /// Upstream connections with bytes to write once the pass has queued them all.
     dirty: Vec<Key>,
-    /// Decoded chunk data on its way from an upstream to a client.
-    scratch: Vec<u8>,
     /// Upstream connections that took their first request in this pass: requests of other
     /// clients ready in the same pass join them (up to `batch`), so a pass's requests
     /// cross in few sends and their answers come back in few reads. A connection whose
@@ -129,7 +129,6 @@ impl Default for Relay {
             ids: 0,
             work: Vec::new(),
             dirty: Vec::new(),
-            scratch: Vec::new(),
             filling: Vec::new(),
             batch: MAX_DEPTH / 2,
             probes: 0,
@@ -590,14 +589,12 @@ impl Relay {
                             ctx,
                             moved: false,
                         };
-                        let step = up.deliver(&mut sink, &mut self.scratch);
+                        let step = up.deliver(&mut sink);
                         (step, sink.moved)
                     }
                 }
                 _ => match self.entries.get_mut(key.0) {
-                    Some(Entry::Upstream(up)) => {
-                        (up.deliver(&mut Discard, &mut self.scratch), false)
-                    }
+                    Some(Entry::Upstream(up)) => (up.deliver(&mut Discard), false),
                     _ => return None,
                 },
             };
@@ -804,7 +801,7 @@ impl ResponseSink for ClientSink<'_, '_> {
             .saturating_sub(self.client.transport.output.len())
     }
 
-    fn head(&mut self, head: &ResponseHead) {
+    fn head(&mut self, head: &ResponseHead<'_>) {
         let c = &mut *self.client;
         c.session.on_head(
             self.id,

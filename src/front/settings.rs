@@ -10,7 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rgunicorn_workers::http::Limits;
+use rgunicorn_http::{Limit, Limits};
 use serde::Deserialize;
 
 /// Where the front forwards requests.
@@ -416,19 +416,19 @@ impl FrontSettings {
             s.error_log = log_target(v, LogTarget::Stderr);
         }
         s.user = raw.user.clone().filter(|v| !v.is_empty());
-        if let Some(n) = integer("limit_request_line", raw.limit_request_line, 0, 8190)? {
-            s.limits.request_line = if n == 0 { 8190 } else { n as usize };
-        }
-        if let Some(n) = integer("limit_request_fields", raw.limit_request_fields, 0, 32768)? {
-            s.limits.fields = if n == 0 { 32768 } else { n as usize };
-        }
-        if let Some(n) = integer(
-            "limit_request_field_size",
-            raw.limit_request_field_size,
-            0,
-            65536,
-        )? {
-            s.limits.field_size = if n == 0 { 65536 } else { n as usize };
+        // The workers' table of limits: the same meaning, maxima and messages.
+        for (limit, value) in [
+            (Limit::RequestLine, raw.limit_request_line),
+            (Limit::Fields, raw.limit_request_fields),
+            (Limit::FieldSize, raw.limit_request_field_size),
+        ] {
+            let Some(n) = value else {
+                continue;
+            };
+            let n = u64::try_from(n).unwrap_or(u64::MAX);
+            s.limits
+                .set(limit, n)
+                .map_err(|err| format!("front.{err}"))?;
         }
         Ok(s)
     }

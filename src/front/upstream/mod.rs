@@ -4,24 +4,22 @@
 //! handed to whoever asked through a [`ResponseSink`]. It is registered once, when it is
 //! made, and stays registered while it idles in the loop's pool, so a worker closing it
 //! shows as an event before anyone sends on it. Which connection a request takes, and
-//! what happens when one fails, is the relay's business ([`super::relay`]).
+//! what happens when one fails, is the relay's business ([`super::relay`]). Responses are
+//! parsed and their bodies read by `rgunicorn_http`, the workers' own code.
 
-mod response;
+mod socket;
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
-
-pub use response::{parse_response_head, ChunkDecoder, Framing, ResponseHead, UpstreamError};
+use rgunicorn_http::{parse_response_head, BodyDecoder, Framing, ParseError, ResponseHead};
 
 use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::{Key, Readiness};
 use super::settings::UpstreamAddr;
-
-/// A connection to the workers: the same socket enum the workers use for clients.
-pub use rgunicorn_workers::stream::Stream;
+use socket::Socket;
 
 /// Requests in flight on one connection at most.
 pub const MAX_DEPTH: usize = 32;
@@ -66,16 +64,24 @@ pub enum Phase {
 /// The response being read for the first request in flight.
 enum Reading {
     Head,
-    Length(u64),
-    Chunked(ChunkDecoder),
-    UntilClose,
+    /// Its body, read with the one decoder requests are read with too.
+    Body(BodyDecoder),
+}
+
+/// Why a response cannot be passed on (the client gets 502).
+#[derive(Debug, thiserror::Error)]
+pub enum BadResponse {
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("unexpected 101 Switching Protocols")]
+    Upgrade,
 }
 
 /// Who takes a response: the client exchange that asked, or nobody (it went away).
 pub trait ResponseSink {
     /// Body bytes that can be taken now (0: the client's buffer is full).
     fn room(&self) -> usize;
-    fn head(&mut self, head: &ResponseHead);
+    fn head(&mut self, head: &ResponseHead<'_>);
     /// At most `room()` bytes.
     fn data(&mut self, data: &[u8]);
     fn end(&mut self);
@@ -88,7 +94,7 @@ impl ResponseSink for Discard {
     fn room(&self) -> usize {
         usize::MAX
     }
-    fn head(&mut self, _: &ResponseHead) {}
+    fn head(&mut self, _: &ResponseHead<'_>) {}
     fn data(&mut self, _: &[u8]) {}
     fn end(&mut self) {}
 }
@@ -105,7 +111,7 @@ pub enum Delivered {
 }
 
 pub struct Upstream {
-    stream: Stream,
+    stream: Socket,
     pub phase: Phase,
     /// Bytes for the worker not yet written.
     pub out: ByteQueue,
@@ -131,15 +137,7 @@ impl Upstream {
         token: Token,
         now: Instant,
     ) -> io::Result<Upstream> {
-        let mut stream = match addr {
-            UpstreamAddr::Tcp(addr) => {
-                let stream = mio::net::TcpStream::connect(*addr)?;
-                // Requests are written whole; do not let Nagle hold their tails.
-                let _ = stream.set_nodelay(true);
-                Stream::Tcp(stream)
-            }
-            UpstreamAddr::Unix(path) => Stream::Unix(mio::net::UnixStream::connect(path)?),
-        };
+        let mut stream = Socket::connect(addr)?;
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Upstream {
             stream,
@@ -192,21 +190,11 @@ impl Upstream {
         let Phase::Connecting { .. } = self.phase else {
             return Ok(true);
         };
-        let (error, peer) = match &self.stream {
-            Stream::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-            Stream::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-        };
-        if let Some(err) = error {
-            return Err(err);
+        let done = self.stream.connected()?;
+        if done {
+            self.phase = Phase::Open;
         }
-        match peer {
-            Ok(()) => {
-                self.phase = Phase::Open;
-                Ok(true)
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(err) => Err(err),
-        }
+        Ok(done)
     }
 
     /// Write what is queued. Returns whether anything moved.
@@ -288,13 +276,9 @@ impl Upstream {
         self.inbuf.len() >= BUF_CAP
     }
 
-    /// Hand what is buffered of the first response in flight to `sink`. `scratch` holds
-    /// decoded chunk data on its way.
-    pub fn deliver(
-        &mut self,
-        sink: &mut dyn ResponseSink,
-        scratch: &mut Vec<u8>,
-    ) -> Result<Delivered, UpstreamError> {
+    /// Hand what is buffered of the first response in flight to `sink`: its head, then
+    /// its body as slices of the buffer (no copy on the way).
+    pub fn deliver(&mut self, sink: &mut dyn ResponseSink) -> Result<Delivered, BadResponse> {
         let Some(item) = self.inflight.front_mut() else {
             return Ok(Delivered::NeedBytes);
         };
@@ -305,55 +289,47 @@ impl Upstream {
                     else {
                         return Ok(Delivered::NeedBytes);
                     };
-                    self.inbuf.consume(head.head_len);
-                    if (100..200).contains(&head.status) {
-                        // Interim responses (100 Continue) are the front's business with
-                        // its own client; it answered those itself.
+                    let (len, framing, keep_alive) = (head.head_len, head.framing, head.keep_alive);
+                    if head.status == 101 {
+                        // Nothing the front forwards asks to switch protocols.
+                        return Err(BadResponse::Upgrade);
+                    }
+                    let interim = (100..200).contains(&head.status);
+                    if !interim {
+                        item.answered = true;
+                        self.closing |= !keep_alive;
+                        sink.head(&head);
+                    }
+                    self.inbuf.consume(len);
+                    if interim {
+                        // 100 Continue and friends: the front answered its own client.
                         continue;
                     }
-                    item.answered = true;
-                    self.closing |= head.close;
-                    sink.head(&head);
-                    self.reading = match head.framing {
-                        Framing::None | Framing::Length(0) => return Ok(self.end(sink)),
-                        Framing::Length(n) => Reading::Length(n),
-                        Framing::Chunked => Reading::Chunked(ChunkDecoder::default()),
-                        Framing::UntilClose => Reading::UntilClose,
-                    };
-                }
-                Reading::UntilClose if self.inbuf.is_empty() && self.eof => {
-                    return Ok(self.end(sink));
-                }
-                _ if self.inbuf.is_empty() => return Ok(Delivered::NeedBytes),
-                _ if sink.room() == 0 => return Ok(Delivered::Blocked),
-                Reading::Length(left) => {
-                    let n = (*left).min(self.inbuf.len() as u64).min(sink.room() as u64) as usize;
-                    sink.data(&self.inbuf.as_slice()[..n]);
-                    self.inbuf.consume(n);
-                    *left -= n as u64;
-                    if *left == 0 {
+                    if let Framing::NoBody | Framing::Length(0) = framing {
                         return Ok(self.end(sink));
                     }
+                    self.reading = Reading::Body(BodyDecoder::response(framing));
                 }
-                Reading::Chunked(decoder) => {
-                    scratch.clear();
-                    let room = sink.room();
-                    let n = decoder.decode(self.inbuf.as_slice(), scratch, room)?;
-                    self.inbuf.consume(n);
-                    if !scratch.is_empty() {
-                        sink.data(scratch);
-                    }
-                    if decoder.is_done() {
+                Reading::Body(body) if self.inbuf.is_empty() => {
+                    if self.eof && body.close() {
                         return Ok(self.end(sink));
                     }
-                    if n == 0 {
+                    return Ok(Delivered::NeedBytes);
+                }
+                Reading::Body(_) if sink.room() == 0 => return Ok(Delivered::Blocked),
+                Reading::Body(body) => {
+                    let step = body.next_capped(self.inbuf.as_slice(), sink.room())?;
+                    if !step.data.is_empty() {
+                        sink.data(step.data);
+                    }
+                    let (consumed, done) = (step.consumed, step.done);
+                    self.inbuf.consume(consumed);
+                    if done {
+                        return Ok(self.end(sink));
+                    }
+                    if consumed == 0 {
                         return Ok(Delivered::NeedBytes);
                     }
-                }
-                Reading::UntilClose => {
-                    let n = self.inbuf.len().min(sink.room());
-                    sink.data(&self.inbuf.as_slice()[..n]);
-                    self.inbuf.consume(n);
                 }
             }
         }
@@ -362,9 +338,6 @@ impl Upstream {
     fn end(&mut self, sink: &mut dyn ResponseSink) -> Delivered {
         sink.end();
         self.inflight.pop_front();
-        if matches!(self.reading, Reading::UntilClose) {
-            self.closing = true;
-        }
         self.reading = Reading::Head;
         Delivered::Ended
     }
@@ -395,7 +368,7 @@ mod tests {
         fn room(&self) -> usize {
             self.room
         }
-        fn head(&mut self, head: &ResponseHead) {
+        fn head(&mut self, head: &ResponseHead<'_>) {
             self.heads.push(head.status);
         }
         fn data(&mut self, data: &[u8]) {
@@ -410,7 +383,7 @@ mod tests {
     fn upstream(items: usize) -> Upstream {
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         let mut up = Upstream {
-            stream: Stream::Unix(mio::net::UnixStream::from_std(a)),
+            stream: Socket::Unix(mio::net::UnixStream::from_std(a)),
             phase: Phase::Open,
             out: ByteQueue::default(),
             inbuf: ByteQueue::default(),
@@ -438,14 +411,13 @@ mod tests {
     fn pipelined_responses_are_delivered_one_by_one_within_the_sink_room() {
         let mut up = upstream(2);
         up.inbuf.extend(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno!");
-        let mut scratch = Vec::new();
         let mut sink = Recorder {
             room: 2,
             ..Recorder::default()
         };
         let mut steps = Vec::new();
         for _ in 0..10 {
-            let step = up.deliver(&mut sink, &mut scratch).expect("valid");
+            let step = up.deliver(&mut sink).expect("valid");
             steps.push(step);
             if up.inflight.is_empty() {
                 break;
@@ -462,22 +434,12 @@ mod tests {
     fn a_full_sink_blocks_and_an_until_close_body_ends_at_eof() {
         let mut up = upstream(1);
         up.inbuf.extend(b"HTTP/1.0 200 OK\r\n\r\nabc");
-        let mut scratch = Vec::new();
         let mut sink = Recorder::default();
-        assert_eq!(
-            up.deliver(&mut sink, &mut scratch).expect("valid"),
-            Delivered::Blocked
-        );
+        assert_eq!(up.deliver(&mut sink).expect("valid"), Delivered::Blocked);
         sink.room = 100;
-        assert_eq!(
-            up.deliver(&mut sink, &mut scratch).expect("valid"),
-            Delivered::NeedBytes
-        );
+        assert_eq!(up.deliver(&mut sink).expect("valid"), Delivered::NeedBytes);
         up.eof = true;
-        assert_eq!(
-            up.deliver(&mut sink, &mut scratch).expect("valid"),
-            Delivered::Ended
-        );
+        assert_eq!(up.deliver(&mut sink).expect("valid"), Delivered::Ended);
         assert_eq!((sink.body.as_slice(), sink.ends), (&b"abc"[..], 1));
     }
 }
