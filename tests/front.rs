@@ -287,17 +287,9 @@ fn redirect_listener_answers_301_to_https() {
 
 #[test]
 fn keepalive_is_reused_on_both_sides_and_streams_big_bodies() {
-    let dir = tempdir();
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-    let front = start_front(
-        dir.path(),
-        &format!("unix:{}", upstream.path.display()),
-        "threads = 1",
-    );
-    let config = client_config(&certs.ca_pem);
-    let mut tls = connect(&config, front.addr);
+    let scripted = Scripted::start("threads = 1");
+    let (front, config) = (&scripted.front, &scripted.client);
+    let mut tls = connect(config, front.addr);
     for n in 1..=3 {
         write!(tls, "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
         let resp = read_response(&mut tls, false).expect("response");
@@ -361,18 +353,9 @@ fn keepalive_is_reused_on_both_sides_and_streams_big_bodies() {
 
 #[test]
 fn large_streamed_upload_reaches_the_app() {
-    let dir = tempdir();
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let sock = dir.path().join("w.sock");
-    let _workers = start_workers(&sock);
-    let front = start_front(
-        dir.path(),
-        &format!("unix:{}", sock.display()),
-        "client_max_body_size = \"20m\"",
-    );
-    let config = client_config(&certs.ca_pem);
-    let mut tls = connect(&config, front.addr);
+    let stack = BeforeWorkers::start("client_max_body_size = \"20m\"");
+    let (front, config) = (&stack.front, &stack.client);
+    let mut tls = connect(config, front.addr);
     let size = 8 * 1024 * 1024;
     // Chunked upload: decoded by the front, re-encoded for the workers.
     write!(
@@ -412,22 +395,16 @@ fn large_streamed_upload_reaches_the_app() {
 
 #[test]
 fn errors_502_504_413_and_slow_clients_408() {
-    let dir = tempdir();
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-    let front = start_front(
-        dir.path(),
-        &format!("unix:{}", upstream.path.display()),
+    let scripted = Scripted::start(
         "upstream_read_timeout = \"1s\"\nclient_header_timeout = \"1s\"\nclient_body_timeout = \"1s\"\nclient_max_body_size = \"1k\"",
     );
-    let config = client_config(&certs.ca_pem);
+    let (front, config) = (&scripted.front, &scripted.client);
 
-    let resp = get(&config, front.addr, "/hang").expect("504");
+    let resp = get(config, front.addr, "/hang").expect("504");
     assert_eq!(resp.status, 504);
     assert_eq!(resp.header("server"), Some("rgunicorn-front"));
 
-    let mut tls = connect(&config, front.addr);
+    let mut tls = connect(config, front.addr);
     write!(
         tls,
         "POST /hang HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2000\r\n\r\n"
@@ -435,7 +412,7 @@ fn errors_502_504_413_and_slow_clients_408() {
     .expect("write");
     assert_eq!(read_response(&mut tls, false).expect("413").status, 413);
 
-    let mut tls = connect(&config, front.addr);
+    let mut tls = connect(config, front.addr);
     write!(
         tls,
         "POST /hang HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -449,7 +426,7 @@ fn errors_502_504_413_and_slow_clients_408() {
 
     // Slowloris: half a head, then silence.
     let started = Instant::now();
-    let mut tls = connect(&config, front.addr);
+    let mut tls = connect(config, front.addr);
     write!(tls, "GET /count HTTP/1.1\r\nHost: loc").expect("write");
     let resp = read_response(&mut tls, false).expect("408");
     assert_eq!(resp.status, 408);
@@ -458,7 +435,7 @@ fn errors_502_504_413_and_slow_clients_408() {
     let _ = tls.read_to_end(&mut rest);
 
     // A body that stops arriving.
-    let mut tls = connect(&config, front.addr);
+    let mut tls = connect(config, front.addr);
     write!(
         tls,
         "POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc"
@@ -688,12 +665,9 @@ fn hup_reloads_the_certificate_without_failing_requests() {
 
 #[test]
 fn term_lets_in_flight_requests_finish() {
-    let dir = tempdir();
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-    let mut front = start_front(dir.path(), &format!("unix:{}", upstream.path.display()), "");
-    let config = client_config(&certs.ca_pem);
+    let mut scripted = Scripted::start("");
+    let config = scripted.client.clone();
+    let front = &mut scripted.front;
     let mut tls = connect(&config, front.addr);
     write!(tls, "GET /slow/1000 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     std::thread::sleep(Duration::from_millis(200));
@@ -709,19 +683,10 @@ fn term_lets_in_flight_requests_finish() {
 /// workers' code, so it answers as they do.
 #[test]
 fn http_defects_of_issue_11_through_the_front() {
-    let dir = tempdir();
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let sock = dir.path().join("w.sock");
-    let _workers = start_workers(&sock);
-    let front = start_front(
-        dir.path(),
-        &format!("unix:{}", sock.display()),
-        "limit_request_field_size = 100",
-    );
-    let config = client_config(&certs.ca_pem);
+    let stack = BeforeWorkers::start("limit_request_field_size = 100");
+    let (front, config) = (&stack.front, &stack.client);
     let ask = |raw: &str| {
-        let mut tls = connect(&config, front.addr);
+        let mut tls = connect(config, front.addr);
         tls.write_all(raw.as_bytes()).expect("write");
         read_response(&mut tls, raw.starts_with("HEAD")).expect("response")
     };

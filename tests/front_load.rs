@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Server, WELCOME, WELCOME_PATH};
+use common::{cpu_ticks, wait_until, Server, WELCOME, WELCOME_PATH};
 use front_support::load::{TlsCounts, TlsLoad};
 use front_support::*;
 
@@ -199,17 +199,9 @@ fn kill_9_of_the_front_fails_no_request() {
 /// each: the scripted upstream sees most of them already waiting behind the previous one.
 #[test]
 fn pipelined_requests_cross_to_the_workers_together() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-    let front = start_front(
-        dir.path(),
-        &format!("unix:{}", upstream.path.display()),
-        "threads = 1",
-    );
-    let config = client_config(&certs.ca_pem);
-    let mut tls = connect(&config, front.addr);
+    let scripted = Scripted::start("threads = 1");
+    let (upstream, front, config) = (&scripted.upstream, &scripted.front, &scripted.client);
+    let mut tls = connect(config, front.addr);
     let n = 200;
     let batch: String = (0..n)
         .map(|_| "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -233,17 +225,9 @@ fn pipelined_requests_cross_to_the_workers_together() {
 /// slow answer gets its own answer first, on another connection.
 #[test]
 fn a_slow_request_holds_up_no_other_client() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-    let front = start_front(
-        dir.path(),
-        &format!("unix:{}", upstream.path.display()),
-        "threads = 1",
-    );
-    let config = client_config(&certs.ca_pem);
-    let mut slow = connect(&config, front.addr);
+    let scripted = Scripted::start("threads = 1");
+    let (front, config) = (&scripted.front, &scripted.client);
+    let mut slow = connect(config, front.addr);
     write!(slow, "GET /slow/1500 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     slow.flush().expect("flush");
     let slow_answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -256,7 +240,7 @@ fn a_slow_request_holds_up_no_other_client() {
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    let mut quick = connect(&config, front.addr);
+    let mut quick = connect(config, front.addr);
     write!(quick, "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
     let resp = read_response(&mut quick, false).expect("quick answer");
     assert_eq!(
@@ -274,14 +258,8 @@ fn a_slow_request_holds_up_no_other_client() {
 /// 10,000 small pipelined GETs in one send are all answered, in order (issue 11.1).
 #[test]
 fn ten_thousand_pipelined_gets_are_all_answered() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let sock = dir.path().join("w.sock");
-    let _workers = start_workers(&sock);
-    let front = start_front(dir.path(), &format!("unix:{}", sock.display()), "");
-    let config = client_config(&certs.ca_pem);
-    let tls = connect(&config, front.addr);
+    let stack = BeforeWorkers::start("");
+    let tls = connect(&stack.client, stack.front.addr);
     let n = 10_000;
     let (sock_r, conn) = (tls.sock, tls.conn);
     let shared = std::sync::Arc::new(std::sync::Mutex::new(conn));
@@ -399,19 +377,10 @@ fn slow_body_gets_408_and_a_large_one_413_through_the_front() {
 /// a count, stays idle, and serves again by itself (issue 10.5).
 #[test]
 fn out_of_descriptors_pauses_accepting_with_one_line_and_recovers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::new(dir.path());
-    certs.write_leaf(1);
-    let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-    let front = start_front_limited(
-        dir.path(),
-        &format!("unix:{}", upstream.path.display()),
-        "threads = 1",
-        Some(64),
-    );
-    let config = client_config(&certs.ca_pem);
+    let scripted = Scripted::start_limited("threads = 1", Some(64));
+    let (front, config) = (&scripted.front, &scripted.client);
     assert_eq!(
-        get(&config, front.addr, "/count").expect("before").status,
+        get(config, front.addr, "/count").expect("before").status,
         200
     );
     // Hold more connections than the front has descriptors.
@@ -430,7 +399,7 @@ fn out_of_descriptors_pauses_accepting_with_one_line_and_recovers() {
     );
     drop(held);
     wait_until(Duration::from_secs(10), "serving again", || {
-        get(&config, front.addr, "/count").is_ok_and(|r| r.status == 200)
+        get(config, front.addr, "/count").is_ok_and(|r| r.status == 200)
     });
     // The episode ends (and is logged) once accepting has worked for a moment.
     let mut lines: Vec<String> = front
@@ -446,23 +415,4 @@ fn out_of_descriptors_pauses_accepting_with_one_line_and_recovers() {
         lines[0].contains("descriptors") && lines[0].contains("times"),
         "{lines:?}"
     );
-}
-
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15; after the ')' they are the 12th and 13th.
-    fields
-        .get(11)
-        .and_then(|f| f.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
 }

@@ -306,19 +306,6 @@ fn a_retiring_worker_answers_an_idle_connection_then_closes_silent_ones_cleanly(
     );
 }
 
-/// CPU time (user + system, in clock ticks) a process has used.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    // After the command: state is field 3, utime 14 and stime 15 (1-based).
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 /// Out of descriptors (a worker's `ulimit -n` lowered with prlimit), the worker pauses
 /// accepting with one log line, stays idle, and serves again by itself once
 /// descriptors are free, with one line counting the failed attempts.

@@ -266,6 +266,80 @@ pub fn start_front_limited(dir: &Path, upstream: &str, extra: &str, nofile: Opti
     }
 }
 
+/// A temporary directory holding a test CA and a leaf for localhost (serial 01).
+fn dir_with_certs() -> (tempfile::TempDir, Certs) {
+    let dir = tempfile::Builder::new()
+        .prefix("front-test")
+        .tempdir()
+        .expect("tempdir");
+    let certs = Certs::new(dir.path());
+    certs.write_leaf(1);
+    (dir, certs)
+}
+
+/// A front (threads as `extra` says, else 2) before a scripted upstream, with its test
+/// certificates and a client trusting them: what most front tests start from.
+pub struct Scripted {
+    pub dir: tempfile::TempDir,
+    pub certs: Certs,
+    pub upstream: TestUpstream,
+    pub front: Front,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl Scripted {
+    pub fn start(extra: &str) -> Scripted {
+        Scripted::start_limited(extra, None)
+    }
+
+    /// [`Scripted::start`] with the front's descriptors limited to `nofile`.
+    pub fn start_limited(extra: &str, nofile: Option<u64>) -> Scripted {
+        let (dir, certs) = dir_with_certs();
+        let upstream = TestUpstream::start(&dir.path().join("up.sock"));
+        let front = start_front_limited(
+            dir.path(),
+            &format!("unix:{}", upstream.path.display()),
+            extra,
+            nofile,
+        );
+        let client = client_config(&certs.ca_pem);
+        Scripted {
+            dir,
+            certs,
+            upstream,
+            front,
+            client,
+        }
+    }
+}
+
+/// A front before the real workers (the echo app on a unix socket), with its test
+/// certificates and a client trusting them.
+pub struct BeforeWorkers {
+    pub dir: tempfile::TempDir,
+    pub certs: Certs,
+    pub workers: Proc,
+    pub front: Front,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl BeforeWorkers {
+    pub fn start(extra: &str) -> BeforeWorkers {
+        let (dir, certs) = dir_with_certs();
+        let sock = dir.path().join("w.sock");
+        let workers = start_workers(&sock);
+        let front = start_front(dir.path(), &format!("unix:{}", sock.display()), extra);
+        let client = client_config(&certs.ca_pem);
+        BeforeWorkers {
+            dir,
+            certs,
+            workers,
+            front,
+            client,
+        }
+    }
+}
+
 /// A rustls client configuration trusting the test CA.
 pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
