@@ -205,7 +205,9 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
 fn bind_options(settings: &Settings) -> BindOptions {
     BindOptions {
         backlog: settings.backlog,
-        umask: settings.umask,
+        umask: settings
+            .umask
+            .unwrap_or(crate::listeners::UNIX_SOCKET_UMASK),
         reuse_port: settings.reuse_port,
         owner: (settings.uid, settings.gid),
     }

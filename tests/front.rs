@@ -723,3 +723,63 @@ fn http_defects_of_issue_11_through_the_front() {
     let over = ask(&format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", field(101)));
     assert_eq!(over.status, 431);
 }
+
+/// The link between the front and the workers lets no one else in (issue 12): the unix
+/// socket is created 0660 (gunicorn's umask of 0 made it 0777), and even where another
+/// user can reach it (`--umask 0`), forwarded headers are trusted from root and the
+/// server's own user only (SO_PEERCRED): another uid sees its own address, not the one it
+/// forged.
+#[test]
+fn the_unix_link_lets_no_one_else_in() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let private = dir.path().join("private.sock");
+    let _workers = start_workers(&private);
+    let mode = std::fs::metadata(&private)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "unix socket mode {mode:o}");
+    let open = dir.path().join("open.sock");
+    let _open_workers = start_workers_with(&open, &["--umask", "0"]);
+    let mode = std::fs::metadata(&open)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o777, "--umask 0: {mode:o}");
+
+    let ask = |sock: &std::path::Path, uid: Option<u32>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--unix-socket"])
+            .arg(sock)
+            .args(["-H", "X-Real-IP: 6.6.6.6", "-H", "X-Forwarded-Proto: https"])
+            .arg("http://localhost/whoami");
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let out = cmd.output().expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // This process (root, or the user the workers run as) is trusted.
+    let (ok, body) = ask(&open, None);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("echo json");
+    assert!(ok && json["remote_addr"] == "6.6.6.6", "{body}");
+    assert_eq!(json["scheme"], "https");
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot connect as another user; the rest is not checked");
+        return;
+    }
+    let nobody = 65534;
+    let (ok, body) = ask(&private, Some(nobody));
+    assert!(!ok, "another user reached the 0660 socket: {body}");
+    let (ok, body) = ask(&open, Some(nobody));
+    let json: serde_json::Value = serde_json::from_str(&body).expect("echo json");
+    assert!(ok, "{body}");
+    assert_ne!(json["remote_addr"], "6.6.6.6", "{body}");
+    assert_eq!(json["scheme"], "http", "{body}");
+}

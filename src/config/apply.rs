@@ -215,9 +215,10 @@ pub(crate) fn apply(
                 Raw::Toml(toml::Value::Integer(i)) => u32::try_from(*i).ok(),
                 _ => parse_auto_int(cx.text_or(EXPECTED)?),
             };
-            settings.umask = mask
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| cx.bad(EXPECTED))?;
+            settings.umask = Some(
+                mask.filter(|m| *m <= 0o777)
+                    .ok_or_else(|| cx.bad(EXPECTED))?,
+            );
         }
         "forwarded_allow_ips" => {
             const EXPECTED: &str = "comma-separated IP addresses, or *";

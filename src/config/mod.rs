@@ -86,7 +86,9 @@ pub struct Settings {
     pub workers: usize,
     pub backlog: i32,
     pub reuse_port: bool,
-    pub umask: u32,
+    /// `--umask`, when given. Without it unix sockets are created 0660 (see
+    /// `listeners::UNIX_SOCKET_UMASK`), not 0777 as gunicorn's default umask of 0 makes them.
+    pub umask: Option<u32>,
     pub pidfile: Option<PathBuf>,
     /// Absolute (resolved against the start directory, as gunicorn does).
     pub chdir: Option<PathBuf>,
@@ -129,7 +131,7 @@ impl Default for Settings {
             workers: 1,
             backlog: 2048,
             reuse_port: false,
-            umask: 0,
+            umask: None,
             pidfile: None,
             chdir: None,
             raw_env: Vec::new(),
@@ -284,6 +286,14 @@ pub fn load(
                 path: path.clone(),
                 message,
             })?;
+        // The front may run as front.user: its forwarded headers are trusted too.
+        if let Some(name) = &front.user {
+            let uid = nix::unistd::User::from_name(name).ok().flatten();
+            settings
+                .worker
+                .trusted_unix_uids
+                .extend(uid.map(|u| u.uid.as_raw()));
+        }
         // Each request is logged once: by the worker that answered it when the workers
         // keep an access log, by the front when it answered itself.
         if settings.worker.access_log.is_some() && !table.contains_key("access_log") {

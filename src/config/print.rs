@@ -60,7 +60,10 @@ fn value_of(s: &Settings, name: &str) -> Option<String> {
         "user" => text(s.user.as_ref()?),
         "group" => text(s.group.as_ref()?),
         // Octal, as umasks are read; TOML's 0o prefix keeps it an integer.
-        "umask" => return Some(format!("0o{:03o}", s.umask)),
+        "umask" => {
+            let m = s.umask.unwrap_or(crate::listeners::UNIX_SOCKET_UMASK);
+            return Some(format!("0o{m:03o}"));
+        }
         "forwarded_allow_ips" => match &w.forwarded_allow {
             ForwardedAllow::All => text("*"),
             ForwardedAllow::Ips(ips) => {

@@ -175,7 +175,7 @@ pub(crate) const SPECS: &[Spec] = &[
         "umask",
         Some('m'),
         "INT",
-        "umask for files the server writes; octal with a leading 0 (022, 0o22) [default: 0]",
+        "umask for the unix sockets the server creates; octal with a leading 0 (022, 0o22) [default: sockets are 0660]",
     ),
     value(
         "forwarded_allow_ips",

@@ -72,7 +72,7 @@ fn defaults_are_gunicorns() {
     assert_eq!(s.binds, [tcp("127.0.0.1", 8000)]);
     assert_eq!(s.workers, 1);
     assert_eq!(s.backlog, 2048);
-    assert_eq!(s.umask, 0);
+    assert_eq!(s.umask, None);
     assert!(!s.reuse_port);
     let w = &s.worker;
     assert_eq!(w.app, "welcome");
@@ -171,7 +171,7 @@ fn core_flags_parse() {
         s.raw_env,
         [("A".into(), "1".into()), ("B".into(), "x=y".into())]
     );
-    assert_eq!(s.umask, 0o22);
+    assert_eq!(s.umask, Some(0o22));
     assert!(s.reuse_port);
     assert_eq!(s.worker_class, WorkerClass::Gthread);
     assert_eq!(s.max_worker_memory, 512 << 20);
@@ -199,7 +199,7 @@ fn gunicorn_spellings_are_accepted() {
     );
     assert_eq!(s.worker.limits.field_size, 200);
     assert_eq!(s.worker.error_log, LogTarget::Stderr);
-    assert_eq!(s.umask, 0o77);
+    assert_eq!(s.umask, Some(0o77));
     assert_eq!(s.pidfile, Some("p".into()));
     // A flag given twice keeps its last value, as argparse does.
     assert_eq!(settings(&["-w", "2", "-w", "5"], &[]).workers, 5);
@@ -392,7 +392,7 @@ fn config_file_types() {
     let s = settings(&["-c", f.path().to_str().unwrap()], &[]);
     assert_eq!(s.binds, [tcp("127.0.0.1", 1), BindAddr::Unix("s".into())]);
     assert_eq!(s.raw_env, [("A".into(), "1".into())]);
-    assert_eq!(s.umask, 0o27);
+    assert_eq!(s.umask, Some(0o27));
     assert!(s.reuse_port);
     assert_eq!(s.max_worker_memory, 1 << 30);
     assert_eq!(s.worker.limit_request_body, 1024);
@@ -488,7 +488,7 @@ fn print_config_round_trips() {
         format!("{:?}", first.worker)
     );
     assert_eq!(second.binds, first.binds);
-    assert_eq!(second.umask, 18);
+    assert_eq!(second.umask, Some(18));
 }
 
 #[test]

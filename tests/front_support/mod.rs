@@ -178,10 +178,17 @@ fn spawn(mut cmd: Command) -> Proc {
 
 /// The real worker server running the built-in echo app on a unix socket.
 pub fn start_workers(socket: &Path) -> Proc {
+    start_workers_with(socket, &[])
+}
+
+/// [`start_workers`] with more arguments for `rgunicorn`.
+pub fn start_workers_with(socket: &Path, args: &[&str]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgunicorn"));
     cmd.arg("-b")
         .arg(format!("unix:{}", socket.display()))
-        .args(["-w", "1", "echo"]);
+        .args(["-w", "1"])
+        .args(args)
+        .arg("echo");
     let proc = spawn(cmd);
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(socket).is_err() {

@@ -30,7 +30,7 @@ pub enum LogLevel {
 pub enum ForwardedAllow {
     /// `*`: every peer is trusted.
     All,
-    /// Only these addresses; unix-socket peers are always trusted.
+    /// Only these addresses (unix-socket peers: see `WorkerConfig::trusted_unix_uids`).
     Ips(Vec<IpAddr>),
 }
 
@@ -78,6 +78,9 @@ pub struct WorkerConfig {
     pub error_log: LogTarget,
     pub log_level: LogLevel,
     pub forwarded_allow: ForwardedAllow,
+    /// Unix-socket peers whose forwarded headers are trusted, by uid (SO_PEERCRED): root
+    /// and the front's user. Anyone else who can reach the socket is an ordinary client.
+    pub trusted_unix_uids: Vec<u32>,
     /// `Server` header value.
     pub server_software: String,
     /// proc_name, for the process title and logs.
@@ -105,6 +108,9 @@ impl Default for WorkerConfig {
             error_log: LogTarget::Stderr,
             log_level: LogLevel::Info,
             forwarded_allow: ForwardedAllow::Ips(vec![IpAddr::from([127, 0, 0, 1])]),
+            // Root and the server's own user: what the front runs as unless front.user
+            // says otherwise (the master adds that one).
+            trusted_unix_uids: vec![0, nix::unistd::geteuid().as_raw()],
             server_software: SERVER_SOFTWARE.to_string(),
             proc_name: "rgunicorn".to_string(),
         }

@@ -15,6 +15,8 @@ use crate::config::ForwardedAllow;
 pub struct ConnInfo {
     /// The TCP peer; `None` on a unix socket.
     pub peer: Option<SocketAddr>,
+    /// A unix-socket peer whose credentials are trusted to forward (root, the front).
+    pub trusted_unix_peer: bool,
     /// The listener's own address, for SERVER_NAME/PORT when the request has no Host.
     pub local: Option<SocketAddr>,
     /// Those addresses as the environ spells them, formatted once per connection
@@ -31,6 +33,7 @@ impl ConnInfo {
         };
         ConnInfo {
             peer,
+            trusted_unix_peer: false,
             local,
             peer_text: text(peer),
             local_text: text(local),
@@ -61,7 +64,11 @@ pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) ->
 
     let mut url_scheme = "http";
     let (mut remote_addr, mut remote_port) = conn.peer_text.clone();
-    if trust.trusts(conn.peer.map(|p| p.ip())) {
+    let trusted = match conn.peer {
+        Some(peer) => trust.trusts(Some(peer.ip())),
+        None => conn.trusted_unix_peer || *trust == ForwardedAllow::All,
+    };
+    if trusted {
         if let Some(proto) = head.header("x-forwarded-proto") {
             let proto = rgunicorn_http::fields::trim_ows(proto);
             if proto.eq_ignore_ascii_case(b"https") {

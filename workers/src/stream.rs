@@ -81,6 +81,18 @@ impl Stream {
         };
     }
 
+    /// A unix-socket peer's uid (SO_PEERCRED); `None` on TCP.
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(s) => {
+                nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials)
+                    .ok()
+                    .map(|cred| cred.uid())
+            }
+            Stream::Tcp(_) => None,
+        }
+    }
+
     /// Whether the peer has shut its sending side with nothing left unread (a peek,
     /// which takes nothing from the socket).
     pub fn peer_done_sending(&self) -> bool {

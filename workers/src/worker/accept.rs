@@ -92,7 +92,11 @@ impl Worker {
                 Ok((stream, peer, local)) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
-                    let mut conn = Conn::new(key, stream, ConnInfo::new(peer, local));
+                    let mut info = ConnInfo::new(peer, local);
+                    info.trusted_unix_peer = stream
+                        .peer_uid()
+                        .is_some_and(|uid| self.cx.cfg.trusted_unix_uids.contains(&uid));
+                    let mut conn = Conn::new(key, stream, info);
                     if let Err(err) = self.poll.registry().register(
                         &mut conn.stream,
                         Token(CONN_BASE + key),
