@@ -205,9 +205,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
 fn bind_options(settings: &Settings) -> BindOptions {
     BindOptions {
         backlog: settings.backlog,
-        umask: settings
-            .umask
-            .unwrap_or(crate::listeners::UNIX_SOCKET_UMASK),
+        umask: settings.umask.unwrap_or(crate::config::UNIX_SOCKET_UMASK),
         reuse_port: settings.reuse_port,
         owner: (settings.uid, settings.gid),
     }

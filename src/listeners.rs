@@ -38,11 +38,6 @@ pub struct Listening {
     pub socket: Bound,
 }
 
-/// The umask unix sockets are created with when `--umask` is not given: 0660, so the
-/// front (the master's user, or root) and the workers' group may connect and no one else
-/// (gunicorn's umask of 0 makes them 0777: any local user could pose as the front).
-pub const UNIX_SOCKET_UMASK: u32 = 0o117;
-
 /// How sockets are bound: the settings that shape a new socket.
 #[derive(Debug, Clone, Copy)]
 pub struct BindOptions {

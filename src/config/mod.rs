@@ -80,14 +80,19 @@ impl WorkerClass {
     }
 }
 
+/// The umask unix sockets are created with when `--umask` is not given: 0660, so the
+/// front (the master's user, or root) and the workers' group may connect and no one else
+/// (gunicorn's umask of 0 makes them 0777: any local user could pose as the front).
+pub const UNIX_SOCKET_UMASK: u32 = 0o117;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub binds: Vec<BindAddr>,
     pub workers: usize,
     pub backlog: i32,
     pub reuse_port: bool,
-    /// `--umask`, when given. Without it unix sockets are created 0660 (see
-    /// `listeners::UNIX_SOCKET_UMASK`), not 0777 as gunicorn's default umask of 0 makes them.
+    /// `--umask`, when given. Without it unix sockets are created 0660
+    /// ([`UNIX_SOCKET_UMASK`]), not 0777 as gunicorn's default umask of 0 makes them.
     pub umask: Option<u32>,
     pub pidfile: Option<PathBuf>,
     /// Absolute (resolved against the start directory, as gunicorn does).

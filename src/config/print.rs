@@ -61,7 +61,7 @@ fn value_of(s: &Settings, name: &str) -> Option<String> {
         "group" => text(s.group.as_ref()?),
         // Octal, as umasks are read; TOML's 0o prefix keeps it an integer.
         "umask" => {
-            let m = s.umask.unwrap_or(crate::listeners::UNIX_SOCKET_UMASK);
+            let m = s.umask.unwrap_or(super::UNIX_SOCKET_UMASK);
             return Some(format!("0o{m:03o}"));
         }
         "forwarded_allow_ips" => match &w.forwarded_allow {

@@ -2,95 +2,35 @@
 //! and upstream connections, in a slab under [`Key`]s), the pool of idle upstream
 //! connections, and how requests and responses move between clients and upstreams.
 //!
-//! - A request takes the upstream connection its client's earlier requests still use
-//!   (so one client's responses come back in order), else an idle pooled one, else a
-//!   new one. Pipelined requests follow each other on it without waiting.
+//! - Which upstream connection a request takes, and batching a pass's requests of
+//!   several clients on one: [`dispatch`].
 //! - Bytes for the workers are written once per loop pass and connection, after every
 //!   client of the pass has queued its own ([`Relay::run`]).
-//! - When a worker closes a connection before answering a request, the request is sent
-//!   again on a new connection if that is safe (an idempotent method and no body, or a
-//!   request the worker never took because it answered an earlier one with
-//!   `Connection: close`); otherwise the client gets 502, with one error line.
+//! - Responses go from an upstream connection to the clients they are for (`deliver`).
+//! - When a worker closes a connection before answering a request: [`failure`].
+
+mod dispatch;
+mod failure;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use rgunicorn_http::ResponseHead;
 use rustls::ServerConfig;
 use slab::Slab;
 
 use super::buffer::BUF_CAP;
 use super::client::Client;
 use super::context::{Ctx, Key, Outcome};
-use super::http1::{Exchange, RequestBody};
 use super::redirect::Redirect;
-use rgunicorn_http::ResponseHead;
-
-use super::upstream::{
-    Batch, Delivered, Discard, InFlight, Phase, ResponseSink, Upstream, MAX_DEPTH,
-};
+use super::upstream::{Delivered, Discard, Phase, ResponseSink, Upstream, MAX_DEPTH};
+use failure::Why;
 
 pub enum Entry {
     Client(Box<Client>),
     Redirect(Box<Redirect>),
     Upstream(Box<Upstream>),
-}
-
-/// Why an upstream connection is given up, and so what its requests deserve.
-#[derive(Debug)]
-enum Why {
-    Connect(std::io::Error),
-    ConnectTimedOut,
-    /// The worker closed (or reset) before answering.
-    Closed(Option<std::io::Error>),
-    Invalid(super::upstream::BadResponse),
-    TimedOut,
-    /// The worker answered an earlier request with `Connection: close`: the ones after
-    /// it were never processed (RFC 9112 9.6).
-    NotProcessed,
-}
-
-impl Why {
-    /// Whether `x` may be sent again on another connection.
-    fn retry(&self, x: &Exchange) -> bool {
-        x.replayable()
-            && match self {
-                Why::Connect(_) | Why::NotProcessed => true,
-                Why::Closed(_) => x.idempotent,
-                Why::ConnectTimedOut | Why::Invalid(_) | Why::TimedOut => false,
-            }
-    }
-
-    fn status(&self) -> u16 {
-        match self {
-            Why::ConnectTimedOut | Why::TimedOut => 504,
-            _ => 502,
-        }
-    }
-
-    fn describe(&self, upstream: &str, client: std::net::IpAddr) -> String {
-        match self {
-            Why::Connect(err) => format!("connect() to {upstream} failed: {err}, client: {client}"),
-            Why::ConnectTimedOut => {
-                format!("upstream {upstream} timed out connecting, client: {client}")
-            }
-            Why::Closed(None) => format!(
-                "upstream {upstream} prematurely closed the connection while reading the response header, client: {client}"
-            ),
-            Why::Closed(Some(err)) => format!(
-                "upstream {upstream}: {err} while reading the response header, client: {client}"
-            ),
-            Why::Invalid(err) => {
-                format!("upstream {upstream} sent an invalid response: {err}, client: {client}")
-            }
-            Why::TimedOut => format!(
-                "upstream {upstream} timed out reading the response, client: {client}"
-            ),
-            Why::NotProcessed => format!(
-                "upstream {upstream} closed the connection before taking the request, client: {client}"
-            ),
-        }
-    }
 }
 
 pub struct Relay {
@@ -357,169 +297,6 @@ impl Relay {
         }
     }
 
-    /// Hand the client's unsent exchanges to upstream connections, in order.
-    fn dispatch(&mut self, key: Key, ctx: &Ctx<'_>) {
-        loop {
-            let Some(c) = self.client(key) else {
-                return;
-            };
-            let Some(i) = c.session.exchanges.iter().position(Exchange::unsent) else {
-                return;
-            };
-            // Responses of one client come back in order: its requests share a connection.
-            let previous = c
-                .session
-                .exchanges
-                .iter()
-                .take(i)
-                .rev()
-                .find_map(|x| x.upstream);
-            let fresh = c.session.exchanges[i].attempts > 0;
-            let target = match previous {
-                Some(up) if self.upstream(up).is_some_and(|u| u.accepts()) => up,
-                // Wait until the connection in use has answered.
-                Some(_) => return,
-                None => match self.joinable(fresh) {
-                    Some(up) => up,
-                    None => match self.pick_upstream(fresh, ctx) {
-                        Ok(Some(up)) => {
-                            self.start_batch(up);
-                            up
-                        }
-                        // The workers' backlog is full: the sweep tries again.
-                        Ok(None) => return,
-                        Err(err) => {
-                            self.refuse_exchange(key, i, Why::Connect(err), ctx);
-                            continue;
-                        }
-                    },
-                },
-            };
-            let Some((Entry::Client(c), Entry::Upstream(up))) =
-                self.entries.get2_mut(key.0, target.0)
-            else {
-                return;
-            };
-            let x = &mut c.session.exchanges[i];
-            x.attempts += 1;
-            x.upstream = Some(target);
-            if let Phase::Idle { .. } = up.phase {
-                up.unpark(ctx.now);
-            }
-            up.out.extend(&x.head);
-            if !matches!(x.body, RequestBody::Done) {
-                // Only a request without a body is kept to be sent again.
-                x.head = Vec::new();
-            }
-            up.inflight.push_back(InFlight {
-                client: key,
-                id: x.id,
-                head_request: x.head_request,
-                body_done: !x.body.in_progress() && x.body_out.is_empty(),
-                answered: false,
-            });
-            up.batch.requests += 1;
-            self.push_dirty(target);
-        }
-    }
-
-    /// A connection filling in this pass with room for one more request.
-    fn joinable(&self, fresh: bool) -> Option<Key> {
-        if fresh {
-            return None; // a request sent again goes on a connection of its own
-        }
-        self.filling.iter().copied().find(|k| {
-            matches!(self.entries.get(k.0), Some(Entry::Upstream(u))
-                if u.accepts() && u.batch.requests < u.batch.limit)
-        })
-    }
-
-    /// `up` takes its first request of this pass: others of the pass may join it.
-    fn start_batch(&mut self, up: Key) {
-        let mut limit = self.batch;
-        if limit == 1 {
-            // Now and then, two: to learn whether the workers answer batches at once.
-            self.probes = self.probes.wrapping_add(1);
-            if self.probes % 64 == 0 {
-                limit = 2;
-            }
-        }
-        if let Some(u) = self.upstream(up) {
-            if u.inflight.is_empty() {
-                u.batch = Batch {
-                    requests: 0,
-                    reads: 0,
-                    limit,
-                };
-                self.filling.push(up);
-            }
-        }
-    }
-
-    /// A batch is answered: answers that came in fewer reads than half the requests mean
-    /// the workers answer a batch at once (inline apps): batch more. Otherwise they answer
-    /// one by one (app threads, one request of a connection at a time): batch less.
-    fn learn(&mut self, done: Batch) {
-        self.batch = next_batch(self.batch, done);
-    }
-
-    /// A pooled connection, or a new one; `Ok(None)` when the workers' backlog is full.
-    fn pick_upstream(&mut self, fresh: bool, ctx: &Ctx<'_>) -> std::io::Result<Option<Key>> {
-        if !fresh {
-            while let Some(up) = self.pool.pop() {
-                if self.upstream(up).is_some_and(|u| !u.stirred()) {
-                    return Ok(Some(up));
-                }
-                self.close_upstream(up, ctx);
-            }
-        }
-        let key = Key(self.entries.vacant_key());
-        match Upstream::connect(
-            &ctx.rt.settings.upstream,
-            ctx.registry,
-            key.token(),
-            ctx.now,
-        ) {
-            Ok(up) => {
-                self.entries.insert(Entry::Upstream(Box::new(up)));
-                Ok(Some(key))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// The request body the client sent since, from its exchange to its connection.
-    fn feed_body(&mut self, key: Key) {
-        let Some(c) = self.client(key) else {
-            return;
-        };
-        let Some((Some(target), id)) = c.session.exchanges.back().map(|x| (x.upstream, x.id))
-        else {
-            return;
-        };
-        let Some((Entry::Client(c), Entry::Upstream(up))) = self.entries.get2_mut(key.0, target.0)
-        else {
-            return;
-        };
-        let Some(x) = c.session.exchanges.back_mut() else {
-            return;
-        };
-        let n = x.body_out.len().min(BUF_CAP.saturating_sub(up.out.len()));
-        if n > 0 {
-            up.out.extend(&x.body_out.as_slice()[..n]);
-            x.body_out.consume(n);
-        }
-        if !x.body.in_progress() && x.body_out.is_empty() {
-            if let Some(item) = up.inflight.iter_mut().rev().find(|i| i.id == id) {
-                item.body_done = true;
-            }
-        }
-        if n > 0 {
-            self.push_dirty(target);
-        }
-    }
-
     fn drive_upstream(&mut self, key: Key, ctx: &Ctx<'_>) {
         let Some(up) = self.upstream(key) else {
             return;
@@ -663,69 +440,6 @@ impl Relay {
         self.pool.push(key);
     }
 
-    /// An exchange that got no connection: answer `why`'s status, or try again later.
-    fn refuse_exchange(&mut self, key: Key, index: usize, why: Why, ctx: &Ctx<'_>) {
-        let upstream = ctx.rt.settings.upstream.to_string();
-        let Some(c) = self.client(key) else {
-            return;
-        };
-        let Some(x) = c.session.exchanges.get(index) else {
-            return;
-        };
-        ctx.log.error(&why.describe(&upstream, c.peer.ip()));
-        let id = x.id;
-        let _ = c.session.fail(id, why.status());
-    }
-
-    /// Exchanges waiting for a connection longer than the connect timeout get 504.
-    fn expire_unsent(&mut self, key: Key, ctx: &Ctx<'_>) {
-        let limit = ctx.rt.settings.upstream_connect_timeout;
-        let Some(c) = self.client(key) else {
-            return;
-        };
-        let late = c
-            .session
-            .exchanges
-            .iter()
-            .position(|x| x.unsent() && ctx.now.saturating_duration_since(x.started) > limit);
-        if let Some(i) = late {
-            self.refuse_exchange(key, i, Why::ConnectTimedOut, ctx);
-        }
-    }
-
-    /// Give up an upstream connection: each request it carried is sent again, answered
-    /// with an error page, or (when its response had begun) ends its client connection.
-    fn fail_upstream(&mut self, key: Key, why: Why, ctx: &Ctx<'_>) {
-        let Some(Entry::Upstream(mut up)) = self.take_entry(key) else {
-            return;
-        };
-        up.deregister(ctx.registry);
-        let upstream = ctx.rt.settings.upstream.to_string();
-        for item in up.inflight.drain(..) {
-            let Some(Entry::Client(c)) = self.entries.get_mut(item.client.0) else {
-                continue;
-            };
-            let Some(x) = c.session.exchanges.iter_mut().find(|x| x.id == item.id) else {
-                continue;
-            };
-            if item.answered {
-                ctx.log.error(&format!(
-                    "upstream {upstream} closed the connection while sending the response, client: {}",
-                    c.peer.ip()
-                ));
-                c.session.cut_short(ctx.log);
-            } else if why.retry(x) {
-                x.upstream = None;
-            } else {
-                ctx.log.error(&why.describe(&upstream, c.peer.ip()));
-                if c.session.fail(item.id, why.status()).is_err() {
-                    c.session.cut_short(ctx.log);
-                }
-            }
-            self.push_work(item.client);
-        }
-    }
-
     fn close_upstream(&mut self, key: Key, ctx: &Ctx<'_>) {
         if let Some(Entry::Upstream(mut up)) = self.take_entry(key) {
             up.deregister(ctx.registry);
@@ -767,17 +481,6 @@ impl Relay {
             self.pool.retain(|k| *k != key);
         }
         Some(entry)
-    }
-}
-
-/// The batch size after `done` was answered (see [`Relay::learn`]).
-fn next_batch(current: usize, done: Batch) -> usize {
-    if done.requests < 2 {
-        current
-    } else if done.reads * 2 <= done.requests {
-        (current * 2).min(MAX_DEPTH)
-    } else {
-        (current / 2).max(1)
     }
 }
 
@@ -825,30 +528,5 @@ impl ResponseSink for ClientSink<'_, '_> {
         c.session
             .on_end(self.id, &mut c.transport.output, self.ctx.log, self.ctx.now);
         self.moved = true;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answered(requests: usize, reads: usize) -> Batch {
-        Batch {
-            requests,
-            reads,
-            limit: 0,
-        }
-    }
-
-    #[test]
-    fn batches_grow_when_answered_at_once_and_shrink_when_answered_one_by_one() {
-        // An inline app: 8 answers in one read.
-        assert_eq!(next_batch(8, answered(8, 1)), 16);
-        assert_eq!(next_batch(MAX_DEPTH, answered(8, 2)), MAX_DEPTH);
-        // App threads: one read per answer.
-        assert_eq!(next_batch(8, answered(8, 8)), 4);
-        assert_eq!(next_batch(1, answered(2, 2)), 1);
-        // A lone request says nothing either way.
-        assert_eq!(next_batch(4, answered(1, 1)), 4);
     }
 }

@@ -1,0 +1,216 @@
+//! Which upstream connection a request takes: its client's current one (so one client's
+//! responses come back in order), else one filling in this pass (requests of one pass share
+//! connections, up to a batch size learnt from how the workers answer), else an idle pooled
+//! one, else a new one; and the request body that follows it.
+
+use super::failure::Why;
+use super::{Entry, Relay};
+use crate::front::buffer::BUF_CAP;
+use crate::front::context::{Ctx, Key};
+use crate::front::http1::{Exchange, RequestBody};
+use crate::front::upstream::{Batch, InFlight, Phase, Upstream, MAX_DEPTH};
+
+impl Relay {
+    /// Hand the client's unsent exchanges to upstream connections, in order.
+    pub(super) fn dispatch(&mut self, key: Key, ctx: &Ctx<'_>) {
+        loop {
+            let Some(c) = self.client(key) else {
+                return;
+            };
+            let Some(i) = c.session.exchanges.iter().position(Exchange::unsent) else {
+                return;
+            };
+            // Responses of one client come back in order: its requests share a connection.
+            let previous = c
+                .session
+                .exchanges
+                .iter()
+                .take(i)
+                .rev()
+                .find_map(|x| x.upstream);
+            let fresh = c.session.exchanges[i].attempts > 0;
+            let target = match previous {
+                Some(up) if self.upstream(up).is_some_and(|u| u.accepts()) => up,
+                // Wait until the connection in use has answered.
+                Some(_) => return,
+                None => match self.joinable(fresh) {
+                    Some(up) => up,
+                    None => match self.pick_upstream(fresh, ctx) {
+                        Ok(Some(up)) => {
+                            self.start_batch(up);
+                            up
+                        }
+                        // The workers' backlog is full: the sweep tries again.
+                        Ok(None) => return,
+                        Err(err) => {
+                            self.refuse_exchange(key, i, Why::Connect(err), ctx);
+                            continue;
+                        }
+                    },
+                },
+            };
+            let Some((Entry::Client(c), Entry::Upstream(up))) =
+                self.entries.get2_mut(key.0, target.0)
+            else {
+                return;
+            };
+            let x = &mut c.session.exchanges[i];
+            x.attempts += 1;
+            x.upstream = Some(target);
+            if let Phase::Idle { .. } = up.phase {
+                up.unpark(ctx.now);
+            }
+            up.out.extend(&x.head);
+            if !matches!(x.body, RequestBody::Done) {
+                // Only a request without a body is kept to be sent again.
+                x.head = Vec::new();
+            }
+            up.inflight.push_back(InFlight {
+                client: key,
+                id: x.id,
+                head_request: x.head_request,
+                body_done: !x.body.in_progress() && x.body_out.is_empty(),
+                answered: false,
+            });
+            up.batch.requests += 1;
+            self.push_dirty(target);
+        }
+    }
+
+    /// A connection filling in this pass with room for one more request.
+    pub(super) fn joinable(&self, fresh: bool) -> Option<Key> {
+        if fresh {
+            return None; // a request sent again goes on a connection of its own
+        }
+        self.filling.iter().copied().find(|k| {
+            matches!(self.entries.get(k.0), Some(Entry::Upstream(u))
+                if u.accepts() && u.batch.requests < u.batch.limit)
+        })
+    }
+
+    /// `up` takes its first request of this pass: others of the pass may join it.
+    pub(super) fn start_batch(&mut self, up: Key) {
+        let mut limit = self.batch;
+        if limit == 1 {
+            // Now and then, two: to learn whether the workers answer batches at once.
+            self.probes = self.probes.wrapping_add(1);
+            if self.probes % 64 == 0 {
+                limit = 2;
+            }
+        }
+        if let Some(u) = self.upstream(up) {
+            if u.inflight.is_empty() {
+                u.batch = Batch {
+                    requests: 0,
+                    reads: 0,
+                    limit,
+                };
+                self.filling.push(up);
+            }
+        }
+    }
+
+    /// A batch is answered: answers that came in fewer reads than half the requests mean
+    /// the workers answer a batch at once (inline apps): batch more. Otherwise they answer
+    /// one by one (app threads, one request of a connection at a time): batch less.
+    pub(super) fn learn(&mut self, done: Batch) {
+        self.batch = next_batch(self.batch, done);
+    }
+
+    /// A pooled connection, or a new one; `Ok(None)` when the workers' backlog is full.
+    pub(super) fn pick_upstream(
+        &mut self,
+        fresh: bool,
+        ctx: &Ctx<'_>,
+    ) -> std::io::Result<Option<Key>> {
+        if !fresh {
+            while let Some(up) = self.pool.pop() {
+                if self.upstream(up).is_some_and(|u| !u.stirred()) {
+                    return Ok(Some(up));
+                }
+                self.close_upstream(up, ctx);
+            }
+        }
+        let key = Key(self.entries.vacant_key());
+        match Upstream::connect(
+            &ctx.rt.settings.upstream,
+            ctx.registry,
+            key.token(),
+            ctx.now,
+        ) {
+            Ok(up) => {
+                self.entries.insert(Entry::Upstream(Box::new(up)));
+                Ok(Some(key))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The request body the client sent since, from its exchange to its connection.
+    pub(super) fn feed_body(&mut self, key: Key) {
+        let Some(c) = self.client(key) else {
+            return;
+        };
+        let Some((Some(target), id)) = c.session.exchanges.back().map(|x| (x.upstream, x.id))
+        else {
+            return;
+        };
+        let Some((Entry::Client(c), Entry::Upstream(up))) = self.entries.get2_mut(key.0, target.0)
+        else {
+            return;
+        };
+        let Some(x) = c.session.exchanges.back_mut() else {
+            return;
+        };
+        let n = x.body_out.len().min(BUF_CAP.saturating_sub(up.out.len()));
+        if n > 0 {
+            up.out.extend(&x.body_out.as_slice()[..n]);
+            x.body_out.consume(n);
+        }
+        if !x.body.in_progress() && x.body_out.is_empty() {
+            if let Some(item) = up.inflight.iter_mut().rev().find(|i| i.id == id) {
+                item.body_done = true;
+            }
+        }
+        if n > 0 {
+            self.push_dirty(target);
+        }
+    }
+}
+
+/// The batch size after `done` was answered (see [`Relay::learn`]).
+fn next_batch(current: usize, done: Batch) -> usize {
+    if done.requests < 2 {
+        current
+    } else if done.reads * 2 <= done.requests {
+        (current * 2).min(MAX_DEPTH)
+    } else {
+        (current / 2).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(requests: usize, reads: usize) -> Batch {
+        Batch {
+            requests,
+            reads,
+            limit: 0,
+        }
+    }
+
+    #[test]
+    fn batches_grow_when_answered_at_once_and_shrink_when_answered_one_by_one() {
+        // An inline app: 8 answers in one read.
+        assert_eq!(next_batch(8, answered(8, 1)), 16);
+        assert_eq!(next_batch(MAX_DEPTH, answered(8, 2)), MAX_DEPTH);
+        // App threads: one read per answer.
+        assert_eq!(next_batch(8, answered(8, 8)), 4);
+        assert_eq!(next_batch(1, answered(2, 2)), 1);
+        // A lone request says nothing either way.
+        assert_eq!(next_batch(4, answered(1, 1)), 4);
+    }
+}
