@@ -26,6 +26,11 @@ struct Stack {
 impl Stack {
     /// `args` go to `rgunicorn`; `front` is added to the `[front]` table.
     fn start(args: &[&str], front: &str) -> Stack {
+        Stack::with(&common::rgunicorn_bin(), WELCOME_PATH, args, front)
+    }
+
+    /// [`Stack::start`] with another binary embedding rgunicorn; `probe` answers 200.
+    fn with(bin: &std::path::Path, probe: &str, args: &[&str], front: &str) -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("front-load")
             .tempdir()
@@ -50,7 +55,7 @@ impl Stack {
         let unix = format!("unix:{}", sock.display());
         let mut all = vec!["-c", conf.to_str().expect("path"), "-b", &unix];
         all.extend_from_slice(args);
-        let server = Server::start(&all);
+        let server = Server::start_bin(bin, &all, &[]);
         wait_until(Duration::from_secs(10), "the front", || {
             last_after(&server.log(), "Front listening at: https://").is_some()
         });
@@ -67,7 +72,7 @@ impl Stack {
         wait_until(
             Duration::from_secs(10),
             "an answer through the front",
-            || get(&stack.client, stack.front, WELCOME_PATH).is_ok_and(|r| r.status == 200),
+            || get(&stack.client, stack.front, probe).is_ok_and(|r| r.status == 200),
         );
         stack
     }
@@ -174,6 +179,29 @@ fn max_requests_recycling_fails_no_request_through_the_front() {
     });
     let counts = load.finish();
     assert_clean(&counts, "max_requests", &stack);
+}
+
+/// A request stuck in an app thread gets the worker's 504 and the worker is recycled;
+/// the other clients, whose requests the front forwarded to that worker, lose nothing.
+#[test]
+fn request_timeout_recycle_fails_no_other_request_through_the_front() {
+    let stack = Stack::with(
+        &common::custom_app_bin(),
+        "/hello",
+        &["-w", "1", "--request-timeout", "1"],
+        "",
+    );
+    let booted = stack.booted_workers();
+    let load = TlsLoad::start(&stack.client, stack.front, "/hello", None, 16);
+    load.wait_for(200);
+    let resp = get(&stack.client, stack.front, "/spin").expect("the stuck request's answer");
+    assert_eq!(resp.status, 504);
+    wait_until(Duration::from_secs(15), "the replacement worker", || {
+        stack.booted_workers() > booted
+    });
+    load.wait_for(300);
+    let counts = load.finish();
+    assert_clean(&counts, "request-timeout recycle", &stack);
 }
 
 #[test]
