@@ -1,6 +1,7 @@
 //! rgunicorn-http: the one home of HTTP/1.1 for rgunicorn's workers and its TLS front.
 //!
-//! - [`request`]: a request head parsed in one pass, borrowed from the buffer;
+//! - [`request`]: a request head parsed by httparse and checked strictly, borrowed from
+//!   the buffer;
 //! - [`target`]: the request target's four forms (RFC 9112 3.2), decoded once;
 //! - [`response`]: an upstream response head and its framing (RFC 9112 6.3);
 //! - [`body`]: the one [`Framing`] type and a [`BodyDecoder`] for every framing;
@@ -19,6 +20,7 @@ pub mod date;
 mod error;
 pub mod fields;
 pub mod limits;
+mod lines;
 pub mod request;
 pub mod response;
 mod status;

@@ -370,3 +370,123 @@ fn content_length_overflow() {
         Framing::Length(7)
     );
 }
+
+/// The answer to `buf`, checked to be the answer to every prefix of it that is not
+/// incomplete: what a client gets does not depend on how its bytes were split.
+fn answer_at_every_prefix(buf: &[u8], limits: &Limits) -> Option<u16> {
+    let whole = parse_request_head(buf, limits).err().map(|e| e.status());
+    for cut in 0..buf.len() {
+        match parse_request_head(&buf[..cut], limits) {
+            Ok(None) => {}
+            Err(e) => assert_eq!(Some(e.status()), whole, "{cut}-byte prefix: {e:?}"),
+            Ok(Some(_)) => panic!(
+                "{cut}-byte prefix of {:?} is a whole head",
+                buf.escape_ascii().to_string()
+            ),
+        }
+    }
+    whole
+}
+
+#[test]
+fn the_first_wrong_byte_decides_whoever_finds_it() {
+    let limits = Limits {
+        request_line: 100,
+        fields: 10,
+        field_size: 200,
+    };
+    let long = "a".repeat(300);
+    let cases: Vec<(String, Option<u16>)> = vec![
+        // A field's meaning is judged once the head is complete; limits as bytes arrive.
+        (
+            format!("GET / HTTP/1.1\r\nContent-Length: x\r\nX: {long}"),
+            Some(431),
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nContent-Length: x\r\nX: {long}\r\n\r\n"),
+            Some(431),
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n".to_owned(),
+            Some(400),
+        ),
+        // httparse's refusal, before a line past its limit...
+        (
+            format!("GET / HTTP/1.1\r\nX: a\x01b\r\nY: {long}\r\n\r\n"),
+            Some(400),
+        ),
+        // ...or after it.
+        (
+            format!("GET / HTTP/1.1\r\nY: {long}\x01\r\n\r\n"),
+            Some(431),
+        ),
+        (format!("GET / HTTP/1.1\r\nY : {long}\r\n\r\n"), Some(400)),
+        // A bare LF httparse took, before a line past its limit.
+        (format!("GET / HTTP/1.1\nHost: {long}"), Some(400)),
+        (format!("GET / HTTP/1.1\r\nHost: h\nX: {long}"), Some(400)),
+        (format!("GET /{long} HTTP/2.0\r\n\r\n"), Some(414)),
+        (format!("GET /{long}\x01 HTTP/1.1\r\n\r\n"), Some(414)),
+        ("GET / HTTP/2.0\r\nHost: h\r\n\r\n".to_owned(), Some(505)),
+        ("GET / HTTP/2.0\nHost: h\r\n\r\n".to_owned(), Some(400)),
+        ("GET / HTTP/2.0\rHost: h\r\n\r\n".to_owned(), Some(400)),
+        ("GET / HTTP/2.01\r\n".to_owned(), Some(400)),
+        ("GET /\x01 HTTP/2.0\r\n".to_owned(), Some(400)),
+        ("get / HTTP/2.0\r\n".to_owned(), Some(505)),
+        // The request line is judged when it ends, before the fields arrive.
+        (format!("CONNECT h:1 HTTP/1.1\r\nX: {long}"), Some(405)),
+    ];
+    for (raw, want) in cases {
+        let got = answer_at_every_prefix(raw.as_bytes(), &limits);
+        assert_eq!(got, want, "{:?}", raw.escape_debug().to_string().get(..60));
+    }
+}
+
+#[test]
+fn an_unknown_version_waits_for_its_line_end() {
+    for partial in [
+        &b"GET / HTTP/3"[..],
+        b"GET / HTTP/2.",
+        b"GET / HTTP/2.0",
+        b"GET / HTTP/2.0\r",
+    ] {
+        assert_eq!(parse(partial), Ok(None), "{:?}", partial.escape_ascii());
+    }
+    assert_eq!(err(b"GET / HTTP/2.0\r\n"), ParseError::UnsupportedVersion);
+    assert_eq!(err(b"GET / HTTP/2.0\n"), ParseError::BareLineFeed);
+    assert_eq!(err(b"GET / HTTP/2.0\rX"), ParseError::BareCarriageReturn);
+    let limits = Limits {
+        request_line: 12,
+        ..Limits::default()
+    };
+    // The version's bytes count toward limit_request_line like any other.
+    assert_eq!(
+        parse_request_head(b"GET / HTTP/2.0\r\n", &limits),
+        Err(ParseError::RequestLineTooLong)
+    );
+}
+
+#[test]
+fn a_large_field_limit_puts_the_slots_on_the_heap() {
+    let limits = Limits {
+        fields: 1000,
+        ..Limits::default()
+    };
+    let head = |n: usize| {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 1..n {
+            buf.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        buf
+    };
+    let buf = head(1000);
+    let parsed = parse_request_head(&buf, &limits);
+    assert_eq!(parsed.map(|h| h.map(|h| h.fields.len())), Ok(Some(1000)));
+    for n in [1001, 1002, 1500] {
+        assert_eq!(
+            parse_request_head(&head(n), &limits),
+            Err(ParseError::TooManyHeaders),
+            "{n} fields"
+        );
+    }
+}

@@ -18,6 +18,15 @@ impl Version {
         }
     }
 
+    /// The version httparse read, by its minor number (it reads HTTP/1.0 and 1.1 only).
+    pub(crate) fn from_minor(minor: u8) -> Version {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+
     /// `HTTP/1.0` or `HTTP/1.1`; another `HTTP/x.y` is [`ParseError::UnsupportedVersion`].
     pub fn parse(v: &[u8]) -> Result<Version, ParseError> {
         match v {
