@@ -230,31 +230,6 @@ fn whitespace_after_name(buf: &[u8], mut i: usize, end: usize) -> Result<FieldLi
     }
 }
 
-/// Finds the CRLF of a request or status line starting at `buf[start]`: its content
-/// length, `None` while it has not arrived. Positional like field lines: NUL, a bare CR
-/// or LF, or a byte past `max` content bytes (`too_long`), whichever comes first, decides.
-pub(crate) fn scan_start_line(
-    buf: &[u8],
-    start: usize,
-    max: usize,
-    too_long: ParseError,
-) -> Result<Option<usize>, ParseError> {
-    let cap = start.saturating_add(max);
-    let end = buf.len().min(cap);
-    let mut i = skip_plain(buf, start, end);
-    while i < end && !matches!(buf[i], b'\r' | b'\n' | 0) {
-        i += 1;
-    }
-    let Some(&c) = buf.get(i) else {
-        return Ok(None);
-    };
-    match c {
-        b'\r' | b'\n' => Ok(line_end(buf, i)?.map(|_| i - start)),
-        _ if i >= cap => Err(too_long),
-        _ => Err(ParseError::NulInHead),
-    }
-}
-
 /// Skips, eight at a time, bytes that are neither controls nor DEL (so SP, VCHAR and
 /// obs-text), up to `end`: where most of a head's bytes go. Returns where a byte-by-byte
 /// loop must take over (at the latest 8 bytes before the first byte it stops at).

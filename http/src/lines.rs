@@ -1,7 +1,7 @@
-//! What request heads ([`crate::request`]) add to httparse, which tokenises them: where
-//! a line httparse accepted really ends (it takes a bare LF for CRLF), where in the
-//! buffer a slice it returned lies, and which byte it refused and why (its errors say
-//! neither where nor, precisely, what).
+//! What request heads ([`crate::request`]) and response heads ([`crate::response`]) add
+//! to httparse, which tokenises both: where a line httparse accepted really ends (it
+//! takes a bare LF for CRLF), where in the buffer a slice it returned lies, and which byte
+//! it refused and why (its errors say neither where nor, precisely, what).
 
 use crate::ParseError;
 

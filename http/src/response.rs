@@ -1,16 +1,19 @@
-//! Parsing a response head from an upstream (the front reading what the workers answer):
-//! the status line, the fields with the same line grammar as requests, and the framing
-//! of the body that follows by RFC 9112 6.3. The body itself is read with
-//! [`crate::body::BodyDecoder::response`], the same chunked decoder requests use.
+//! Parsing a response head from an upstream (the front reading what the workers answer)
+//! with httparse, plus what it leaves to us: CRLF line ends, a status from 100 to 599,
+//! the bounds, and the framing of the body that follows by RFC 9112 6.3. The body itself
+//! is read with [`crate::body::BodyDecoder::response`], the same chunked decoder requests
+//! use.
 //!
 //! Strict on what could desync the front from its client (CRLF only, no controls, no
 //! conflicting lengths) and lenient where RFC 9112 lets a recipient be (a list of equal
-//! Content-Lengths, a missing reason phrase). Any error means the front answers 502.
+//! Content-Lengths, a missing reason phrase). Any error means the front answers 502, so
+//! unlike a request's, which error comes first does not matter.
+
+use std::mem::MaybeUninit;
 
 use crate::body::Framing;
-use crate::fields::{
-    ascii_str, list_contains, list_elements, scan_field_line, scan_start_line, FieldLine, Fields,
-};
+use crate::fields::{list_contains, list_elements, Fields};
+use crate::lines;
 use crate::request::parse_content_length;
 use crate::{ParseError, Version};
 
@@ -47,55 +50,95 @@ pub fn parse_response_head(
     buf: &[u8],
     request_was_head: bool,
 ) -> Result<Option<ResponseHead<'_>>, ParseError> {
-    let Some(line_len) = scan_start_line(buf, 0, MAX_RESPONSE_HEAD, ParseError::HeadTooLarge)?
-    else {
-        return Ok(None);
+    let mut slots = [MaybeUninit::uninit(); MAX_RESPONSE_FIELDS];
+    let config = httparse::ParserConfig::default();
+    let mut response = httparse::Response::new(&mut []);
+    let len = match config.parse_response_with_uninit_headers(&mut response, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_RESPONSE_HEAD => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_RESPONSE_HEAD => return Ok(None),
+        Ok(_) => return Err(ParseError::HeadTooLarge),
+        Err(e) => {
+            // Any refusal is a 502; which byte, and why, is for the log.
+            let at = lines::refused_at(buf.len(), |n| {
+                let mut response = httparse::Response::new(&mut []);
+                config
+                    .parse_response_with_uninit_headers(&mut response, &buf[..n], &mut slots)
+                    .is_err()
+            });
+            return Err(match e {
+                httparse::Error::Version => Version::parse(&buf[..buf.len().min(8)])
+                    .err()
+                    .unwrap_or(ParseError::InvalidVersion),
+                _ => lines::describe(e, buf, at),
+            });
+        }
     };
-    let (version, status, reason) = parse_status_line(&buf[..line_len])?;
-    let mut pos = line_len + 2;
+    let (Some(minor), Some(status)) = (response.version, response.code) else {
+        return Err(ParseError::InvalidStatusLine);
+    };
+    // httparse skips empty lines before the status line; an upstream has no reason to
+    // send them.
+    if !buf.starts_with(b"HTTP/") || !(100..=599).contains(&status) {
+        return Err(ParseError::InvalidStatusLine);
+    }
+    // Every line ends in CRLF: the status line where the first field (or the empty line)
+    // starts, each field line where the next starts.
+    let end_line = if buf[len - 2] == b'\r' {
+        len - 2
+    } else {
+        len - 1
+    };
+    let line_ends = response
+        .headers
+        .iter()
+        .map(|f| lines::offset(buf, f.name.as_bytes()))
+        .chain([end_line, len]);
+    let mut start = 0;
+    for next in line_ends {
+        if lines::content_end(buf, start, next - 1) == next - 1 {
+            return Err(ParseError::BareLineFeed);
+        }
+        start = next;
+    }
+    // `HTTP/1.x SP 3DIGIT [SP reason]`: httparse has checked the reason's bytes (and
+    // gives an empty one for obs-text, so take it from the buffer).
+    let status_end = memchr::memchr(b'\r', buf).unwrap_or(0);
+    let reason = buf.get(13..status_end).unwrap_or_default();
+    let version = Version::from_minor(minor);
     let mut fields = Fields::new(buf);
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
     let mut close = false;
     let mut keep_alive_token = false;
-    let cap = MAX_RESPONSE_HEAD.saturating_sub(4);
-    loop {
-        match scan_field_line(buf, pos, cap.max(pos), ParseError::HeadTooLarge)? {
-            FieldLine::Incomplete => return Ok(None),
-            FieldLine::End(next) => {
-                pos = next;
-                break;
-            }
-            FieldLine::Field { name, value, next } => {
-                if fields.len() == MAX_RESPONSE_FIELDS {
-                    return Err(ParseError::TooManyHeaders);
+    for field in response.headers.iter() {
+        let (name, value) = (field.name, field.value);
+        let name_at = lines::offset(buf, name.as_bytes());
+        let value_at = lines::offset(buf, value);
+        fields.push(
+            name_at..name_at + name.len(),
+            value_at..value_at + value.len(),
+        );
+        if name.eq_ignore_ascii_case("content-length") {
+            // RFC 9112 6.3: a list of equal values may be taken as one.
+            for part in list_elements(value) {
+                let n = parse_content_length(part)?;
+                if content_length.is_some_and(|old| old != n) {
+                    return Err(ParseError::DuplicateContentLength);
                 }
-                fields.push(name.clone(), value.clone());
-                let (name, value) = (ascii_str(&buf[name]), &buf[value]);
-                if name.eq_ignore_ascii_case("content-length") {
-                    // RFC 9112 6.3: a list of equal values may be taken as one.
-                    for part in list_elements(value) {
-                        let n = parse_content_length(part)?;
-                        if content_length.is_some_and(|old| old != n) {
-                            return Err(ParseError::DuplicateContentLength);
-                        }
-                        content_length = Some(n);
-                    }
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    transfer_encoding = true;
-                    // Only a final `chunked` delimits the body; anything else runs until
-                    // close (RFC 9112 6.3).
-                    chunked = list_elements(value)
-                        .filter(|c| !c.is_empty())
-                        .last()
-                        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
-                } else if name.eq_ignore_ascii_case("connection") {
-                    close |= list_contains(value, "close");
-                    keep_alive_token |= list_contains(value, "keep-alive");
-                }
-                pos = next;
+                content_length = Some(n);
             }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // Only a final `chunked` delimits the body; anything else runs until
+            // close (RFC 9112 6.3).
+            chunked = list_elements(value)
+                .filter(|c| !c.is_empty())
+                .last()
+                .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= list_contains(value, "close");
+            keep_alive_token |= list_contains(value, "keep-alive");
         }
     }
     let mut keep_alive = match version {
@@ -136,37 +179,8 @@ pub fn parse_response_head(
         framing,
         content_length,
         keep_alive,
-        head_len: pos,
+        head_len: len,
     }))
-}
-
-/// `HTTP-version SP 3DIGIT [ SP reason-phrase ]`.
-fn parse_status_line(line: &[u8]) -> Result<(Version, u16, &[u8]), ParseError> {
-    let (Some(version), Some(b' '), Some(code)) = (line.get(..8), line.get(8), line.get(9..12))
-    else {
-        return Err(ParseError::InvalidStatusLine);
-    };
-    let version = Version::parse(version)?;
-    if !code.iter().all(u8::is_ascii_digit) {
-        return Err(ParseError::InvalidStatusLine);
-    }
-    let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-    if !(100..=599).contains(&status) {
-        return Err(ParseError::InvalidStatusLine);
-    }
-    let reason = match &line[12..] {
-        [] => &[][..],
-        [b' ', reason @ ..] => reason,
-        _ => return Err(ParseError::InvalidStatusLine),
-    };
-    // HTAB / SP / VCHAR / obs-text: no other control.
-    if !reason
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
-    {
-        return Err(ParseError::InvalidStatusLine);
-    }
-    Ok((version, status, reason))
 }
 
 #[cfg(test)]
