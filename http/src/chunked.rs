@@ -11,10 +11,11 @@
 //! Strict where parsers are known to disagree (the TE.TE / chunk-size smuggling family):
 //! chunk-size is 1 to 16 hex digits, extensions follow the RFC 9112 7.1.1 grammar (BWS
 //! allowed around `;` and `=`, as it says), every line ends in CRLF. The body reader over
-//! all framings is [`crate::body`]; field-line rules are [`crate::fields`]'.
+//! all framings is [`crate::body`]; trailer field lines are read by httparse.
 
 use crate::body::Decoded;
-use crate::fields::{ascii_str, is_tchar, scan_field_line, FieldLine, Header};
+use crate::fields::{is_tchar, Header};
+use crate::lines::parse_field_line;
 use crate::request::MAX_BODY_LEN;
 use crate::{Limits, ParseError};
 
@@ -305,20 +306,14 @@ impl ChunkedDecoder {
                     State::Data { remaining: size }
                 };
             }
-            _ => match scan_field_line(line, 0, usize::MAX, ParseError::TrailerFieldTooLong)? {
-                FieldLine::End(_) => self.state = State::Done,
-                FieldLine::Field { name, value, .. } => {
-                    if self.trailers.len() >= self.max_trailer_fields {
-                        return Err(ParseError::TooManyTrailerFields);
-                    }
-                    self.trailers.push(Header {
-                        name: ascii_str(&line[name]).to_owned(),
-                        value: line[value].to_vec(),
-                    });
+            _ if content.is_empty() => self.state = State::Done,
+            _ => {
+                let field = parse_field_line(line)?;
+                if self.trailers.len() >= self.max_trailer_fields {
+                    return Err(ParseError::TooManyTrailerFields);
                 }
-                // The line ends in CRLF (checked above), so it is complete.
-                FieldLine::Incomplete => return Err(ParseError::BareLineFeed),
-            },
+                self.trailers.push(field);
+            }
         }
         Ok(())
     }

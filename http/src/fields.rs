@@ -1,16 +1,13 @@
 //! Field lines, shared by request heads ([`crate::request`]), response heads
-//! ([`crate::response`]) and chunked trailers ([`crate::chunked`]): the byte grammar
-//! (tokens, field values, OWS, comma lists), the one scanner that checks each byte of a
-//! field line once, the borrowed [`Fields`] of a parsed head, and which fields are
-//! hop-by-hop. Request targets and authorities live in [`crate::target`].
+//! ([`crate::response`]) and chunked trailers ([`crate::chunked`]), all three tokenised by
+//! httparse: the byte classes our own rules need (tokens, targets, host names), comma
+//! lists, the borrowed [`Fields`] of a parsed head, and which fields are hop-by-hop.
+//! Request targets and authorities live in [`crate::target`].
 
-use crate::ParseError;
-
-/// Byte classes, looked up once per byte by the scanners.
+/// Byte classes, looked up once per byte by our own checks.
 const TCHAR: u8 = 1;
-const VALUE: u8 = 2;
-const TARGET: u8 = 4;
-const REG_NAME: u8 = 8;
+const TARGET: u8 = 2;
+const REG_NAME: u8 = 4;
 
 const fn classes() -> [u8; 256] {
     let mut table = [0u8; 256];
@@ -39,12 +36,6 @@ const fn classes() -> [u8; 256] {
             )
         {
             class |= TCHAR;
-        }
-        // Field value: HTAB, SP, VCHAR and obs-text. Every other control (NUL, CR, LF,
-        // DEL...) is refused: RFC 9110 5.5 lets a recipient reject them, and a proxy that
-        // strips or rewrites them would frame differently than we do.
-        if b == b'\t' || (b >= b' ' && b != 0x7f) {
-            class |= VALUE;
         }
         // Request target: visible ASCII except `#` (a fragment is never sent).
         if b >= b'!' && b <= b'~' && b != b'#' {
@@ -91,11 +82,6 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
-/// A byte a field value may hold.
-pub(crate) fn is_field_value_byte(b: u8) -> bool {
-    CLASSES[usize::from(b)] & VALUE != 0
-}
-
 /// A byte a request target may hold.
 pub(crate) fn is_target_byte(b: u8) -> bool {
     CLASSES[usize::from(b)] & TARGET != 0
@@ -126,142 +112,6 @@ pub fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Whether the list `value` contains the token `token` (ASCII case-insensitive).
 pub fn list_contains(value: &[u8], token: &str) -> bool {
     list_elements(value).any(|e| e.eq_ignore_ascii_case(token.as_bytes()))
-}
-
-/// One scanned field line.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FieldLine {
-    /// Where `name` and the (OWS-trimmed) value lie, and the offset past the CRLF.
-    Field {
-        name: std::ops::Range<usize>,
-        value: std::ops::Range<usize>,
-        next: usize,
-    },
-    /// The empty line that ends a block of fields, and the offset past it.
-    End(usize),
-    /// The line is not complete yet, and nothing in it so far is wrong.
-    Incomplete,
-}
-
-/// Scans the field line that starts at `buf[start]`, checking every byte once, and
-/// refusing everything RFC 9112 5 lets a server refuse (obs-fold, whitespace before the
-/// colon, controls in the value, bare CR or LF). Its content (CRLF excluded) must end
-/// before the absolute offset `cap`, else `too_long`.
-///
-/// Errors are positional: the first offending byte decides, and a byte past `cap` is
-/// offending. So a head fed a byte at a time meets the same error as the whole head.
-pub(crate) fn scan_field_line(
-    buf: &[u8],
-    start: usize,
-    cap: usize,
-    too_long: ParseError,
-) -> Result<FieldLine, ParseError> {
-    let end = buf.len().min(cap);
-    let mut i = start;
-    while i < end && is_tchar(buf[i]) {
-        i += 1;
-    }
-    let name = start..i;
-    let Some(&c) = buf.get(i) else {
-        return Ok(FieldLine::Incomplete);
-    };
-    match c {
-        b'\r' | b'\n' => {
-            return match line_end(buf, i)? {
-                None => Ok(FieldLine::Incomplete),
-                Some(next) if name.is_empty() => Ok(FieldLine::End(next)),
-                Some(_) => Err(ParseError::HeaderWithoutColon),
-            }
-        }
-        _ if i >= cap => return Err(too_long),
-        b':' if name.is_empty() => return Err(ParseError::EmptyHeaderName),
-        b':' => {}
-        // A line starting with whitespace continues the previous field (obs-fold): RFC
-        // 9112 5.2 allows rejecting it, and gunicorn 22+ does by default.
-        b' ' | b'\t' if name.is_empty() => return Err(ParseError::ObsoleteLineFolding),
-        // `Transfer-Encoding : chunked` is the classic desync: some peers trim, some do not.
-        b' ' | b'\t' => return whitespace_after_name(buf, i, end),
-        0 => return Err(ParseError::NulInHead),
-        _ => return Err(ParseError::InvalidHeaderName),
-    }
-    i += 1;
-    while i < end && matches!(buf[i], b' ' | b'\t') {
-        i += 1;
-    }
-    let value_start = i;
-    i = skip_plain(buf, i, end);
-    while i < end && is_field_value_byte(buf[i]) {
-        i += 1;
-    }
-    let Some(&c) = buf.get(i) else {
-        return Ok(FieldLine::Incomplete);
-    };
-    match c {
-        b'\r' | b'\n' => Ok(match line_end(buf, i)? {
-            None => FieldLine::Incomplete,
-            Some(next) => {
-                let mut value_end = i;
-                while value_end > value_start && matches!(buf[value_end - 1], b' ' | b'\t') {
-                    value_end -= 1;
-                }
-                FieldLine::Field {
-                    name,
-                    value: value_start..value_end,
-                    next,
-                }
-            }
-        }),
-        _ if i >= cap => Err(too_long),
-        0 => Err(ParseError::NulInHead),
-        _ => Err(ParseError::InvalidHeaderValue),
-    }
-}
-
-/// Whitespace after a field name: the line is bad either way; say why once its colon
-/// (or its end) shows.
-fn whitespace_after_name(buf: &[u8], mut i: usize, end: usize) -> Result<FieldLine, ParseError> {
-    while i < end && !matches!(buf[i], b':' | b'\r' | b'\n') {
-        i += 1;
-    }
-    match buf.get(i) {
-        Some(b':') => Err(ParseError::WhitespaceBeforeColon),
-        Some(_) => Err(ParseError::InvalidHeaderName),
-        None => Ok(FieldLine::Incomplete),
-    }
-}
-
-/// Skips, eight at a time, bytes that are neither controls nor DEL (so SP, VCHAR and
-/// obs-text), up to `end`: where most of a head's bytes go. Returns where a byte-by-byte
-/// loop must take over (at the latest 8 bytes before the first byte it stops at).
-fn skip_plain(buf: &[u8], mut i: usize, end: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while i + 8 <= end {
-        let Ok(word) = <[u8; 8]>::try_from(&buf[i..i + 8]) else {
-            break;
-        };
-        let word = u64::from_le_bytes(word);
-        // Some byte is below 0x20 (any control, HTAB included: the byte loop judges it),
-        // or some byte is 0x7f. Both tests are exact about whether such a byte exists.
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-        let del = word ^ (ONES * 0x7f);
-        let del = del.wrapping_sub(ONES) & !del & HIGH;
-        if control | del != 0 {
-            break;
-        }
-        i += 8;
-    }
-    i
-}
-
-/// At a CR or LF: the offset past a CRLF, `None` when the LF has not arrived yet.
-pub(crate) fn line_end(buf: &[u8], i: usize) -> Result<Option<usize>, ParseError> {
-    match (buf[i], buf.get(i + 1)) {
-        (b'\n', _) => Err(ParseError::BareLineFeed),
-        (_, None) => Ok(None),
-        (_, Some(b'\n')) => Ok(Some(i + 2)),
-        (_, Some(_)) => Err(ParseError::BareCarriageReturn),
-    }
 }
 
 /// One field of a parsed head, borrowed from the buffer it was parsed from. The name is a
@@ -323,7 +173,7 @@ impl<'b> Fields<'b> {
     }
 
     /// Adds the field whose name is `buf[name]` and value `buf[value]`; the name must
-    /// be a token (checked by the scanner).
+    /// be a token (httparse has checked it).
     pub(crate) fn push(&mut self, name: std::ops::Range<usize>, value: std::ops::Range<usize>) {
         let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let span = Span {
@@ -426,9 +276,9 @@ impl PartialEq for Fields<'_> {
 
 impl Eq for Fields<'_> {}
 
-/// Bytes the scanners have checked to be ASCII (tokens, targets, request lines), as
-/// text, without the cost of a UTF-8 validation call per slice. Not ASCII (which the
-/// scanners never let through) gives "".
+/// Bytes checked to be ASCII (targets, request lines), as text, without the cost of a
+/// UTF-8 validation call per slice. Not ASCII (which the checks never let through)
+/// gives "".
 pub(crate) fn ascii_str(bytes: &[u8]) -> &str {
     if bytes.is_ascii() {
         // SAFETY: ASCII is valid UTF-8, and `is_ascii` has just checked every byte.
@@ -467,89 +317,6 @@ pub fn is_framing_field(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scan(line: &[u8]) -> Result<FieldLine, ParseError> {
-        scan_field_line(line, 0, 64, ParseError::HeaderFieldTooLong)
-    }
-
-    #[test]
-    fn field_line_rules() {
-        assert_eq!(
-            scan(b"Host: a \r\n"),
-            Ok(FieldLine::Field {
-                name: 0..4,
-                value: 6..7,
-                next: 10
-            })
-        );
-        assert_eq!(
-            scan(b"X:\r\n"),
-            Ok(FieldLine::Field {
-                name: 0..1,
-                value: 2..2,
-                next: 4
-            })
-        );
-        assert_eq!(scan(b"\r\n"), Ok(FieldLine::End(2)));
-        assert_eq!(scan(b" X: a\r\n"), Err(ParseError::ObsoleteLineFolding));
-        assert_eq!(scan(b"X a\r\n"), Err(ParseError::InvalidHeaderName));
-        assert_eq!(scan(b"Xa\r\n"), Err(ParseError::HeaderWithoutColon));
-        assert_eq!(scan(b": a\r\n"), Err(ParseError::EmptyHeaderName));
-        assert_eq!(scan(b"X : a\r\n"), Err(ParseError::WhitespaceBeforeColon));
-        assert_eq!(scan(b"X Y: a\r\n"), Err(ParseError::WhitespaceBeforeColon));
-        assert_eq!(scan(b"X: a\x01b\r\n"), Err(ParseError::InvalidHeaderValue));
-        assert_eq!(scan(b"X: a\x7f\r\n"), Err(ParseError::InvalidHeaderValue));
-        assert_eq!(scan(b"X: a\0\r\n"), Err(ParseError::NulInHead));
-        assert_eq!(scan(b"X: a\n"), Err(ParseError::BareLineFeed));
-        assert_eq!(scan(b"X: a\rb\r\n"), Err(ParseError::BareCarriageReturn));
-        assert!(matches!(
-            scan(b"X: caf\xc3\xa9\tok\r\n"),
-            Ok(FieldLine::Field { .. })
-        ));
-    }
-
-    #[test]
-    fn incomplete_lines_and_the_cap() {
-        for partial in [
-            &b"Ho"[..],
-            b"Host",
-            b"Host:",
-            b"Host: a",
-            b"Host: a\r",
-            b"X ",
-            b"\r",
-        ] {
-            assert_eq!(scan(partial), Ok(FieldLine::Incomplete), "{partial:?}");
-        }
-        // Content may end exactly at the cap; one byte more is too long, whatever it is.
-        fn cap(line: &[u8], cap: usize) -> Result<FieldLine, ParseError> {
-            scan_field_line(line, 0, cap, ParseError::HeadTooLarge)
-        }
-        assert!(matches!(cap(b"X: ab\r\n", 5), Ok(FieldLine::Field { .. })));
-        assert_eq!(cap(b"X: abc\r\n", 5), Err(ParseError::HeadTooLarge));
-        assert_eq!(cap(b"X: ab\0", 5), Err(ParseError::HeadTooLarge));
-        assert_eq!(cap(b"X: a\0", 5), Err(ParseError::NulInHead));
-        assert_eq!(cap(b"X: ab", 5), Ok(FieldLine::Incomplete));
-    }
-
-    #[test]
-    fn skip_plain_stops_before_every_control_and_del() {
-        let mut line = vec![b'a'; 40];
-        assert_eq!(skip_plain(&line, 0, 40), 40);
-        for bad in [0u8, b'\t', b'\r', b'\n', 0x1f, 0x7f] {
-            for at in 0..40 {
-                line[at] = bad;
-                let stop = skip_plain(&line, 0, 40);
-                assert!(
-                    stop <= at && at - stop < 8,
-                    "{bad:#x} at {at}: stopped at {stop}"
-                );
-                line[at] = b'a';
-            }
-        }
-        let high = vec![0xe9u8; 24];
-        assert_eq!(skip_plain(&high, 0, 24), 24);
-    }
 
     #[test]
     fn lists_and_hop_by_hop() {

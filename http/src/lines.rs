@@ -1,7 +1,8 @@
-//! What request heads ([`crate::request`]) and response heads ([`crate::response`]) add
-//! to httparse, which tokenises both: where a line httparse accepted really ends (it
-//! takes a bare LF for CRLF), where in the buffer a slice it returned lies, and which byte
-//! it refused and why (its errors say neither where nor, precisely, what).
+//! What request heads ([`crate::request`]), response heads ([`crate::response`]) and
+//! chunked trailers ([`crate::chunked`]) add to httparse, which tokenises all three: where
+//! a line httparse accepted really ends (it takes a bare LF for CRLF), where in the
+//! buffer a slice it returned lies, and which byte it refused and why (its errors say
+//! neither where nor, precisely, what).
 
 use crate::ParseError;
 
@@ -84,9 +85,63 @@ pub(crate) fn describe(e: httparse::Error, buf: &[u8], at: usize) -> ParseError 
     }
 }
 
+/// A field line alone (a chunked trailer, which arrives line by line), CRLF included,
+/// as httparse reads it.
+pub(crate) fn parse_field_line(line: &[u8]) -> Result<crate::Header, ParseError> {
+    // httparse reads a block of fields closed by an empty line: give it one.
+    let mut block = Vec::with_capacity(line.len() + 2);
+    block.extend_from_slice(line);
+    block.extend_from_slice(b"\r\n");
+    let mut slot = [httparse::EMPTY_HEADER; 1];
+    let parsed = httparse::parse_headers(&block, &mut slot);
+    match parsed {
+        Ok(httparse::Status::Complete((_, [field]))) => Ok(crate::Header {
+            name: field.name.to_owned(),
+            value: field.value.to_vec(),
+        }),
+        Ok(_) => Err(ParseError::HeaderWithoutColon),
+        Err(e) => {
+            let at = refused_at(block.len(), |n| {
+                httparse::parse_headers(&block[..n], &mut [httparse::EMPTY_HEADER; 1]).is_err()
+            });
+            Err(describe(e, &block, at))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field(line: &[u8]) -> Result<crate::Header, ParseError> {
+        parse_field_line(line)
+    }
+
+    #[test]
+    fn field_line_rules() {
+        let h = field(b"Host: a \r\n").unwrap();
+        assert_eq!((h.name.as_str(), h.value.as_slice()), ("Host", &b"a"[..]));
+        assert_eq!(field(b"X:\r\n").unwrap().value, b"");
+        assert!(field(b"X: caf\xc3\xa9\tok\r\n").is_ok());
+        let bad: &[(&[u8], ParseError)] = &[
+            (b" X: a\r\n", ParseError::ObsoleteLineFolding),
+            (b"X a\r\n", ParseError::InvalidHeaderName),
+            (b"Xa\r\n", ParseError::HeaderWithoutColon),
+            (b": a\r\n", ParseError::EmptyHeaderName),
+            (b"X : a\r\n", ParseError::WhitespaceBeforeColon),
+            (b"X Y: a\r\n", ParseError::WhitespaceBeforeColon),
+            (b"X: a\x01b\r\n", ParseError::InvalidHeaderValue),
+            (b"X: a\x7f\r\n", ParseError::InvalidHeaderValue),
+            (b"X: a\0\r\n", ParseError::NulInHead),
+            (b"X\0: a\r\n", ParseError::NulInHead),
+            (b"X: a\rb\r\n", ParseError::BareCarriageReturn),
+            (b"X\rb: a\r\n", ParseError::BareCarriageReturn),
+            (b"X\n", ParseError::BareLineFeed),
+        ];
+        for (line, want) in bad {
+            assert_eq!(field(line).err(), Some(*want), "{:?}", line.escape_ascii());
+        }
+    }
 
     #[test]
     fn refused_at_finds_the_first_bad_byte() {
