@@ -7,7 +7,8 @@
 //!
 //! Neighbours: [`heartbeat`] (the memory a worker beats into),
 //! `health` and `boot` (the decisions about a worker: late, too big, failed to boot),
-//! `child` (a forked child until it is a worker), [`upgrade`] (USR2, systemd sockets,
+//! `child` (a forked child until it is a worker), [`ops`] (the metrics listener's
+//! process and statsd, fed by the shared table), [`upgrade`] (USR2, systemd sockets,
 //! sd_notify), `front` (supervising the TLS front), `stop` (TERM, INT, QUIT: in which
 //! order sockets and children go), [`crate::listeners`],
 //! [`crate::hooks`] (the embedding program's hooks, called from here).
@@ -17,6 +18,7 @@ mod child;
 mod front;
 mod health;
 pub mod heartbeat;
+pub mod ops;
 mod stop;
 mod title;
 pub mod upgrade;
@@ -42,6 +44,7 @@ use crate::pidfile::Pidfile;
 use boot::{BootRetry, BootVerdict};
 use health::{jitter, judge, rss_bytes, Death, Ending, Health, Verdict};
 use heartbeat::Slot;
+use rgunicorn_metrics::{Recorder, Restart, Table};
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
 use stop::{signal_name, Stop};
 use upgrade::Inherited;
@@ -58,8 +61,10 @@ const TICK: Duration = Duration::from_millis(500);
 struct WorkerSlot {
     age: u64,
     state: WorkerState,
-    /// The memory it beats into.
+    /// Its slot in the shared table: its heartbeat and its counters.
     heartbeat: Slot,
+    /// Why the master retired it, when that makes its exit a restart.
+    retired_for: Option<Restart>,
 }
 
 /// Where a worker is in its life, as the master sees it.
@@ -99,6 +104,10 @@ pub struct Arbiter {
     new_master: Option<Pid>,
     /// Set in a master started by USR2: the old master's pid, until it is gone.
     old_master: Option<Pid>,
+    /// The shared table (heartbeats and counters), mapped before the first fork.
+    table: Table,
+    /// The metrics listener's process and statsd.
+    ops: ops::Ops,
 }
 
 /// Run the server until it is stopped; returns the exit code.
@@ -175,6 +184,26 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
             return EXIT_START_ERROR;
         }
     };
+    // Before the first fork: every worker, the front and the metrics process share it.
+    let table = match Table::map() {
+        Ok(table) => table,
+        Err(err) => {
+            log_error!("cannot map the shared table of heartbeats and counters: {err}");
+            return EXIT_START_ERROR;
+        }
+    };
+    let ops = match ops::Ops::start(table, &settings.ops) {
+        Ok(ops) => ops,
+        Err(err) => {
+            log_error!("{err}");
+            return EXIT_START_ERROR;
+        }
+    };
+    table.set_plan(
+        settings.workers,
+        settings.worker.timeout,
+        settings.front.is_some(),
+    );
     let settings_boot_retries = settings.boot_retries;
     let mut arbiter = Arbiter {
         args: std::env::args_os().collect(),
@@ -193,6 +222,8 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         front,
         new_master: None,
         old_master,
+        table,
+        ops,
     };
     arbiter.start_log();
     title::set(&format!(
@@ -240,9 +271,30 @@ impl Arbiter {
         let old = self.num_workers;
         if new != old {
             self.num_workers = new;
+            self.plan();
             log_info!("Number of workers: {new}");
             self.hook(|h, s| h.nworkers_changed(s, new, old));
         }
+    }
+
+    /// Tell the shared table what readiness is judged against.
+    fn plan(&self) {
+        self.table.set_plan(
+            self.num_workers,
+            self.settings.worker.timeout,
+            self.front.is_some(),
+        );
+    }
+
+    /// The master's part of every turn of its loop: its own heartbeat, the front's pid,
+    /// and the metrics process and statsd.
+    fn beat(&mut self) {
+        self.table.master_beat(std::process::id());
+        match self.front.as_ref().and_then(front::Front::pid) {
+            Some(pid) => self.table.front_started(pid.as_raw().unsigned_abs()),
+            None => self.table.front_gone(),
+        }
+        self.ops.tick(&mut self.signals, &self.settings);
     }
 
     fn start_log(&self) {
@@ -272,6 +324,7 @@ impl Arbiter {
         self.hook(|h, s| h.when_ready(s));
         self.manage_workers();
         self.start_front_if_due();
+        self.beat();
         upgrade::sd_notify("READY=1");
         loop {
             let batch = self.signals.wait(TICK);
@@ -303,6 +356,7 @@ impl Arbiter {
             self.manage_workers();
             self.start_front_if_due();
             self.adopt_pidfile();
+            self.beat();
         }
     }
 
@@ -340,7 +394,7 @@ impl Arbiter {
                 .collect();
             by_age.sort();
             for (_, pid) in by_age.into_iter().take(live - self.num_workers) {
-                self.retire(pid);
+                self.retire(pid, None);
             }
         }
     }
@@ -396,18 +450,21 @@ impl Arbiter {
                         "Worker (pid:{pid}) uses {} MiB, over max_worker_memory: recycling",
                         rss >> 20
                     );
-                    self.retire(pid);
+                    self.retire(pid, Some(Restart::Memory));
                 }
             }
         }
     }
 
     /// Stop a worker gracefully (an aborted one is past that: it is being killed).
-    fn retire(&mut self, pid: Pid) {
+    /// `why`: the restart its exit will count as (none when the count just shrinks).
+    fn retire(&mut self, pid: Pid, why: Option<Restart>) {
         if let Some(slot) = self.workers.get_mut(&pid) {
             if slot.state == WorkerState::Running {
                 slot.state = WorkerState::Retiring;
+                slot.retired_for = why;
             }
+            slot.heartbeat.set_stopping();
             let _ = kill(pid, Signal::SIGTERM);
         }
     }
@@ -424,7 +481,10 @@ impl Arbiter {
             .iter()
             .map(|l| l.socket.for_worker())
             .collect::<io::Result<Vec<_>>>()?;
-        let heartbeat = Slot::new()?;
+        let heartbeat = Slot::claim(self.table)?;
+        if self.settings.ops.counting() {
+            cfg.metrics = Some(Recorder::new(self.table.worker(heartbeat.id())));
+        }
         let age = self.worker_age;
         let master = Pid::this();
         self.hook(|h, s| h.pre_fork(s, age));
@@ -432,15 +492,24 @@ impl Arbiter {
         // its own handlers exist (a TERM right after the fork is not lost).
         // SAFETY: the master is single-threaded (no other thread can hold a lock the
         // child would need), and the child leaves through process::exit, never returning.
-        match unsafe { self.signals.fork(&roles::WORKER) }? {
+        let forked = match unsafe { self.signals.fork(&roles::WORKER) } {
+            Ok(forked) => forked,
+            Err(err) => {
+                heartbeat.release();
+                return Err(err);
+            }
+        };
+        match forked {
             Forked::Child => self.become_worker(master, listeners, cfg, &heartbeat, age),
             Forked::Parent(child) => {
+                heartbeat.assign(child.as_raw().unsigned_abs());
                 self.workers.insert(
                     child,
                     WorkerSlot {
                         age: self.worker_age,
                         state: WorkerState::Running,
                         heartbeat,
+                        retired_for: None,
                     },
                 );
                 Ok(())
@@ -466,6 +535,9 @@ impl Arbiter {
     }
 
     fn child_died(&mut self, pid: Pid, code: Option<i32>, sig: Option<Signal>) {
+        if self.ops.died(pid) {
+            return;
+        }
         if self.new_master == Some(pid) {
             log_warning!("The upgraded master (pid:{pid}) exited: this master keeps serving");
             self.new_master = None;
@@ -494,7 +566,12 @@ impl Arbiter {
             )
         });
         let how = Ending::of(code, sig);
-        match health::death(how, slot.state, slot.heartbeat.is_retiring()) {
+        let death = health::death(how, slot.state, slot.heartbeat.is_retiring());
+        if let Some(why) = restart_reason(&slot, &death) {
+            self.table.count_restart(why);
+        }
+        slot.heartbeat.release();
+        match death {
             Death::Expected => {}
             Death::BootFailure(code) => self.boot_failed(pid, slot.age, code),
             Death::Unexpected(why) => log_error!("Worker (pid:{pid}) {why}"),
@@ -606,8 +683,10 @@ impl Arbiter {
         }
         let workers = settings.workers;
         self.boot.max = settings.boot_retries;
+        self.ops.reload(&settings.ops);
         self.settings = settings;
         self.set_num_workers(workers);
+        self.plan();
         let old: Vec<Pid> = self.workers.keys().copied().collect();
         for _ in 0..self.num_workers {
             if let Err(err) = self.spawn_worker() {
@@ -616,7 +695,7 @@ impl Arbiter {
             }
         }
         for pid in old {
-            self.retire(pid);
+            self.retire(pid, Some(Restart::Reload));
         }
     }
 
@@ -680,7 +759,7 @@ impl Arbiter {
         self.set_num_workers(0);
         let pids: Vec<Pid> = self.workers.keys().copied().collect();
         for pid in pids {
-            self.retire(pid);
+            self.retire(pid, None);
         }
     }
 
@@ -704,6 +783,19 @@ impl Arbiter {
                 }
             };
         }
+    }
+}
+
+/// The restart a worker's end counts as, if it was one: the master's reason for
+/// retiring it, the worker's own (max_requests, a stuck request), a late heartbeat, or a
+/// crash. A worker let go because the count shrank or the server stops is none.
+fn restart_reason(slot: &WorkerSlot, death: &Death) -> Option<Restart> {
+    match (slot.state, death) {
+        (WorkerState::Aborted, _) => Some(Restart::Timeout),
+        (_, Death::Unexpected(_) | Death::BootFailure(_)) => Some(Restart::Crash),
+        (_, Death::Expected) => slot
+            .retired_for
+            .or_else(|| slot.heartbeat.retiring().map(|r| r.restart())),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod front;
 pub mod hooks;
 pub mod listeners;
+pub mod ops;
 pub mod pidfile;
 pub mod startup;
 

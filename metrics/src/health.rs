@@ -116,7 +116,11 @@ mod tests {
         let mut snap = two_workers();
         snap.workers[1].booted = false;
         assert!(ready(&snap).is_err());
-        assert_eq!(live(&snap), Ok(()), "one worker answering is enough to be live");
+        assert_eq!(
+            live(&snap),
+            Ok(()),
+            "one worker answering is enough to be live"
+        );
         snap.workers[1] = worker(true, true, 0);
         assert!(ready(&snap).is_err());
     }

@@ -81,7 +81,11 @@ pub fn render(snap: &Snapshot, version: &str, out: &mut String) {
         "gauge",
         "Requests an app is working on.",
     );
-    let _ = writeln!(out, "rgunicorn_http_requests_in_flight {}", snap.in_flight());
+    let _ = writeln!(
+        out,
+        "rgunicorn_http_requests_in_flight {}",
+        snap.in_flight()
+    );
 
     family(
         out,

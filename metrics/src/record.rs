@@ -232,7 +232,11 @@ mod tests {
         assert_eq!(class_of(999), 4);
         assert_eq!(class_of(42), 0);
         assert_eq!(Method::of("PATCH"), Method::Patch);
-        assert_eq!(Method::of("get"), Method::Other, "methods are case-sensitive");
+        assert_eq!(
+            Method::of("get"),
+            Method::Other,
+            "methods are case-sensitive"
+        );
         for (i, m) in Method::ALL.iter().enumerate() {
             assert_eq!(*m as usize, i);
         }

@@ -6,9 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::table::{
-    monotonic_ms, Restart, SlotId, Table, BUCKETS, CLASSES, METHODS, STATUSES,
-};
+use crate::table::{monotonic_ms, Restart, SlotId, Table, BUCKETS, CLASSES, METHODS, STATUSES};
 
 /// Counters summed over every slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +189,11 @@ mod tests {
         assert_eq!(snap.in_flight(), 1);
         table.release(a);
         let snap = Snapshot::read(&table);
-        assert_eq!(snap.totals.requests(), 2, "a gone worker's requests still count");
+        assert_eq!(
+            snap.totals.requests(),
+            2,
+            "a gone worker's requests still count"
+        );
         assert_eq!(snap.in_flight(), 0, "its in-flight request does not");
         assert_eq!(snap.workers.len(), 1);
         assert_eq!(snap.totals.statuses[403], 1, "status 503");

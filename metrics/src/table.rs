@@ -230,8 +230,10 @@ impl Table {
     pub fn set_plan(&self, workers: usize, timeout: Duration, front: bool) {
         let h = &self.layout.header;
         h.target_workers.store(workers as u64, Relaxed);
-        h.worker_timeout_ms
-            .store(timeout.as_millis().min(u128::from(u64::MAX)) as u64, Relaxed);
+        h.worker_timeout_ms.store(
+            timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+            Relaxed,
+        );
         h.front_configured.store(u64::from(front), Relaxed);
     }
 

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use rgunicorn_process::privileges::{self, Account};
 use rgunicorn_process::{exit, parent};
 use rgunicorn_workers::config::WorkerConfig;
-use rgunicorn_workers::worker::{self, WorkerHooks};
+use rgunicorn_workers::worker::{self, Retire, WorkerHooks};
 use rgunicorn_workers::{app, log_error, Listener};
 
 use super::heartbeat::{Beat, Slot};
@@ -35,6 +35,7 @@ impl Arbiter {
         // Only the master unlinks unix socket files: dropping these here just closes.
         self.listeners.clear();
         drop(self.front.take());
+        self.ops.forget_in_child();
         // SIGQUIT: a worker whose master is gone stops at once (nobody can replace it).
         match parent::watch(master, Signal::SIGQUIT) {
             Ok(()) => {}
@@ -61,7 +62,9 @@ impl Arbiter {
             std::process::exit(exit::BOOT_ERROR);
         }
         title::set(&format!("rgunicorn: worker [{}]", cfg.proc_name));
-        let mut beat = Beat { slot: heartbeat };
+        let mut beat = Beat {
+            cells: self.table.worker(heartbeat.id()),
+        };
         let code = match self.hooks.clone() {
             None => worker::run(listeners, cfg, self.app.clone(), &mut beat),
             Some(hooks) => {
@@ -108,8 +111,8 @@ impl<H: WorkerHooks> WorkerHooks for WorkerSide<H> {
         self.inner.heartbeat();
     }
 
-    fn retiring(&mut self) {
-        self.inner.retiring();
+    fn retiring(&mut self, why: Retire) {
+        self.inner.retiring(why);
     }
 
     fn post_worker_init(&mut self) {

@@ -1,137 +1,101 @@
-//! Worker liveness: one small block of memory shared between the master and one worker.
-//! The master maps it (anonymous, `MAP_SHARED`) before the fork, so both processes see
-//! the same page. The worker stamps the monotonic clock into it on every tick of its
-//! event loop and flags there that it is retiring; the master reads it on its own tick.
-//! No file, no descriptor, no syscall per beat (gunicorn fchmods a temp file per beat,
-//! which stalls on a slow /tmp). The worker side is the [`WorkerHooks`] impl below; the
-//! decisions the master takes from a slot are in the arbiter.
+//! Worker liveness: each worker's slot in the shared table (`rgunicorn_metrics::Table`),
+//! which the master maps before its first fork, so the master and every worker see the
+//! same memory. The worker stamps the monotonic clock into its slot on every tick of its
+//! event loop and flags there that it is retiring (and why); the master reads it on its
+//! own tick. No file, no descriptor, no syscall per beat (gunicorn fchmods a temp file
+//! per beat, which stalls on a slow /tmp). The same slot holds the worker's counters,
+//! which its replacement keeps adding to. The worker side is the [`WorkerHooks`] impl
+//! below; the decisions the master takes from a slot are in the arbiter.
 
 use std::io;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rgunicorn_workers::worker::WorkerHooks;
+use rgunicorn_metrics::{Retiring, SlotId, Table, WorkerCells};
+use rgunicorn_workers::worker::{Retire, WorkerHooks};
 
-#[repr(C)]
-struct Shared {
-    /// CLOCK_MONOTONIC in milliseconds at the last beat (system-wide, same in both processes).
-    beat_ms: AtomicU64,
-    /// Non-zero once the worker has begun to retire on its own (max_requests, a stuck request).
-    retiring: AtomicU64,
-    /// Non-zero once the worker has loaded its app and is about to accept: a later
-    /// exit is not a boot failure, and the master's count of those starts over.
-    booted: AtomicU64,
-}
-
-const MAP_LEN: usize = 4096;
-
-/// One worker's slot. The master owns the mapping and unmaps it when the worker is reaped;
-/// the worker's copy (inherited through fork) lives as long as the worker.
+/// One worker's slot, from the master's side. The master releases it when it reaps the
+/// worker ([`Slot::release`]); the worker's copy (inherited through fork) lives as long
+/// as the worker.
 pub struct Slot {
-    ptr: NonNull<Shared>,
+    table: Table,
+    id: SlotId,
 }
 
 impl Slot {
-    /// Map a fresh slot, stamped now (boot time counts towards the timeout).
-    pub fn new() -> io::Result<Slot> {
-        // SAFETY: an anonymous mapping with no address hint touches no existing memory;
-        // the result is checked against MAP_FAILED before use.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                MAP_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+    /// Claim a free slot, stamped now (boot time counts towards the timeout).
+    pub fn claim(table: Table) -> io::Result<Slot> {
+        match table.claim() {
+            Some(id) => Ok(Slot { table, id }),
+            None => Err(io::Error::other(format!(
+                "every one of the {} worker slots is taken",
+                rgunicorn_metrics::table::SLOTS
+            ))),
         }
-        let ptr = NonNull::new(addr.cast::<Shared>()).ok_or_else(io::Error::last_os_error)?;
-        let slot = Slot { ptr };
-        slot.beat();
-        Ok(slot)
     }
 
-    fn shared(&self) -> &Shared {
-        // SAFETY: the mapping is page-aligned, zero-filled (valid AtomicU64s),
-        // larger than `Shared`, and stays mapped as long as `self` lives.
-        unsafe { self.ptr.as_ref() }
+    pub fn id(&self) -> SlotId {
+        self.id
     }
 
-    /// Stamp the clock: the worker is alive.
-    pub fn beat(&self) {
-        self.shared()
-            .beat_ms
-            .store(monotonic_ms(), Ordering::Relaxed);
+    fn cells(&self) -> &'static WorkerCells {
+        self.table.worker(self.id)
+    }
+
+    /// The worker was forked as `pid`.
+    pub fn assign(&self, pid: u32) {
+        self.table.assign(self.id, pid);
+    }
+
+    /// The worker is gone: the slot is free for the next one (its counters stay).
+    pub fn release(self) {
+        self.table.release(self.id);
     }
 
     /// How long since the last beat.
     pub fn silent_for(&self) -> Duration {
-        let last = self.shared().beat_ms.load(Ordering::Relaxed);
-        Duration::from_millis(monotonic_ms().saturating_sub(last))
+        self.cells().silent_for()
     }
 
-    pub fn set_retiring(&self) {
-        self.shared().retiring.store(1, Ordering::Relaxed);
+    /// Why the worker retires on its own, if it does.
+    pub fn retiring(&self) -> Option<Retiring> {
+        self.cells().retiring()
     }
 
     pub fn is_retiring(&self) -> bool {
-        self.shared().retiring.load(Ordering::Relaxed) != 0
-    }
-
-    pub fn set_booted(&self) {
-        self.shared().booted.store(1, Ordering::Relaxed);
+        self.retiring().is_some()
     }
 
     pub fn is_booted(&self) -> bool {
-        self.shared().booted.load(Ordering::Relaxed) != 0
+        self.cells().is_booted()
+    }
+
+    /// The master told the worker to stop: it no longer counts as ready.
+    pub fn set_stopping(&self) {
+        self.cells().set_stopping();
     }
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping `new` created; no reference to it outlives `self`.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), MAP_LEN);
-        }
-    }
+/// The worker's side: beats on every loop tick, and says when (and why) it retires by
+/// itself.
+pub struct Beat {
+    pub cells: &'static WorkerCells,
 }
 
-/// The worker's side: beats on every loop tick, and says when it retires by itself.
-pub struct Beat<'a> {
-    pub slot: &'a Slot,
-}
-
-impl WorkerHooks for Beat<'_> {
+impl WorkerHooks for Beat {
     fn heartbeat(&mut self) {
-        self.slot.beat();
+        self.cells.beat();
     }
 
-    fn retiring(&mut self) {
-        self.slot.set_retiring();
+    fn retiring(&mut self, why: Retire) {
+        self.cells.set_retiring(match why {
+            Retire::MaxRequests => Retiring::MaxRequests,
+            Retire::StuckRequest => Retiring::StuckRequest,
+        });
     }
 
     fn post_worker_init(&mut self) {
-        self.slot.set_booted();
+        self.cells.set_booted();
     }
-}
-
-/// CLOCK_MONOTONIC in milliseconds.
-pub fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into memory we own; CLOCK_MONOTONIC
-    // always exists on Linux, so it cannot fail.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    (ts.tv_sec as u64) * 1000 + (ts.tv_nsec as u64) / 1_000_000
 }
 
 #[cfg(test)]
@@ -139,36 +103,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fresh_slot_is_not_silent_and_not_retiring() {
-        let slot = Slot::new().expect("mmap");
+    fn a_claimed_slot_is_not_silent_and_says_why_its_worker_retires() {
+        let table = Table::map().expect("mmap");
+        let slot = Slot::claim(table).expect("slot");
         assert!(slot.silent_for() < Duration::from_secs(1));
         assert!(!slot.is_retiring());
-        slot.set_retiring();
-        assert!(slot.is_retiring());
+        let mut beat = Beat {
+            cells: table.worker(slot.id()),
+        };
+        beat.retiring(Retire::StuckRequest);
+        assert_eq!(slot.retiring(), Some(Retiring::StuckRequest));
         assert!(!slot.is_booted());
-        slot.set_booted();
+        beat.post_worker_init();
         assert!(slot.is_booted());
-    }
-
-    #[test]
-    fn a_beat_from_a_forked_child_reaches_the_parent() {
-        let slot = Slot::new().expect("mmap");
-        // Make the stamp old, then let a child beat.
-        slot.shared().beat_ms.store(0, Ordering::Relaxed);
-        assert!(slot.silent_for() > Duration::from_secs(1));
-        // SAFETY: the child only stores into the shared page and calls _exit.
-        match unsafe { nix::unistd::fork() }.expect("fork") {
-            nix::unistd::ForkResult::Child => {
-                slot.beat();
-                slot.set_retiring();
-                // SAFETY: _exit skips the test harness's atexit handlers in the child.
-                unsafe { libc::_exit(0) };
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                nix::sys::wait::waitpid(child, None).expect("waitpid");
-            }
-        }
-        assert!(slot.silent_for() < Duration::from_secs(1));
-        assert!(slot.is_retiring());
+        let id = slot.id();
+        slot.release();
+        let again = Slot::claim(table).expect("slot");
+        assert_eq!(again.id(), id, "a released slot is taken again");
+        assert!(!again.is_retiring() && !again.is_booted());
     }
 }

@@ -62,7 +62,10 @@ impl Arbiter {
     /// Fast (INT, QUIT, a halt): all at once, 1 s. An INT or QUIT during a graceful stop
     /// makes it fast. What is left at the end is killed. Returns the exit code.
     pub(super) fn stop(&mut self, how: Stop, code: i32) -> i32 {
+        // Not ready from now on (`/readyz` says 503), before anything closes.
+        self.table.set_draining();
         upgrade::sd_notify("STOPPING=1");
+        let how = self.shutdown_delay(how);
         let wait = match how {
             Stop::Graceful => self.settings.worker.graceful_timeout,
             Stop::Fast => Duration::from_secs(1),
@@ -87,12 +90,42 @@ impl Arbiter {
             a.workers.is_empty() && !a.front_is_alive()
         });
         self.kill_the_rest();
+        // Last, so /readyz said 503 through the whole drain.
+        self.ops.stop();
         if let Some(pidfile) = self.pidfile.take() {
             pidfile.remove();
         }
         log_info!("Shutting down: Master");
         self.hook(|h, s| h.on_exit(s));
         code
+    }
+
+    /// `--shutdown-delay`: before a graceful stop closes anything, keep serving for that
+    /// long while `/readyz` says 503, so a load balancer that polls it stops sending
+    /// here first. An INT or QUIT meanwhile ends the wait and makes the stop fast.
+    fn shutdown_delay(&mut self, how: Stop) -> Stop {
+        let delay = self.settings.ops.shutdown_delay;
+        if how != Stop::Graceful || delay.is_zero() {
+            return how;
+        }
+        log_info!(
+            "Not ready: closing the listeners in {} s (shutdown_delay)",
+            delay.as_secs()
+        );
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            let batch = self.signals.wait(left.min(super::TICK));
+            if Stop::asked_in(&batch).is_some_and(|(s, _)| s == Stop::Fast) {
+                log_info!("Stopping now: a fast stop was asked for during the shutdown delay");
+                return Stop::Fast;
+            }
+            self.reap();
+            self.check_workers();
+            self.manage_workers();
+            self.beat();
+        }
+        how
     }
 
     fn front_is_alive(&self) -> bool {
@@ -131,6 +164,7 @@ impl Arbiter {
                 }
             }
             self.reap();
+            self.beat();
         }
         how
     }

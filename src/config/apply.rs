@@ -11,6 +11,7 @@ use std::time::Duration;
 use rgunicorn_http::{Limit, Limits};
 use rgunicorn_workers::config::{ForwardedAllow, LogLevel, LogTarget};
 
+use super::ops;
 use super::spec::Spec;
 use super::{BindAddr, ConfigError, Settings, WorkerClass};
 
@@ -278,6 +279,18 @@ pub(crate) fn apply(
         }
         "graceful_timeout" => w.graceful_timeout = cx.seconds()?,
         "keepalive" => w.keepalive = cx.seconds()?,
+        "metrics_bind" => {
+            let text = cx.text_or(ops::METRICS_BIND)?;
+            settings.ops.metrics_bind =
+                Some(ops::parse_metrics_bind(text).ok_or_else(|| cx.bad(ops::METRICS_BIND))?);
+        }
+        "statsd_host" => {
+            let text = cx.text_or(ops::STATSD_HOST)?;
+            settings.ops.statsd_host =
+                Some(ops::parse_statsd_host(text).ok_or_else(|| cx.bad(ops::STATSD_HOST))?);
+        }
+        "statsd_prefix" => settings.ops.statsd_prefix = cx.text()?.to_string(),
+        "shutdown_delay" => settings.ops.shutdown_delay = cx.seconds()?,
         // Every name in SPECS has an arm above (a unit test checks it).
         _ => {}
     }

@@ -26,12 +26,14 @@ use crate::front::FrontSettings;
 mod apply;
 mod cli;
 mod file;
+mod ops;
 mod print;
 mod spec;
 #[cfg(test)]
 mod tests;
 
 pub use apply::Origin;
+pub use ops::{OpsSettings, StatsdTarget};
 
 /// One `--bind` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub struct Settings {
     /// Consecutive worker boot failures (exit 3 or 4) retried, with a backoff, before
     /// the master halts; 0 = halt at the first (gunicorn's behaviour).
     pub boot_retries: u32,
+    /// Metrics, health, statsd and the shutdown delay.
+    pub ops: OpsSettings,
 }
 
 impl Default for Settings {
@@ -152,6 +156,7 @@ impl Default for Settings {
             gid: None,
             max_worker_memory: 0,
             boot_retries: 0,
+            ops: OpsSettings::default(),
         }
     }
 }

@@ -90,6 +90,10 @@ fn value_of(s: &Settings, name: &str) -> Option<String> {
         "boot_retries" => int(u64::from(s.boot_retries)),
         "graceful_timeout" => int(w.graceful_timeout.as_secs()),
         "keepalive" => int(w.keepalive.as_secs()),
+        "metrics_bind" => text(&s.ops.metrics_bind.as_ref()?.to_string()),
+        "statsd_host" => text(&s.ops.statsd_host.as_ref()?.to_string()),
+        "statsd_prefix" => text(&s.ops.statsd_prefix),
+        "shutdown_delay" => int(s.ops.shutdown_delay.as_secs()),
         _ => return None,
     };
     Some(v.to_string())

@@ -92,6 +92,27 @@ pub(crate) const SPECS: &[Spec] = &[
         "LEVEL",
         "Error log level: debug, info, warning, error, critical [default: info]",
     ),
+    value(
+        "metrics_bind",
+        "metrics-bind",
+        None,
+        "ADDRESS",
+        "Serve /metrics (Prometheus), /healthz and /readyz on this address of their own (HOST:PORT or unix:PATH) [default: off]",
+    ),
+    value(
+        "statsd_host",
+        "statsd-host",
+        None,
+        "STATSD_ADDR",
+        "Send gunicorn's statsd metrics from the master to HOST[:PORT] (UDP, port 8125) or unix:PATH [default: off]",
+    ),
+    value(
+        "statsd_prefix",
+        "statsd-prefix",
+        None,
+        "STATSD_PREFIX",
+        "Prefix for every statsd metric name (a trailing dot is added) [default: none]",
+    ),
     // Process naming
     value(
         "proc_name",
@@ -287,6 +308,13 @@ pub(crate) const SPECS: &[Spec] = &[
         None,
         "SECONDS",
         "Time a stopping worker gets to finish its requests [default: 30]",
+    ),
+    value(
+        "shutdown_delay",
+        "shutdown-delay",
+        None,
+        "SECONDS",
+        "On TERM, answer 503 at /readyz for this long while still serving, before the listeners close [default: 0]",
     ),
     value(
         "keepalive",

@@ -427,6 +427,10 @@ fn every_setting_is_handled_and_printed() {
             "/",
             "--access-logfile",
             "-",
+            "--metrics-bind",
+            "127.0.0.1:9100",
+            "--statsd-host",
+            "localhost",
         ],
         &[],
     );

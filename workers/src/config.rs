@@ -85,6 +85,8 @@ pub struct WorkerConfig {
     pub server_software: String,
     /// proc_name, for the process title and logs.
     pub proc_name: String,
+    /// This worker's slot in the shared counters, when metrics or statsd are on.
+    pub metrics: Option<rgunicorn_metrics::Recorder>,
 }
 
 impl Default for WorkerConfig {
@@ -113,6 +115,7 @@ impl Default for WorkerConfig {
             trusted_unix_uids: vec![0, nix::unistd::geteuid().as_raw()],
             server_software: SERVER_SOFTWARE.to_string(),
             proc_name: "rgunicorn".to_string(),
+            metrics: None,
         }
     }
 }

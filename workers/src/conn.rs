@@ -26,6 +26,7 @@ use crate::respond::{
 };
 use crate::stream::Stream;
 use body::{BodyError, Pending, Progress};
+use rgunicorn_metrics::{Method, Recorder};
 use send::Streaming;
 
 /// Stop parsing pipelined requests while this much response is still unsent.
@@ -134,6 +135,10 @@ pub struct Conn {
     served: u64,
     /// Last time bytes moved either way (or the connection was accepted).
     last_active: Instant,
+    /// The method of the request being answered, for the counters.
+    method: Method,
+    /// The worker's counters, when metrics are on.
+    metrics: Option<Recorder>,
 }
 
 /// What one read gave.
@@ -146,7 +151,7 @@ enum Got {
 
 impl Conn {
     /// A connection accepted into slab entry `key`.
-    pub fn new(key: usize, stream: Stream, info: ConnInfo) -> Conn {
+    pub fn new(key: usize, stream: Stream, info: ConnInfo, metrics: Option<Recorder>) -> Conn {
         Conn {
             key,
             stream,
@@ -159,6 +164,8 @@ impl Conn {
             writable: false,
             served: 0,
             last_active: Instant::now(),
+            method: Method::Other,
+            metrics,
         }
     }
 
@@ -406,6 +413,9 @@ impl Conn {
             match self.stream.read(scratch) {
                 Ok(0) => return Got::Eof,
                 Ok(n) => {
+                    if let Some(metrics) = self.metrics {
+                        metrics.received(n);
+                    }
                     self.inbuf.extend_from_slice(&scratch[..n]);
                     self.last_active = Instant::now();
                     if n < scratch.len() {
@@ -426,6 +436,16 @@ impl Conn {
 
     /// Answer an error status and close; nothing after it on this connection is read.
     fn fail(&mut self, status: u16, cx: &Context) {
+        if let Some(metrics) = self.metrics {
+            // An app thread's request (504, 503) was in flight; one refused before the
+            // app saw it (400, 408, 413...) was not.
+            let (took, in_flight) = match &self.state {
+                State::App { started, .. } => (started.elapsed(), true),
+                _ => (Duration::ZERO, false),
+            };
+            metrics.answered(self.method, status, took, in_flight);
+            self.method = Method::Other;
+        }
         self.inbuf.clear();
         let ctx = ResponseContext {
             version: Version::Http11,
@@ -453,6 +473,9 @@ impl Conn {
             keep_alive: head.keep_alive,
         };
         let environ = head.environ;
+        if self.metrics.is_some() {
+            self.method = Method::of(&environ.method);
+        }
         let pending = match head.body {
             Framing::NoBody | Framing::UntilClose | Framing::Length(0) => {
                 return self.dispatch(environ, Input::Empty, ctx, started, cx)
@@ -544,6 +567,9 @@ impl Conn {
         cx.requests += 1;
         match cx.mode {
             Mode::Threaded => {
+                if let Some(metrics) = self.metrics {
+                    metrics.started();
+                }
                 let ticket = Ticket {
                     key: self.key,
                     seq: cx.requests,
@@ -580,6 +606,17 @@ impl Conn {
         cx: &mut Context,
     ) {
         ctx.keep_alive = self.keeps_alive(ctx.keep_alive, cx);
+        if let Some(metrics) = self.metrics {
+            // An inline app's request is answered in the call that started it: it is
+            // never seen in flight, so it is not counted in and out.
+            metrics.answered(
+                self.method,
+                response.status,
+                started.elapsed(),
+                pulled.is_some(),
+            );
+            self.method = Method::Other;
+        }
         let ex = Exchange {
             environ,
             ctx,
@@ -623,7 +660,11 @@ impl Conn {
         while self.readable {
             match self.stream.read(&mut cx.scratch) {
                 Ok(0) => return Step::Close,
-                Ok(_) => {}
+                Ok(n) => {
+                    if let Some(metrics) = self.metrics {
+                        metrics.received(n);
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close,
@@ -638,6 +679,9 @@ impl Conn {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => {
+                    if let Some(metrics) = self.metrics {
+                        metrics.sent(n);
+                    }
                     self.out_pos += n;
                     self.last_active = Instant::now();
                 }

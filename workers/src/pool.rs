@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::app::{App, Body, ChunkStream, Environ, Idle, Input, Response};
 use crate::respond::call_app;
+use rgunicorn_metrics::Recorder;
 
 /// Chunks of a streamed body an app thread may produce ahead of the client.
 const STREAM_AHEAD: usize = 4;
@@ -137,6 +138,8 @@ pub struct Pool {
 struct Shared {
     app: Arc<dyn App>,
     wake: Arc<Wake>,
+    /// Where busy and idle threads are counted (utilisation), when metrics are on.
+    metrics: Option<Recorder>,
 }
 
 impl Pool {
@@ -145,12 +148,13 @@ impl Pool {
         capacity: usize,
         app: Arc<dyn App>,
         wake: Arc<Wake>,
+        metrics: Option<Recorder>,
     ) -> io::Result<Pool> {
         let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(capacity);
         // Unbounded, yet bounded by construction: each job in flight has at most one
         // `Done`, one `StreamReady` per chunk its stream channel holds, and one `StreamEnd`.
         let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<Msg>();
-        let shared = Arc::new(Shared { app, wake });
+        let shared = Arc::new(Shared { app, wake, metrics });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = job_rx.clone();
@@ -167,6 +171,11 @@ impl Pool {
             msgs: msg_rx,
             threads: handles,
         })
+    }
+
+    /// How many app threads there are.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
     }
 
     /// Hand a job to the threads. The channel holds as many jobs as the worker holds
@@ -204,6 +213,23 @@ impl Pool {
     }
 }
 
+/// Counts an app thread busy while it lives: from taking a job until the job's answer
+/// (and any stream it pulls) is handed over, whichever way the thread leaves it.
+struct Busy(Recorder);
+
+impl Busy {
+    fn new(metrics: Recorder) -> Busy {
+        metrics.thread_busy();
+        Busy(metrics)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.thread_idle();
+    }
+}
+
 fn app_thread(jobs: Receiver<Job>, msgs: Sender<Msg>, shared: Arc<Shared>) {
     let app = Arc::clone(&shared.app);
     app.run_thread(&mut |idle| serve_jobs(&jobs, &msgs, &shared, idle));
@@ -217,6 +243,7 @@ fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &
         let Some(job) = next else {
             return;
         };
+        let _busy = shared.metrics.map(Busy::new);
         let ticket = job.ticket;
         let mut response = call_app(shared.app.as_ref(), &job.environ, job.input);
         // A stream must be pulled here, where the app's code may block; the loop takes

@@ -57,11 +57,20 @@ pub trait WorkerHooks {
     fn heartbeat(&mut self) {}
     /// The worker began to retire on its own (max_requests, a stuck request): the
     /// master can start its replacement now rather than when it exits.
-    fn retiring(&mut self) {}
+    fn retiring(&mut self, _why: Retire) {}
     /// The app is loaded and the loop is about to accept (gunicorn's `post_worker_init`).
     fn post_worker_init(&mut self) {}
     /// Told to stop fast (`INT`/`QUIT`), just before the worker returns (`worker_int`).
     fn worker_int(&mut self) {}
+}
+
+/// Why a worker retires on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retire {
+    /// It served `--max-requests`.
+    MaxRequests,
+    /// An app thread overran `--request-timeout` and may never come back.
+    StuckRequest,
 }
 
 /// No hooks: what a worker run on its own (tests, embedding) uses.
@@ -142,9 +151,13 @@ impl Worker {
                 cfg.worker_connections.max(1),
                 Arc::clone(&app),
                 Arc::clone(&wake),
+                cfg.metrics,
             )?),
             Mode::Inline => None,
         };
+        if let Some(metrics) = cfg.metrics {
+            metrics.set_threads(pool.as_ref().map_or(0, Pool::threads));
+        }
         let worker = Worker {
             poll,
             listeners: mio_listeners,
@@ -254,7 +267,7 @@ impl Worker {
             }
             let max = self.cx.cfg.max_requests;
             if max > 0 && self.cx.requests >= max && self.stop_by.is_none() {
-                hooks.retiring();
+                hooks.retiring(Retire::MaxRequests);
                 self.begin_stop("Autorestarting worker after current request.");
             }
 
@@ -270,7 +283,7 @@ impl Worker {
                     return EXIT_OK;
                 }
                 if self.check_deadlines(now) && self.stop_by.is_none() {
-                    hooks.retiring();
+                    hooks.retiring(Retire::StuckRequest);
                     self.begin_stop("Retiring: an app thread is stuck on a request");
                 }
             }
@@ -344,6 +357,9 @@ impl Worker {
     fn close(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(metrics) = self.cx.cfg.metrics {
+                metrics.connection_closed();
+            }
         }
         // A connection fewer, a descriptor free: accepting may go on.
         if !self.accepting.is_open() {
@@ -401,6 +417,11 @@ impl Worker {
     /// go at once), give the threads a moment to do so, and join them if none is still
     /// busy. A thread stuck in the app is not waited for; the process exit ends it.
     fn let_threads_go(&mut self) {
+        if let Some(metrics) = self.cx.cfg.metrics {
+            for _ in 0..self.conns.len() {
+                metrics.connection_closed();
+            }
+        }
         self.conns.clear();
         let Some(pool) = self.pool.take() else {
             return;

@@ -6,6 +6,7 @@
 //! declared, never a keep-alive connection out of step. The state machine that calls
 //! this lives in [`super`].
 
+use rgunicorn_metrics::Recorder;
 use std::io::{self, ErrorKind};
 use std::time::Instant;
 
@@ -81,7 +82,7 @@ impl Streaming {
     }
 
     /// One sendfile call: never past the declared length nor the file's.
-    fn send_file(&mut self, socket: &Stream) -> Pull {
+    fn send_file(&mut self, socket: &Stream, metrics: Option<Recorder>) -> Pull {
         let BodySource::File { file, remaining } = &mut self.source else {
             return Pull::End;
         };
@@ -100,6 +101,9 @@ impl Streaming {
             // The file ended before its length said.
             Ok(0) => Pull::End,
             Ok(n) => {
+                if let Some(metrics) = metrics {
+                    metrics.sent(n);
+                }
                 let n = n as u64;
                 self.remaining = self.remaining.map(|r| r - n);
                 *remaining = remaining.map(|r| r - n);
@@ -137,7 +141,7 @@ impl Conn {
             if !self.writable {
                 return Step::Wait;
             }
-            s.send_file(&self.stream)
+            s.send_file(&self.stream, self.metrics)
         } else {
             s.pull(&mut cx.scratch)
         };

@@ -25,7 +25,7 @@ fn context(mode: Mode) -> Context {
 
 fn pair() -> (Conn, mio::net::UnixStream) {
     let (ours, client) = mio::net::UnixStream::pair().expect("socketpair");
-    let mut conn = Conn::new(0, Stream::Unix(ours), ConnInfo::new(None, None));
+    let mut conn = Conn::new(0, Stream::Unix(ours), ConnInfo::new(None, None), None);
     conn.readable = true;
     conn.writable = true;
     (conn, client)

@@ -96,7 +96,7 @@ impl Worker {
                     info.trusted_unix_peer = stream
                         .peer_uid()
                         .is_some_and(|uid| self.cx.cfg.trusted_unix_uids.contains(&uid));
-                    let mut conn = Conn::new(key, stream, info);
+                    let mut conn = Conn::new(key, stream, info, self.cx.cfg.metrics);
                     if let Err(err) = self.poll.registry().register(
                         &mut conn.stream,
                         Token(CONN_BASE + key),
@@ -106,6 +106,9 @@ impl Worker {
                         continue;
                     }
                     entry.insert(conn);
+                    if let Some(metrics) = self.cx.cfg.metrics {
+                        metrics.connection_opened();
+                    }
                 }
                 // The queue is drained, and accept(2) takes a descriptor before it
                 // looks at the queue, so one was free: the worker has caught up. (A
