@@ -6,6 +6,7 @@
 //! framing ([`respond`]), the app thread pool ([`pool`]), the logs ([`log`]) and the
 //! apps themselves ([`app`]).
 
+pub mod access_json;
 pub mod app;
 pub mod clock;
 pub mod config;

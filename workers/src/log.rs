@@ -398,10 +398,15 @@ enum Atom {
     RequestHeader(String),
     ResponseHeader(String),
     Environ(String),
+    /// `json`: the whole line is one JSON object ([`crate::access_json`]).
+    Json,
 }
 
 /// Compile gunicorn's `%(name)s` format once; unknown atoms render as "-".
 fn compile(format: &str) -> Vec<Atom> {
+    if format.trim() == "json" {
+        return vec![Atom::Json];
+    }
     let mut atoms = Vec::new();
     let mut rest = format;
     while let Some(start) = rest.find("%(") {
@@ -450,6 +455,7 @@ fn render(atoms: &[Atom], rec: &AccessRecord, out: &mut String) {
     for atom in atoms {
         match atom {
             Atom::Text(text) => out.push_str(text),
+            Atom::Json => crate::access_json::render(rec, out),
             Atom::RequestHeader(name) => out.push_str(&dash(env.header(name).unwrap_or(""))),
             Atom::ResponseHeader(name) => out.push_str(&dash(
                 rec.response_headers
