@@ -74,7 +74,11 @@ pub fn render(rec: &AccessRecord, out: &mut String) {
     field(&mut obj, "q", &env.query_string);
     field(&mut obj, "H", &env.server_protocol);
     field(&mut obj, "f", or_dash(env.header("referer").unwrap_or("")));
-    field(&mut obj, "a", or_dash(env.header("user-agent").unwrap_or("")));
+    field(
+        &mut obj,
+        "a",
+        or_dash(env.header("user-agent").unwrap_or("")),
+    );
     field(&mut obj, "p", &format!("<{}>", std::process::id()));
     let d = rec.duration;
     let b = match rec.length {

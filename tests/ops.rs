@@ -1,0 +1,457 @@
+//! Operating rgunicorn (issue 13), against the real binaries: the metrics page parsed by
+//! the reference Prometheus parser, counters that move by exactly the requests sent
+//! across a HUP and a worker killed with SIGKILL, `/readyz` turning 503 at TERM before
+//! the app's port refuses, gunicorn's statsd metrics received on a real UDP socket, and
+//! JSON access-log lines that a JSON parser reads whatever the headers held.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::load::{FullRate, Tcp};
+use common::{custom_app_bin, get, wait_until, Server};
+
+/// The metrics listener's address, from the master's log.
+fn metrics_addr(server: &Server) -> SocketAddr {
+    server
+        .log()
+        .lines()
+        .filter_map(|l| l.split("Serving metrics at: http://").nth(1))
+        .filter_map(|rest| rest.split('/').next())
+        .find_map(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", server.log()))
+}
+
+/// Every sample of the page, keyed `name{label="value",...}` (labels sorted), as parsed
+/// by prometheus_client's own text parser.
+struct Page(HashMap<String, f64>);
+
+impl Page {
+    fn scrape(addr: SocketAddr) -> Page {
+        let resp = get(addr, "/metrics");
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        Page::parse(&resp.text())
+    }
+
+    fn parse(text: &str) -> Page {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/prom_parse.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write the page");
+        let out = child.wait_with_output().expect("prom_parse.py");
+        assert!(
+            out.status.success(),
+            "the Prometheus parser refused the page (pip install prometheus-client, as .ci/run does): {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let samples: Vec<(String, HashMap<String, String>, f64)> =
+            serde_json::from_slice(&out.stdout).expect("parser output");
+        let mut map = HashMap::new();
+        for (name, labels, value) in samples {
+            let mut labels: Vec<String> =
+                labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            labels.sort();
+            let key = if labels.is_empty() {
+                name
+            } else {
+                format!("{name}{{{}}}", labels.join(","))
+            };
+            map.insert(key, value);
+        }
+        Page(map)
+    }
+
+    /// A sample's value; 0 when the page does not have it (counters appear once non-zero).
+    fn get(&self, key: &str) -> f64 {
+        self.0.get(key).copied().unwrap_or(0.0)
+    }
+
+    fn requests(&self) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.starts_with("rgunicorn_http_requests_total{"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// The master's workers (its other child is the metrics listener).
+fn workers(server: &Server) -> Vec<i32> {
+    server
+        .worker_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with("rgunicorn: worker"))
+        })
+        .collect()
+}
+
+/// `n` requests, one after another on one keep-alive connection; all must be 200.
+fn send(addr: SocketAddr, n: u64) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = common::Reader::new(stream.try_clone().expect("clone"));
+    for _ in 0..n {
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let resp = reader.response(false).expect("answer");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+}
+
+#[test]
+fn counters_move_by_exactly_the_requests_sent_across_a_hup_and_a_worker_kill() {
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &["-w", "2", "--threads", "3", "--metrics-bind", "127.0.0.1:0"],
+        &[],
+    );
+    let metrics = metrics_addr(&server);
+    wait_until(Duration::from_secs(10), "ready", || {
+        get(metrics, "/readyz").status == 200
+    });
+    let before = Page::scrape(metrics);
+    assert_eq!(before.requests(), 0.0);
+    assert_eq!(before.get("rgunicorn_workers_wanted"), 2.0);
+    assert_eq!(before.get("rgunicorn_workers{state=\"serving\"}"), 2.0);
+    assert_eq!(
+        before.get("rgunicorn_app_threads{state=\"idle\"}"),
+        6.0,
+        "2 workers x 3 app threads, none busy"
+    );
+
+    send(server.addr, 40);
+    let page = Page::scrape(metrics);
+    assert_eq!(
+        page.get("rgunicorn_http_requests_total{method=\"GET\",status=\"2xx\"}"),
+        40.0
+    );
+    assert_eq!(
+        page.get("rgunicorn_http_request_duration_seconds_count"),
+        40.0
+    );
+    assert_eq!(
+        page.get("rgunicorn_http_request_duration_seconds_bucket{le=\"+Inf\"}"),
+        40.0
+    );
+    assert_eq!(page.get("rgunicorn_http_requests_in_flight"), 0.0);
+    assert!(page.get("rgunicorn_received_bytes_total{process=\"worker\"}") >= 40.0 * 30.0);
+    assert!(page.get("rgunicorn_sent_bytes_total{process=\"worker\"}") >= 40.0 * 100.0);
+
+    // A HUP under a full-rate load: every answer the client got is counted, once.
+    let old = workers(&server);
+    let load = FullRate::get(Tcp(server.addr), 8, "/hello");
+    load.run_for(300, Duration::from_secs(20));
+    server.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(20), "the old workers to retire", || {
+        let now = workers(&server);
+        now.len() == 2 && now.iter().all(|p| !old.contains(p))
+    });
+    load.run_for(300, Duration::from_secs(20));
+    let tally = load.finish();
+    assert!(tally.failures.is_empty(), "{}", tally.summary());
+    let page = Page::scrape(metrics);
+    assert_eq!(
+        page.requests(),
+        40.0 + tally.ok as f64,
+        "exactly the answers sent, across the HUP"
+    );
+    assert_eq!(
+        page.get("rgunicorn_worker_restarts_total{reason=\"reload\"}"),
+        2.0
+    );
+    assert_eq!(page.get("rgunicorn_http_requests_in_flight"), 0.0);
+    let total = page.requests();
+
+    // A worker killed outright: its slot's counters stay, its replacement adds to them.
+    let victim = workers(&server)[0];
+    // SAFETY: kill(2) on a worker of the server this test started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    wait_until(
+        Duration::from_secs(20),
+        "the killed worker's replacement",
+        || {
+            let now = workers(&server);
+            now.len() == 2 && !now.contains(&victim)
+        },
+    );
+    wait_until(Duration::from_secs(10), "ready again", || {
+        get(metrics, "/readyz").status == 200
+    });
+    send(server.addr, 25);
+    let page = Page::scrape(metrics);
+    assert_eq!(page.requests(), total + 25.0);
+    assert_eq!(
+        page.get("rgunicorn_worker_restarts_total{reason=\"crash\"}"),
+        1.0
+    );
+    assert_eq!(
+        page.get("rgunicorn_http_request_duration_seconds_count"),
+        total + 25.0
+    );
+    assert_eq!(page.get("rgunicorn_workers{state=\"serving\"}"), 2.0);
+    assert_eq!(page.get("rgunicorn_app_threads{state=\"idle\"}"), 6.0);
+    assert_eq!(get(metrics, "/healthz").status, 200);
+    let missing = get(metrics, "/nothing");
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn statuses_methods_busy_threads_and_a_restart_at_max_requests_are_counted() {
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &[
+            "-w",
+            "1",
+            "--threads",
+            "2",
+            "--max-requests",
+            "30",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let metrics = metrics_addr(&server);
+    // One request holds an app thread: busy 1, idle 1.
+    let mut slow = TcpStream::connect(server.addr).expect("connect");
+    slow.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    wait_until(Duration::from_secs(5), "a busy app thread", || {
+        let page = Page::scrape(metrics);
+        page.get("rgunicorn_app_threads{state=\"busy\"}") == 1.0
+            && page.get("rgunicorn_http_requests_in_flight") == 1.0
+    });
+    let page = Page::scrape(metrics);
+    assert_eq!(page.get("rgunicorn_app_threads{state=\"idle\"}"), 1.0);
+    let mut answer = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    while !answer.windows(9).any(|w| w == b"slow done") {
+        let n = slow.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let posted = common::exchange(
+        server.addr,
+        b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert_eq!(posted.status, 200);
+    assert_eq!(get(server.addr, "/missing").status, 404);
+    let page = Page::scrape(metrics);
+    assert_eq!(
+        page.get("rgunicorn_http_requests_total{method=\"GET\",status=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        page.get("rgunicorn_http_requests_total{method=\"POST\",status=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        page.get("rgunicorn_http_requests_total{method=\"GET\",status=\"4xx\"}"),
+        1.0
+    );
+    assert!(
+        page.get("rgunicorn_http_request_duration_seconds_bucket{le=\"1\"}") == 2.0
+            && page.get("rgunicorn_http_request_duration_seconds_bucket{le=\"2.5\"}") == 3.0,
+        "the 1.5 s request is in the (1, 2.5] bucket"
+    );
+    // Past max_requests the worker retires on its own: one restart, by that reason.
+    // (Its last answer says `Connection: close`: a connection per request.)
+    for _ in 0..30 {
+        assert_eq!(get(server.addr, "/hello").status, 200);
+    }
+    wait_until(Duration::from_secs(20), "a restart at max_requests", || {
+        Page::scrape(metrics).get("rgunicorn_worker_restarts_total{reason=\"max_requests\"}") == 1.0
+    });
+    let page = Page::scrape(metrics);
+    assert_eq!(page.requests(), 33.0);
+    assert_eq!(
+        page.get("rgunicorn_worker_restarts_total{reason=\"crash\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn readyz_says_503_at_term_before_the_app_port_refuses() {
+    let mut server = Server::start(&[
+        "-w",
+        "2",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        "--shutdown-delay",
+        "2",
+    ]);
+    let metrics = metrics_addr(&server);
+    wait_until(Duration::from_secs(10), "ready", || {
+        get(metrics, "/readyz").status == 200
+    });
+    let path = common::WELCOME_PATH;
+    server.signal(libc::SIGTERM);
+    let term = Instant::now();
+    // 503 at once...
+    wait_until(Duration::from_secs(1), "/readyz to say 503", || {
+        get(metrics, "/readyz").status == 503
+    });
+    let not_ready = term.elapsed();
+    assert_eq!(get(metrics, "/readyz").text(), "stopping\n");
+    assert_eq!(get(metrics, "/healthz").status, 200, "still live");
+    // ...while the app still answers, until the delay is over.
+    assert_eq!(get(server.addr, path).status, 200);
+    let mut refused_at = None;
+    while term.elapsed() < Duration::from_secs(10) {
+        match TcpStream::connect(server.addr) {
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => {
+                refused_at = Some(term.elapsed());
+                break;
+            }
+        }
+    }
+    let refused_at = refused_at.expect("the app port never refused");
+    assert!(
+        not_ready < refused_at && refused_at >= Duration::from_millis(1900),
+        "503 after {not_ready:?}, refused after {refused_at:?}"
+    );
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn statsd_gets_gunicorns_metrics_for_every_request() {
+    let statsd = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    statsd
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let target = statsd.local_addr().expect("addr").to_string();
+    let server = Server::start(&[
+        "-w",
+        "2",
+        "--statsd-host",
+        &target,
+        "--statsd-prefix",
+        "site",
+    ]);
+    for _ in 0..20 {
+        assert_eq!(get(server.addr, common::WELCOME_PATH).status, 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(get(server.addr, "/nope").status, 404);
+    }
+    let mut sums: HashMap<String, f64> = HashMap::new();
+    let mut timer_count = 0.0;
+    let mut workers_gauge = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline && sums.get("site.gunicorn.requests") != Some(&25.0) {
+        let Ok(n) = statsd.recv(&mut buf) else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&buf[..n]).lines() {
+            let (name, rest) = line.split_once(':').expect("name:value");
+            let parts: Vec<&str> = rest.split('|').collect();
+            let value: f64 = parts[0].parse().expect("value");
+            match parts[1] {
+                "c" => *sums.entry(name.to_string()).or_default() += value,
+                "ms" => {
+                    assert_eq!(name, "site.gunicorn.request.duration");
+                    let rate: f64 = parts
+                        .get(2)
+                        .and_then(|r| r.strip_prefix('@'))
+                        .map_or(1.0, |r| r.parse().expect("rate"));
+                    timer_count += 1.0 / rate;
+                }
+                "g" => {
+                    assert_eq!(name, "site.gunicorn.workers");
+                    workers_gauge = Some(value);
+                }
+                other => panic!("unexpected statsd type {other} in {line}"),
+            }
+        }
+    }
+    assert_eq!(sums.get("site.gunicorn.requests"), Some(&25.0), "{sums:?}");
+    assert_eq!(sums.get("site.gunicorn.request.status.200"), Some(&20.0));
+    assert_eq!(sums.get("site.gunicorn.request.status.404"), Some(&5.0));
+    assert!(
+        (timer_count - 25.0).abs() < 1e-6,
+        "timers count {timer_count}"
+    );
+    assert_eq!(workers_gauge, Some(2.0));
+}
+
+#[test]
+fn json_access_lines_parse_whatever_the_headers_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let server = Server::start(&[
+        "--access-logfile",
+        log.to_str().expect("utf8 path"),
+        "--access-logformat",
+        "json",
+    ]);
+    let hostile: [&[u8]; 4] = [
+        b"\"quoted\", \\backslash\\ {\"s\":999}",
+        b"tab\there and a trailing backslash \\",
+        b"obs-text \xff\xfe and unicode \xc3\xa9",
+        b"</script><!-- ' \" ]}",
+    ];
+    for ua in hostile {
+        let mut raw = b"GET /api/v1/welcome/get_welcome_data?x=\"1\" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nUser-Agent: ".to_vec();
+        raw.extend_from_slice(ua);
+        raw.extend_from_slice(b"\r\nReferer: ");
+        raw.extend_from_slice(ua);
+        raw.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(common::exchange(server.addr, &raw).status, 200);
+    }
+    let mut lines = Vec::new();
+    wait_until(Duration::from_secs(5), "4 access lines", || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.len() == 4
+    });
+    for (line, ua) in lines.iter().zip(hostile) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert_eq!(v["s"], 200, "{line}");
+        assert_eq!(v["m"], "GET");
+        assert_eq!(v["U"], "/api/v1/welcome/get_welcome_data");
+        assert_eq!(v["q"], "x=\"1\"");
+        assert_eq!(v["H"], "HTTP/1.1");
+        assert_eq!(v["h"], "127.0.0.1");
+        assert!(v["B"].as_u64().is_some_and(|b| b > 0));
+        assert!(v["D"].as_u64().is_some());
+        let a = v["a"].as_str().expect("a is a string");
+        assert_eq!(a, v["f"].as_str().expect("f is a string"));
+        if ua.is_ascii() {
+            assert_eq!(a.as_bytes(), ua, "{line}");
+        } else {
+            assert!(a.starts_with("obs-text "), "{line}");
+        }
+    }
+}
