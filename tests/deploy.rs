@@ -41,8 +41,8 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_they_ship() {
     let files = manifests();
     assert!(files.len() >= 5, "{files:?}");
     let out = run(
-        Command::new("kubernetes-validate")
-            .arg("--strict")
+        Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict"])
             .arg("--quiet")
             .args(&files),
         "kubernetes-validate (pip install kubernetes-validate)",
