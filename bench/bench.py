@@ -12,6 +12,8 @@ Scenarios (see issue 6):
   3 churn   a new connection per request (Connection: close), plain and TLS
   4 memory  RSS/PSS of every process: idle, under load, holding N idle keep-alive connections
   5 cpu     server CPU per request from /proc (utime+stime of the whole process tree), every run
+  6 metrics rgunicorn with --metrics-bind (shared counters on, scraped every second) against
+            the same server without it: CPU per request, interleaved (issue 13's target <= 1.03x)
 Runs are interleaved (round-robin over servers, order rotated every round) and reported as
 medians over the rounds.
 """
@@ -861,6 +863,49 @@ def targets(res):
     return out
 
 
+def define_metrics_servers():
+    """Scenario 6: the same rgunicorn with and without the shared counters."""
+    base = lambda p: [RGUNICORN, "-w", str(NCPU), "-b", f"127.0.0.1:{p}"]
+    return [
+        ("rgunicorn-off", f"rgunicorn (built-in app, -w {NCPU}), metrics off", "rgunicorn",
+         lambda p: [("rgunicorn", base(p), None)]),
+        ("rgunicorn-metrics", f"rgunicorn (built-in app, -w {NCPU}), --metrics-bind", "rgunicorn",
+         lambda p: [("rgunicorn-metrics", base(p) + ["--metrics-bind", f"127.0.0.1:{free_port()}"], None)]),
+    ]
+
+
+def scrape_every_second(server, stop):
+    """What Prometheus does, faster: GET /metrics once a second while the runs go on."""
+    port = None
+    for line in server.procs[0].tail(50):
+        m = re.search(r"Serving metrics at: http://127\.0\.0\.1:(\d+)/metrics", line)
+        if m:
+            port = int(m.group(1))
+    while port and not stop.wait(1.0):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/metrics")
+            c.getresponse().read()
+            c.close()
+        except OSError:
+            pass
+
+
+def metrics_cost(sweep_res):
+    """Per round and concurrency: CPU/req with metrics on ÷ off (the pair ran back to back)."""
+    out = {}
+    on, off = sweep_res.get("rgunicorn-metrics", {}), sweep_res.get("rgunicorn-off", {})
+    for c in on:
+        a = {r["round"]: r for r in on[c]["runs"] if r.get("server_cpu_us_per_req")}
+        b = {r["round"]: r for r in off.get(c, {}).get("runs", []) if r.get("server_cpu_us_per_req")}
+        rs = [a[k]["server_cpu_us_per_req"] / b[k]["server_cpu_us_per_req"] for k in a if k in b]
+        if rs:
+            out[c] = {"cpu_ratio_per_round": [round(x, 3) for x in rs],
+                      "cpu_ratio_median": round(statistics.median(rs), 3),
+                      "rps_on": on[c]["median"].get("rps"), "rps_off": off[c]["median"].get("rps")}
+    return out
+
+
 def markdown(res, servers_by_scn):
     m = res["meta"]
     L = [f"## Benchmark {m['date']} ({m.get('mode', 'full')} run)", "",
@@ -886,6 +931,14 @@ def markdown(res, servers_by_scn):
                   {**res.get("churn", {}), **res.get("churn_tls", {})},
                   servers_by_scn["churn"] + servers_by_scn["churn_tls"], m["concs_churn"],
                   note="req/s here = connections (TLS: handshakes) per second.")
+    if res.get("metrics_cost"):
+        L += ["### 6. Metrics on against off (same binary, interleaved pairs)", "",
+              "| concurrency | CPU/req on ÷ off, median | per round | req/s on | req/s off |",
+              "| ---: | ---: | --- | ---: | ---: |"]
+        for c, v in sorted(res["metrics_cost"].items(), key=lambda kv: int(kv[0])):
+            L.append(f"| {c} | {v['cpu_ratio_median']:.3f}x | {', '.join(f'{x:.3f}' for x in v['cpu_ratio_per_round'])} "
+                     f"| {fmt_rps(v['rps_on'])} | {fmt_rps(v['rps_off'])} |")
+        L.append("")
     L += ["### Where the CPU goes (c=64, medians): per request, by process name, and context switches", "",
           "| scenario | server | CPU µs/req by process | context switches/req |", "| --- | --- | --- | ---: |"]
     for scn, title in (("plain", "plain"), ("tls", "TLS"), ("churn", "churn"), ("churn_tls", "churn TLS")):
@@ -1037,7 +1090,7 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 3; quick 1)")
     ap.add_argument("--pair-extra", type=int, help="extra rounds of the target pairs alone at c=64/256 (default 4; quick 0)")
     ap.add_argument("--hold", type=int, help="idle keep-alive connections to hold (default 10000; quick 2000)")
-    ap.add_argument("--only", default="plain,tls,churn,memory", help="comma list of scenarios")
+    ap.add_argument("--only", default="plain,tls,churn,memory,metrics", help="comma list of scenarios")
     a = ap.parse_args()
     quick = a.quick
     reps = a.reps or (1 if quick else 3)
@@ -1062,7 +1115,7 @@ def main():
     os.makedirs(RUN)
     os.makedirs(RESULTS, exist_ok=True)
     now = dt.datetime.now()
-    custom = bool(a.reps or a.duration or a.hold or a.pair_extra is not None or a.only != "plain,tls,churn,memory")
+    custom = bool(a.reps or a.duration or a.hold or a.pair_extra is not None or a.only != "plain,tls,churn,memory,metrics")
     mode = "quick" if quick else ("custom" if custom else "full")
     stamp = now.strftime("%Y-%m-%d_%H%M") + ("" if mode == "full" else "_" + mode)
     meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "quick": quick, "mode": mode, "argv": sys.argv[1:], "reps": reps, "duration_s": dur,
@@ -1197,7 +1250,25 @@ def main():
         for s in tls:
             s.stop()
 
-    others = [r["other_cpu_cores"] for scn in ("plain", "tls", "churn", "churn_tls")
+    # ---- scenario 6: the shared counters' cost
+    if "metrics" in only and have_rg:
+        log("== scenario 6: metrics on against off")
+        pair = bring_up(define_metrics_servers(), "metrics")
+        stop = threading.Event()
+        scrapers = [threading.Thread(target=scrape_every_second, args=(s, stop), daemon=True)
+                    for s in pair if s.key == "rgunicorn-metrics"]
+        for t in scrapers:
+            t.start()
+        res["metrics"] = sweep(pair, [64, 256], reps, dur, tag="metrics", pair=("rgunicorn-metrics", "rgunicorn-off"),
+                               pair_extra=pair_extra)
+        stop.set()
+        res["metrics_cost"] = metrics_cost(res["metrics"])
+        for c, v in res["metrics_cost"].items():
+            log(f"  metrics c={c}: CPU/req on/off median {v['cpu_ratio_median']:.3f}x, per round {v['cpu_ratio_per_round']}")
+        for s in pair:
+            s.stop()
+
+    others = [r["other_cpu_cores"] for scn in ("plain", "tls", "churn", "churn_tls", "metrics")
               for k, d in res.get(scn, {}).items() if not k.startswith("_") for c in d.values() for r in c["runs"]
               if r.get("other_cpu_cores") is not None]
     if others:

@@ -175,7 +175,8 @@ pub fn render(snap: &Snapshot, version: &str, out: &mut String) {
         out,
         "rgunicorn_open_connections{{process=\"worker\"}} {worker_conns}"
     );
-    if snap.front.configured {
+    let front = snap.front.configured && snap.front.counting;
+    if front {
         let _ = writeln!(
             out,
             "rgunicorn_open_connections{{process=\"front\"}} {}",
@@ -190,7 +191,7 @@ pub fn render(snap: &Snapshot, version: &str, out: &mut String) {
     );
     let _ = writeln!(out, "rgunicorn_connections_accepted_total {}", t.accepted);
 
-    for (name, help, worker, front) in [
+    for (name, help, worker, by_front) in [
         (
             "rgunicorn_received_bytes_total",
             "Bytes read from clients (the front's are TLS records).",
@@ -206,12 +207,12 @@ pub fn render(snap: &Snapshot, version: &str, out: &mut String) {
     ] {
         family(out, name, "counter", help);
         let _ = writeln!(out, "{name}{{process=\"worker\"}} {worker}");
-        if snap.front.configured {
-            let _ = writeln!(out, "{name}{{process=\"front\"}} {front}");
+        if front {
+            let _ = writeln!(out, "{name}{{process=\"front\"}} {by_front}");
         }
     }
 
-    if snap.front.configured {
+    if front {
         family(
             out,
             "rgunicorn_front_tls_handshakes_total",

@@ -180,6 +180,7 @@ impl std::fmt::Debug for FrontRecorder {
 
 impl FrontRecorder {
     pub fn new(cells: &'static FrontCells) -> FrontRecorder {
+        cells.counting.store(1, Relaxed);
         FrontRecorder { cells }
     }
 

@@ -60,6 +60,8 @@ pub struct WorkerView {
 pub struct FrontView {
     pub configured: bool,
     pub running: bool,
+    /// The front counts into the table (its metrics are shown).
+    pub counting: bool,
     pub open_conns: u64,
     pub handshakes: [u64; 3],
     pub upstream_errors: [u64; 2],
@@ -150,6 +152,7 @@ impl Snapshot {
         snap.front = FrontView {
             configured: get(&h.front_configured) != 0,
             running: get(&f.pid) != 0,
+            counting: get(&f.counting) != 0,
             open_conns: gauge(&f.open_conns),
             handshakes: [0, 1, 2].map(|i| get(&f.handshakes[i])),
             upstream_errors: [0, 1].map(|i| get(&f.upstream_errors[i])),

@@ -119,6 +119,8 @@ pub struct Header {
 #[repr(C, align(4096))]
 pub struct FrontCells {
     pub(crate) pid: AtomicU64,
+    /// Set by a front that counts into these cells (its metrics are shown from then on).
+    pub(crate) counting: AtomicU64,
     pub(crate) open_conns: AtomicU64,
     /// Full, resumed, failed.
     pub(crate) handshakes: [AtomicU64; 3],
