@@ -853,6 +853,10 @@ def targets(res):
                     mb < 20))
     else:
         out.append(("idle RSS < 20 MB", "not measured", None))
+    for c, v in sorted(res.get("metrics_cost", {}).items(), key=lambda kv: int(kv[0])):
+        out.append((f"metrics c={c}: CPU/request with --metrics-bind <= 1.03x without (issue 13)",
+                    f"{v['cpu_ratio_median']:.3f}x, median of {len(v['cpu_ratio_per_round'])} back-to-back pairs",
+                    v["cpu_ratio_median"] <= 1.03))
     h = memr.get("held", {}).get("rgunicorn")
     if h and h.get("per_conn_bytes_rss") is not None:
         out.append((f"idle keep-alive connection < 2 KB (plain, {h['still_open']} held)",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use rgunicorn_metrics::Table;
 use rgunicorn_process::privileges::{self, Account};
@@ -29,6 +29,8 @@ use crate::ops::statsd::Statsd;
 
 /// The least time between two starts of the metrics process.
 const RESTART_SPACING: Duration = Duration::from_secs(1);
+/// How long a stopping metrics process gets before SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// The metrics listener, bound by the master.
 pub enum MetricsListener {
@@ -216,13 +218,23 @@ impl Served {
         }
     }
 
-    /// Stop the process and wait for it (it answers nothing that matters any more).
+    /// Stop the process and reap it: TERM, and SIGKILL if it is still there after
+    /// [`STOP_WAIT`] (it holds nothing worth waiting longer for).
     fn stop(self) {
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_WAIT;
             loop {
-                match waitpid(pid, None) {
-                    Err(Errno::EINTR) => continue,
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Ok(WaitStatus::StillAlive) => {
+                        let _ = kill(pid, Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        break;
+                    }
+                    Err(Errno::EINTR) => {}
                     _ => break,
                 }
             }
