@@ -239,7 +239,12 @@ impl Served {
                 }
             }
         }
-        if let MetricsListener::Unix(_, path) = &self.listener {
+        // The socket file is ours only while this master owns its socket files (not
+        // after a USR2 started a new master, which has bound it again).
+        let owner = crate::listeners::MASTER_PID.load(std::sync::atomic::Ordering::Relaxed);
+        if let (MetricsListener::Unix(_, path), true) =
+            (&self.listener, owner == std::process::id())
+        {
             let _ = std::fs::remove_file(path);
         }
     }
