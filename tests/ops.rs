@@ -212,7 +212,15 @@ fn counters_move_by_exactly_the_requests_sent_across_a_hup_and_a_worker_kill() {
         total + 25.0
     );
     assert_eq!(page.get("rgunicorn_workers{state=\"serving\"}"), 2.0);
-    assert_eq!(page.get("rgunicorn_app_threads{state=\"idle\"}"), 6.0);
+    assert_eq!(
+        page.get("rgunicorn_app_threads{state=\"idle\"}"),
+        6.0,
+        "{:?}",
+        page.0
+            .iter()
+            .filter(|(k, _)| k.contains("app_threads"))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(get(metrics, "/healthz").status, 200);
     let missing = get(metrics, "/nothing");
     assert_eq!(missing.status, 404);

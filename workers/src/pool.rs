@@ -214,7 +214,7 @@ impl Pool {
 }
 
 /// Counts an app thread busy while it lives: from taking a job until the job's answer
-/// (and any stream it pulls) is handed over, whichever way the thread leaves it.
+/// (and any stream it pulls) is handed over, whichever way the thread leaves the job.
 struct Busy(Recorder);
 
 impl Busy {
@@ -243,7 +243,7 @@ fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &
         let Some(job) = next else {
             return;
         };
-        let _busy = shared.metrics.map(Busy::new);
+        let mut busy = shared.metrics.map(Busy::new);
         let ticket = job.ticket;
         let mut response = call_app(shared.app.as_ref(), &job.environ, job.input);
         // A stream must be pulled here, where the app's code may block; the loop takes
@@ -261,6 +261,10 @@ fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &
             environ: job.environ,
             response,
         };
+        if stream.is_none() {
+            // Idle before the answer leaves: once the client has it, the count is right.
+            drop(busy.take());
+        }
         if msgs.send(done).is_err() {
             return;
         }
