@@ -142,6 +142,12 @@ impl Recorder {
         add(&c.duration_us[bucket], us);
     }
 
+    /// A request counted by [`Recorder::started`] will never be answered: its connection
+    /// is gone. It is no longer in flight (and no response is counted).
+    pub fn abandoned(&self) {
+        sub(&self.cells.in_flight, 1);
+    }
+
     /// How many app threads this worker runs (0: the app runs on the event loop).
     pub fn set_threads(&self, n: usize) {
         self.cells.set_threads(n);

@@ -705,5 +705,15 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// A connection dropped while an app thread holds its request (the client left, a
+    /// deadline passed, the worker stops): that request is no longer in flight.
+    fn drop(&mut self) {
+        if let (Some(metrics), State::App { .. }) = (self.metrics, &self.state) {
+            metrics.abandoned();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
