@@ -145,7 +145,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         }
     };
     // Before the pidfile, so a new master that cannot take the front leaves no PIDFILE.2.
-    let front = match &settings.front {
+    let mut front = match &settings.front {
         Some(front_settings) => {
             match front::Front::bind(front_settings.clone(), &inherited.front) {
                 Ok(f) => Some(f),
@@ -204,6 +204,9 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         settings.worker.timeout,
         settings.front.is_some(),
     );
+    if let (Some(front), true) = (front.as_mut(), settings.ops.counting()) {
+        front.count_into(table.front());
+    }
     let settings_boot_retries = settings.boot_retries;
     let mut arbiter = Arbiter {
         args: std::env::args_os().collect(),

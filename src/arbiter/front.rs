@@ -42,6 +42,8 @@ pub struct Front {
     listeners: Option<FrontListeners>,
     state: State,
     restarts: Restarts,
+    /// The front's cells in the shared table, when the master counts (issue 13).
+    metrics: Option<&'static rgunicorn_metrics::table::FrontCells>,
 }
 
 /// Where the front is, as the master sees it.
@@ -108,6 +110,7 @@ impl Front {
                 due: Instant::now(),
             },
             restarts: Restarts::default(),
+            metrics: None,
         })
     }
 
@@ -200,12 +203,20 @@ impl Front {
             // Not fatal: the front's loop still checks its parent on every tick.
             Err(err) => eprintln!("rgunicorn front: {err}"),
         }
+        if let Some(cells) = self.metrics {
+            front::metrics::install(rgunicorn_metrics::FrontRecorder::new(cells));
+        }
         let first = self.settings.clone();
         let reload = move || match &config_file {
             Some(path) => front::settings_from_file(path),
             None => Ok(first.clone()),
         };
         front::serve_with_reload(self.settings.clone(), listeners, &reload)
+    }
+
+    /// Have the front count into `cells` (from its next start on).
+    pub fn count_into(&mut self, cells: &'static rgunicorn_metrics::table::FrontCells) {
+        self.metrics = Some(cells);
     }
 
     /// The front exited. Returns why the master must halt, if it must.

@@ -26,6 +26,7 @@ mod event_loop;
 mod headers;
 mod http1;
 pub mod log;
+pub mod metrics;
 mod redirect;
 mod relay;
 pub mod settings;

@@ -17,6 +17,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use super::buffer::ByteQueue;
 use super::context::Readiness;
+use rgunicorn_metrics::record::Handshake;
 
 /// Largest plaintext rustls buffers for us, each way (memory bound per connection).
 pub const TLS_BUF: usize = 32 * 1024;
@@ -37,6 +38,8 @@ pub struct TlsTransport {
     pub peer_done: bool,
     /// Last time writing to the client was not blocked.
     pub last_write: Instant,
+    /// The handshake's end was counted (`super::metrics`).
+    handshake_counted: bool,
 }
 
 impl TlsTransport {
@@ -61,6 +64,7 @@ impl TlsTransport {
             ready: Readiness::fresh(),
             peer_done: false,
             last_write: now,
+            handshake_counted: false,
         })
     }
 
@@ -70,6 +74,18 @@ impl TlsTransport {
 
     pub fn is_handshaking(&self) -> bool {
         self.tls.is_handshaking()
+    }
+
+    /// Count the handshake once it is over, full or resumed.
+    fn count_handshake(&mut self) {
+        if self.handshake_counted || self.tls.is_handshaking() {
+            return;
+        }
+        self.handshake_counted = true;
+        super::metrics::handshake(match self.tls.handshake_kind() {
+            Some(rustls::HandshakeKind::Resumed) => Handshake::Resumed,
+            _ => Handshake::Full,
+        });
     }
 
     /// Whether to read the socket now: the state wants plaintext (room under `cap`, the
@@ -127,13 +143,19 @@ impl TlsTransport {
                     self.peer_done = true;
                     progress = true;
                 }
-                Ok(_) => {
+                Ok(n) => {
                     progress = true;
+                    super::metrics::received(n);
                     if let Err(err) = self.tls.process_new_packets() {
+                        if !self.handshake_counted && self.tls.is_handshaking() {
+                            self.handshake_counted = true;
+                            super::metrics::handshake(Handshake::Failed);
+                        }
                         // Flush the alert rustls queued, once, then give up.
                         let _ = self.tls.write_tls(&mut self.sock);
                         return Err(Broken(Some(format!("TLS error: {err}"))));
                     }
+                    self.count_handshake();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.ready.readable = false;
@@ -159,7 +181,10 @@ impl TlsTransport {
         }
         while self.wants_write() {
             match self.tls.write_tls(&mut self.sock) {
-                Ok(_) => progress = true,
+                Ok(n) => {
+                    progress = true;
+                    super::metrics::sent(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.write_blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(Broken(None)),

@@ -75,6 +75,7 @@ impl Relay {
         };
         ctx.log.error(&why.describe(&upstream, c.peer.ip()));
         let id = x.id;
+        crate::front::metrics::upstream_error(why.status());
         let _ = c.session.fail(id, why.status());
     }
 
@@ -119,6 +120,7 @@ impl Relay {
                 x.upstream = None;
             } else {
                 ctx.log.error(&why.describe(&upstream, c.peer.ip()));
+                crate::front::metrics::upstream_error(why.status());
                 if c.session.fail(item.id, why.status()).is_err() {
                     c.session.cut_short(ctx.log);
                 }

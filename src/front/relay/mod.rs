@@ -92,6 +92,7 @@ impl Relay {
         let client = Client::new(sock, peer, key, config, ctx)?;
         self.entries.insert(Entry::Client(Box::new(client)));
         self.connections += 1;
+        crate::front::metrics::connection_opened();
         // The ClientHello may be there already.
         self.push_work(key);
         Ok(())
@@ -107,6 +108,7 @@ impl Relay {
         let redirect = Redirect::new(sock, peer, key, ctx)?;
         self.entries.insert(Entry::Redirect(Box::new(redirect)));
         self.connections += 1;
+        crate::front::metrics::connection_opened();
         self.push_work(key);
         Ok(())
     }
@@ -452,6 +454,7 @@ impl Relay {
             return;
         };
         self.connections -= 1;
+        crate::front::metrics::connection_closed();
         c.transport.deregister(ctx.registry);
         c.session.log_unfinished(ctx.log);
         for up in c.session.exchanges.iter().filter_map(|x| x.upstream) {
@@ -469,6 +472,7 @@ impl Relay {
     fn remove_connection(&mut self, key: Key, ctx: &Ctx<'_>) {
         if let Some(entry) = self.take_entry(key) {
             self.connections -= 1;
+            crate::front::metrics::connection_closed();
             if let Entry::Redirect(mut r) = entry {
                 r.deregister(ctx.registry);
             }
