@@ -1,10 +1,12 @@
 //! Operating rgunicorn (issue 13), against the real binaries: the metrics page parsed by
 //! the reference Prometheus parser, counters that move by exactly the requests sent
 //! across a HUP and a worker killed with SIGKILL, `/readyz` turning 503 at TERM before
-//! the app's port refuses, gunicorn's statsd metrics received on a real UDP socket, and
-//! JSON access-log lines that a JSON parser reads whatever the headers held.
+//! the app's port refuses, the TLS front's handshakes, connections and 504s, gunicorn's
+//! statsd metrics received on a real UDP socket, and JSON access-log lines that a JSON
+//! parser reads whatever the headers held.
 
 mod common;
+mod front_support;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -462,4 +464,101 @@ fn json_access_lines_parse_whatever_the_headers_hold() {
             assert!(a.starts_with("obs-text "), "{line}");
         }
     }
+}
+
+#[test]
+fn the_fronts_handshakes_connections_and_upstream_errors_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = front_support::Certs::new(dir.path());
+    certs.write_leaf(1);
+    let sock = dir.path().join("w.sock");
+    let conf = dir.path().join("rg.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
+             upstream = \"unix:{}\"\naccess_log = \"off\"\nthreads = 1\n\
+             upstream_read_timeout = \"1s\"\n",
+            dir.path().join("server.pem").display(),
+            dir.path().join("server.key").display(),
+            sock.display()
+        ),
+    )
+    .expect("config");
+    let unix = format!("unix:{}", sock.display());
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &[
+            "-c",
+            conf.to_str().expect("utf8"),
+            "-b",
+            "127.0.0.1:0",
+            "-b",
+            &unix,
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let metrics = metrics_addr(&server);
+    wait_until(Duration::from_secs(10), "ready, the front running", || {
+        get(metrics, "/readyz").status == 200
+    });
+    let front: SocketAddr = server
+        .log()
+        .lines()
+        .filter_map(|l| l.split("Front listening at: https://").nth(1))
+        .find_map(|a| a.trim().parse().ok())
+        .expect("the front's address");
+    let client = front_support::client_config(&certs.ca_pem);
+    for _ in 0..3 {
+        let resp = front_support::get(&client, front, "/hello").expect("through the front");
+        assert_eq!(resp.status, 200);
+    }
+    // Not TLS at all: a failed handshake.
+    let mut plain = TcpStream::connect(front).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut sink = Vec::new();
+    let _ = plain.read_to_end(&mut sink);
+    // A worker slower than upstream_read_timeout: the front answers 504 itself.
+    let slow = front_support::get(&client, front, "/slow?ms=2500").expect("through the front");
+    assert_eq!(slow.status, 504);
+    // One connection held open.
+    let held = front_support::connect(&client, front);
+    let key = |result: &str| format!("rgunicorn_front_tls_handshakes_total{{result=\"{result}\"}}");
+    wait_until(Duration::from_secs(5), "the counts", || {
+        let page = Page::scrape(metrics);
+        page.get("rgunicorn_open_connections{process=\"front\"}") == 1.0
+            && page.get(&key("failed")) == 1.0
+            && page.get(&key("full")) + page.get(&key("resumed")) == 5.0
+            && page.get("rgunicorn_http_requests_in_flight") == 0.0
+    });
+    let page = Page::scrape(metrics);
+    assert!(page.get(&key("full")) >= 1.0);
+    assert!(
+        page.get(&key("resumed")) >= 1.0,
+        "a client that kept its session tickets resumes"
+    );
+    assert_eq!(
+        page.get("rgunicorn_front_upstream_errors_total{status=\"504\"}"),
+        1.0
+    );
+    assert_eq!(
+        page.get("rgunicorn_front_upstream_errors_total{status=\"502\"}"),
+        0.0
+    );
+    assert!(page.get("rgunicorn_received_bytes_total{process=\"front\"}") > 0.0);
+    assert!(page.get("rgunicorn_sent_bytes_total{process=\"front\"}") > 1000.0);
+    // The workers answered the three requests; the slow one's connection was closed by
+    // the front before its answer came: no response, and no longer in flight.
+    assert_eq!(page.requests(), 3.0);
+    drop(held);
+    wait_until(Duration::from_secs(5), "the held connection closed", || {
+        Page::scrape(metrics).get("rgunicorn_open_connections{process=\"front\"}") == 0.0
+    });
 }
