@@ -81,4 +81,16 @@ def module_files():
 
 
 def format_exception(exc, tb):
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    """The traceback, without the leading frames of this loader and of importlib."""
+    tb = tb or exc.__traceback__
+    while tb is not None and _machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _machinery(filename):
+    return (
+        filename == __file__
+        or filename.startswith("<frozen importlib")
+        or filename.endswith(os.path.join("importlib", "__init__.py"))
+    )

@@ -207,6 +207,7 @@ pub(super) fn respond(
     loader: &Arc<Loader>,
     request: &Environ,
 ) -> PyResult<Response> {
+    let head = request.method == "HEAD";
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
         let (nothing_written, declared) = {
             let this = start.borrow();
@@ -215,7 +216,7 @@ pub(super) fn respond(
         if nothing_written {
             if let Some(body) = file_body(py, wrapper, declared)? {
                 close(py, &result, loader);
-                return finish(start, body);
+                return finish(start, body, head);
             }
         }
     }
@@ -224,7 +225,7 @@ pub(super) fn respond(
         for item in result.try_iter()? {
             body.extend_from_slice(chunk(&item?)?);
         }
-        return finish(start, Body::Bytes(body));
+        return finish(start, Body::Bytes(body), head);
     }
     let iter = match result.try_iter() {
         Ok(iter) => iter,
@@ -253,7 +254,7 @@ pub(super) fn respond(
     if ended || declared.is_some_and(|n| first.len() as u64 >= n) {
         // All of it (or all the client may get): no stream needed.
         close(py, &result, loader);
-        return finish(start, Body::Bytes(first));
+        return finish(start, Body::Bytes(first), head);
     }
     start.borrow_mut().committed = true;
     let stream = Chunks {
@@ -264,17 +265,20 @@ pub(super) fn respond(
         request: format!("{} {}", request.method, request.raw_uri),
         left: declared,
     };
-    finish(start, Body::Stream(Box::new(stream)))
+    finish(start, Body::Stream(Box::new(stream)), head)
 }
 
 /// The response once the body is known; a status is required by now.
-fn finish(start: &Bound<'_, StartResponse>, body: Body) -> PyResult<Response> {
+fn finish(start: &Bound<'_, StartResponse>, body: Body, head: bool) -> PyResult<Response> {
     let mut this = start.borrow_mut();
     let status = this.status.ok_or_else(|| {
         PyAssertionError::new_err("the app returned without calling start_response()")
     })?;
     let mut headers = std::mem::take(&mut this.headers);
-    if let (Some(declared), Some(actual)) = (this.declared, body.known_len()) {
+    // A HEAD answer keeps the GET's Content-Length without its body, and 1xx/204/304
+    // have none: only a body that is sent can break its length.
+    let has_body = !head && status >= 200 && status != 204 && status != 304;
+    if let (Some(declared), Some(actual), true) = (this.declared, body.known_len(), has_body) {
         if declared != actual {
             crate::log_warning!(
                 "app declared Content-Length {declared} and sent {actual} bytes: closing the connection"
