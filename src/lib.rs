@@ -37,6 +37,7 @@ pub fn main_with_hooks(app: Option<Arc<dyn App>>, hooks: Arc<dyn Hooks>) -> i32 
 }
 
 fn run_main(app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn Hooks>>) -> i32 {
+    workers::app::keep_command_line();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let command = match config::load(&args, &|key| std::env::var(key).ok()) {
         Ok(command) => command,

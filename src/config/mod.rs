@@ -295,7 +295,6 @@ pub fn load(
     // workers > 1, wsgi.multithread is threads > 1).
     settings.worker.python.multiprocess = settings.workers > 1;
     settings.worker.python.multithread = settings.worker.threads > 1;
-    settings.worker.python.argv = args.to_vec();
     if settings.preload_app && settings.worker.python.reload {
         return Err(ConfigError::Conflict(
             "--reload (reload) cannot work with --preload (preload_app): restarted workers would run the master's preloaded code; use one of them",

@@ -56,9 +56,6 @@ pub struct PythonConfig {
     pub multiprocess: bool,
     /// `wsgi.multithread`: more than one app thread per worker.
     pub multithread: bool,
-    /// `sys.argv`: the command line rgunicorn was started with (the process title
-    /// overwrites what `/proc` shows, so it is kept from the start).
-    pub argv: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone)]

@@ -260,6 +260,13 @@ pub fn fork_with<T>(fork: impl FnOnce() -> T, is_child: impl Fn(&T) -> bool) -> 
     }
 }
 
+/// Keep the command line as started, for a Python app's `sys.argv`: call it first thing,
+/// before the process title overwrites the memory `std::env::args` reads.
+pub fn keep_command_line() {
+    #[cfg(feature = "python")]
+    wsgi::interpreter::keep_argv();
+}
+
 /// The process is about to exit after running app code: flush what a Python app printed
 /// and finalize the interpreter (its `atexit` handlers run), when that is safe. Does
 /// nothing in a process that never started Python.

@@ -7,11 +7,11 @@
 //! rgunicorn's signal handlers stay in charge: Python starts with its own handlers off
 //! (no `KeyboardInterrupt`), after the worker's are installed.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pyo3::ffi;
@@ -181,7 +181,7 @@ pub(super) fn start(python: &PythonConfig) -> Result<(), AppError> {
         return Ok(());
     }
     let env = Environment::find()?;
-    initialize(&env, &python.argv)?;
+    initialize(&env)?;
     Python::attach(|py| -> PyResult<()> {
         // Imported on this (the main) thread so that it is threading's main thread,
         // which finalization expects.
@@ -206,8 +206,18 @@ pub(super) fn start(python: &PythonConfig) -> Result<(), AppError> {
     Ok(())
 }
 
-fn initialize(env: &Environment, argv: &[std::ffi::OsString]) -> Result<(), AppError> {
+/// The command line as started, for `sys.argv` (see [`keep_argv`]).
+static ARGV: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// Keep the command line before the process title overwrites the memory that
+/// `std::env::args` reads.
+pub fn keep_argv() {
+    ARGV.get_or_init(|| std::env::args_os().collect());
+}
+
+fn initialize(env: &Environment) -> Result<(), AppError> {
     let fail = |what: &str| AppError::Interpreter(format!("cannot start Python: {what}"));
+    let argv = ARGV.get_or_init(|| std::env::args_os().collect());
     let args: Vec<CString> = argv
         .iter()
         .filter_map(|a| CString::new(a.as_bytes()).ok())
