@@ -44,12 +44,15 @@ fn edit(dir: &Path, file: &str, text: &str) {
     let _ = std::fs::remove_dir_all(dir.join("__pycache__"));
 }
 
+/// (files, APP, the reason in the line naming APP, the exception is logged, with frames)
+type LoadFailure<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, bool, bool);
+
 #[test]
 fn each_way_an_app_can_fail_to_load_exits_4_once_before_anything_is_bound() {
     // (files, APP, the reason in the one line naming APP, the app's exception is
     // logged, with frames of the app's own code)
     #[rustfmt::skip]
-    let cases: &[(&[(&str, &str)], &str, &str, bool, bool)] = &[
+    let cases: &[LoadFailure] = &[
         (&[], "no_such_module:app", "ModuleNotFoundError: No module named 'no_such_module'", true, false),
         (&[("broken.py", "def app(:\n    pass\n")], "broken:app", "SyntaxError", true, false),
         (&[("m.py", "raise RuntimeError('no database')\n")], "m:app", "RuntimeError: no database", true, true),
