@@ -19,6 +19,11 @@
 #    (APP, WORKERS, THREADS, WORKER_CONNECTIONS, TIMEOUT, BIND) reach rgunicorn.
 # 5. The reference Dockerfile's way: a certificate pair put in ssl_files/ before the build
 #    is baked into the image and served.
+# 6. A Python app the reference Dockerfile's way: the Flask welcome project
+#    (examples/python/welcome, with its requirements.txt) built in with PROJECT, installed
+#    into the image's venv, chosen with APP=app.app:app, served through the TLS front; HUP,
+#    the healthcheck and TERM as for the built-in app. The default image (1-5) serves the
+#    built-in welcome app.
 #
 # env: WORK (default /tmp/ctr-ci: podman store, base images), SHARED_DIR (default
 #      ../shared beside the repository), CONTEXT (build context, default the repository),
@@ -68,7 +73,7 @@ tmp=$(mktemp -d)
 # The same podman store and configuration as build-and-run.sh (its WORK directory).
 P=(podman --root "$WORK/storage" --runroot "$WORK/runroot")
 export CONTAINERS_CONF=$WORK/containers.conf
-NAMES=(web_backend web_backend_plain web_backend_nocert web_backend_env)
+NAMES=(web_backend web_backend_plain web_backend_nocert web_backend_env web_backend_py)
 cleanup() {
   for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
   rm -rf "$tmp"
@@ -226,6 +231,8 @@ if wait_https web_backend "$tmp/selfsigned.pem"; then
   check "reference: the log says loudly the certificate is self-signed" \
     bash -c "${P[*]} logs web_backend 2>&1 | grep -q 'SELF-SIGNED'"
   check "reference: the master is PID 1 (start.sh exec'd it)" pid1_is_master web_backend
+  check "reference: no PROJECT built in, so the built-in welcome app serves" \
+    bash -c "${P[*]} logs web_backend 2>&1 | grep -q 'Serving the built-in welcome app'"
   check "reference: the image's HEALTHCHECK (bash /app/start.sh healthcheck) passes" \
     bash -c "${P[*]} healthcheck run web_backend 2>/dev/null"
   check "reference: runs as uid 10001, not root" \
@@ -373,5 +380,59 @@ else
   tail -n 40 "$tmp/build2.log"
   bad "baked: build-and-run.sh failed ($((SECONDS - b0))s)"
 fi
+
+# ---------------------------------------------------------------------------------------
+# 6. a Python project: examples/python/welcome (Flask, Flask-RESTful, flask-cors) built in
+#    with PROJECT, its requirements.txt installed into the image's venv, chosen with APP
+PY_IMAGE=localhost/web_backend:python
+step "Python app: build --build-arg PROJECT=examples/python/welcome, run -e APP=app.app:app"
+b0=$SECONDS
+if "${P[@]}" build --pull=never --network=host \
+     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+     --build-arg PROJECT=examples/python/welcome -f "$CONTEXT/Dockerfile" -t "$PY_IMAGE" "$CONTEXT" \
+     > "$tmp/build-py.log" 2>&1; then
+  ok "python: image with examples/python/welcome and its venv builds ($((SECONDS - b0))s)"
+  echo "     image: $("${P[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$PY_IMAGE" 2>/dev/null | head -n 1)"
+  "${P[@]}" run -d -p "$HOST_PORT:443" -e APP=app.app:app --name web_backend_py "$PY_IMAGE" > "$tmp/run.out" 2>&1 \
+    || { cat "$tmp/run.out"; bad "python: podman run failed"; }
+  for _ in $(seq 1 50); do
+    "${P[@]}" exec web_backend_py test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
+    running web_backend_py || break
+    sleep 0.2
+  done
+  "${P[@]}" exec web_backend_py cat /etc/rgunicorn/cert/server.pem > "$tmp/py.pem" 2>/dev/null
+  if wait_https web_backend_py "$tmp/py.pem"; then
+    check_welcome python "$tmp/py.pem"
+    pylog=$("${P[@]}" logs web_backend_py 2>&1)
+    check "python: start.sh runs app.app:app from /app/project" \
+      grep -q 'exec rgunicorn .*--chdir /app/project app.app:app' <<< "$pylog"
+    check "python: the master serves app.app:app" grep -q 'Serving app: app.app:app' <<< "$pylog"
+    # Only the Flask app (flask-cors) answers a CORS preflight; the built-in app does not.
+    acao=$(curl -sS -m 5 --cacert "$tmp/py.pem" -X OPTIONS -H 'Origin: https://www.example.com' \
+      -H 'Access-Control-Request-Method: GET' -D - -o /dev/null "https://localhost:$HOST_PORT$URL_PATH" \
+      | tr -d '\r' | awk 'tolower($1)=="access-control-allow-origin:" {print $2}')
+    check "python: flask-cors answers the preflight (access-control-allow-origin '$acao')" \
+      [ "$acao" = https://www.example.com ]
+    check "python: Flask runs from the image's venv (/app/venv), not the system python" \
+      bash -c "${P[*]} exec web_backend_py /app/venv/bin/python -c 'import flask' && ! ${P[*]} exec web_backend_py /usr/bin/python3 -c 'import flask' 2>/dev/null"
+    check "python: the image's HEALTHCHECK passes" bash -c "${P[*]} healthcheck run web_backend_py 2>/dev/null"
+    "${P[@]}" kill --signal HUP web_backend_py >/dev/null
+    fails=0
+    for _ in $(seq 1 25); do
+      code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$tmp/py.pem" "https://localhost:$HOST_PORT$URL_PATH")
+      [ "$code" = 200 ] || fails=$((fails + 1))
+      sleep 0.2
+    done
+    check "python: HUP reload (workers import the app afresh), 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
+    stop_within web_backend_py TERM $((GRACEFUL + 2))
+  else
+    bad "python: https://localhost:$HOST_PORT never answered"
+  fi
+  show_logs web_backend_py
+else
+  tail -n 40 "$tmp/build-py.log"
+  bad "python: the image with PROJECT=examples/python/welcome does not build ($((SECONDS - b0))s)"
+fi
+"${P[@]}" rm -f -t 2 web_backend_py >/dev/null 2>&1
 
 finish
