@@ -322,9 +322,11 @@ fn an_exception_after_the_response_started_closes_the_connection_and_close_runs(
     wait_until(Duration::from_secs(5), "close() after the failure", || {
         marks.path().join("closed-failed").exists()
     });
-    assert!(server
-        .log()
-        .contains("RuntimeError: failed while streaming, on purpose"));
+    wait_until(Duration::from_secs(5), "the traceback", || {
+        server
+            .log()
+            .contains("RuntimeError: failed while streaming, on purpose")
+    });
     assert_eq!(get(server.addr, "/environ").status, 200);
 }
 
