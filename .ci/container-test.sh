@@ -210,6 +210,26 @@ served_serial() { # the serial of the certificate the front serves on HOST_PORT
 
 show_logs() { echo "--- $1 log (last 25 lines)"; "${P[@]}" logs "$1" 2>&1 | tail -n 25; echo "---"; }
 
+self_signed_of() { # NAME FILE: the certificate start.sh made in the container, once it exists
+  for _ in $(seq 1 50); do
+    "${P[@]}" exec "$1" test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
+    running "$1" || break
+    sleep 0.2
+  done
+  "${P[@]}" exec "$1" cat /etc/rgunicorn/cert/server.pem > "$2" 2>/dev/null
+}
+
+failures_after_hup() { # NAME CAFILE: HUP, then 25 requests over 5 s; prints how many failed
+  local fails=0 code
+  "${P[@]}" kill --signal HUP "$1" >/dev/null
+  for _ in $(seq 1 25); do
+    code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$2" "https://localhost:$HOST_PORT$URL_PATH")
+    [ "$code" = 200 ] || fails=$((fails + 1))
+    sleep 0.2
+  done
+  echo "$fails"
+}
+
 # ---------------------------------------------------------------------------------------
 # 2. the reference command: docker run -it -d -p 5000:443 --name web_backend web_backend:v1 bash ./start.sh
 step "reference run: run -it -d -p $HOST_PORT:443 --name web_backend $IMAGE bash ./start.sh"
@@ -219,12 +239,7 @@ else
   cat "$tmp/run.out"; bad "reference: podman run failed"
 fi
 # start.sh made a self-signed certificate: verify against it rather than curl -k.
-for _ in $(seq 1 50); do
-  "${P[@]}" exec web_backend test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
-  running web_backend || break
-  sleep 0.2
-done
-"${P[@]}" exec web_backend cat /etc/rgunicorn/cert/server.pem > "$tmp/selfsigned.pem" 2>/dev/null
+self_signed_of web_backend "$tmp/selfsigned.pem"
 if wait_https web_backend "$tmp/selfsigned.pem"; then
   ok "reference: https://localhost:$HOST_PORT answers, certificate verified against the self-signed one"
   check_welcome reference "$tmp/selfsigned.pem"
@@ -239,13 +254,7 @@ if wait_https web_backend "$tmp/selfsigned.pem"; then
     bash -c "[ \"\$(${P[*]} exec web_backend id -u)\" = 10001 ]"
 
   # HUP: reload; requests keep succeeding during and after it
-  "${P[@]}" kill --signal HUP web_backend >/dev/null
-  fails=0
-  for _ in $(seq 1 25); do
-    code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$tmp/selfsigned.pem" "https://localhost:$HOST_PORT$URL_PATH")
-    [ "$code" = 200 ] || fails=$((fails + 1))
-    sleep 0.2
-  done
+  fails=$(failures_after_hup web_backend "$tmp/selfsigned.pem")
   check "reference: HUP reload, 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
   check "reference: still running after HUP, master still PID 1" pid1_is_master web_backend
   check_welcome "reference after HUP" "$tmp/selfsigned.pem"
@@ -395,12 +404,7 @@ if "${P[@]}" build --pull=never --network=host \
   echo "     image: $("${P[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$PY_IMAGE" 2>/dev/null | head -n 1)"
   "${P[@]}" run -d -p "$HOST_PORT:443" -e APP=app.app:app --name web_backend_py "$PY_IMAGE" > "$tmp/run.out" 2>&1 \
     || { cat "$tmp/run.out"; bad "python: podman run failed"; }
-  for _ in $(seq 1 50); do
-    "${P[@]}" exec web_backend_py test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
-    running web_backend_py || break
-    sleep 0.2
-  done
-  "${P[@]}" exec web_backend_py cat /etc/rgunicorn/cert/server.pem > "$tmp/py.pem" 2>/dev/null
+  self_signed_of web_backend_py "$tmp/py.pem"
   if wait_https web_backend_py "$tmp/py.pem"; then
     check_welcome python "$tmp/py.pem"
     pylog=$("${P[@]}" logs web_backend_py 2>&1)
@@ -416,13 +420,7 @@ if "${P[@]}" build --pull=never --network=host \
     check "python: Flask runs from the image's venv (/app/venv), not the system python" \
       bash -c "${P[*]} exec web_backend_py /app/venv/bin/python -c 'import flask' && ! ${P[*]} exec web_backend_py /usr/bin/python3 -c 'import flask' 2>/dev/null"
     check "python: the image's HEALTHCHECK passes" bash -c "${P[*]} healthcheck run web_backend_py 2>/dev/null"
-    "${P[@]}" kill --signal HUP web_backend_py >/dev/null
-    fails=0
-    for _ in $(seq 1 25); do
-      code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$tmp/py.pem" "https://localhost:$HOST_PORT$URL_PATH")
-      [ "$code" = 200 ] || fails=$((fails + 1))
-      sleep 0.2
-    done
+    fails=$(failures_after_hup web_backend_py "$tmp/py.pem")
     check "python: HUP reload (workers import the app afresh), 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
     stop_within web_backend_py TERM $((GRACEFUL + 2))
   else

@@ -497,12 +497,17 @@ def define_tls_servers(have_rg_front, cert):
     out.append(("nginx-tls", "nginx TLS return 200", "nginx",
                 lambda p: [("nginx-tls", nginx_conf("nginx-tls", p, tls=cert), None)]))
 
-    def reference(p):
-        sock = os.path.join(RUN, "gunicorn-ref.sock")
-        return [("gunicorn-ref", gunicorn_cmd(f"unix:{sock}", "sync", "flask_app:app"), None),
-                ("nginx-ref", nginx_conf("nginx-ref", p, tls=cert, upstream=sock), None)]
-    out.append(("reference", "nginx TLS -> gunicorn sync + Flask (unix)", "reference", reference))
+    out.append(("reference", "nginx TLS -> gunicorn sync + Flask (unix)", "reference", reference_stack("ref", cert)))
     return out
+
+
+def reference_stack(tag, cert):
+    """The stack rgunicorn replaces: nginx TLS -> gunicorn sync + Flask over a unix socket."""
+    def spec(p):
+        sock = os.path.join(RUN, f"gunicorn-{tag}.sock")
+        return [(f"gunicorn-{tag}", gunicorn_cmd(f"unix:{sock}", "sync", "flask_app:app"), None),
+                (f"nginx-{tag}", nginx_conf(f"nginx-{tag}", p, tls=cert, upstream=sock), None)]
+    return spec
 
 
 def rgunicorn_has_python():
@@ -553,12 +558,8 @@ def define_python_tls_servers(have_rg_py, cert):
                                         extra=f'chdir = "{APPS}"\nwsgi_app = "flask_app:app"')
             return [("rgunicorn-front-flask", [RGUNICORN, "-c", conf], PY_ENV)]
         out.append(("py-rgunicorn-front-flask", "rgunicorn front + workers + Flask (TLS)", "rgunicorn", rg))
-
-    def reference(p):
-        sock = os.path.join(RUN, "gunicorn-ref-py.sock")
-        return [("gunicorn-ref-py", gunicorn_cmd(f"unix:{sock}", "sync", "flask_app:app"), None),
-                ("nginx-ref-py", nginx_conf("nginx-ref-py", p, tls=cert, upstream=sock), None)]
-    out.append(("py-reference", "nginx TLS -> gunicorn sync + Flask (reference)", "reference", reference))
+    out.append(("py-reference", "nginx TLS -> gunicorn sync + Flask (reference)", "reference",
+                reference_stack("ref-py", cert)))
     return out
 
 

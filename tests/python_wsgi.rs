@@ -36,8 +36,11 @@ fn assert_validator_silent(server: &Server) {
     );
 }
 
-fn markers() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
+/// The app with `RG_MARKERS` set to a fresh folder, where it leaves a file per close().
+fn pep_with_markers(args: &[&str]) -> (Server, tempfile::TempDir) {
+    let marks = tempfile::tempdir().expect("temp dir");
+    let dir = marks.path().to_str().expect("utf-8");
+    (pep(args, &[("RG_MARKERS", dir)]), marks)
 }
 
 #[test]
@@ -199,9 +202,7 @@ fn stream_chunk(i: usize, size: usize) -> Vec<u8> {
 
 #[test]
 fn a_streamed_download_reaches_a_slow_reader_whole_and_close_runs() {
-    let marks = markers();
-    let dir = marks.path().to_str().expect("utf-8");
-    let server = pep(&[], &[("RG_MARKERS", dir)]);
+    let (server, marks) = pep_with_markers(&[]);
     let (n, size) = (160, 65536);
     let mut stream = server.connect();
     write!(
@@ -237,9 +238,7 @@ fn a_streamed_download_reaches_a_slow_reader_whole_and_close_runs() {
 
 #[test]
 fn a_client_that_leaves_mid_stream_still_gets_close_called() {
-    let marks = markers();
-    let dir = marks.path().to_str().expect("utf-8");
-    let server = pep(&["--threads", "1"], &[("RG_MARKERS", dir)]);
+    let (server, marks) = pep_with_markers(&["--threads", "1"]);
     let mut stream = server.connect();
     write!(
         stream,
@@ -301,9 +300,7 @@ fn exceptions_before_the_response_are_500_with_the_traceback_and_the_worker_keep
 
 #[test]
 fn an_exception_after_the_response_started_closes_the_connection_and_close_runs() {
-    let marks = markers();
-    let dir = marks.path().to_str().expect("utf-8");
-    let server = pep(&[], &[("RG_MARKERS", dir)]);
+    let (server, marks) = pep_with_markers(&[]);
     let mut stream = server.connect();
     write!(
         stream,
