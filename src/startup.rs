@@ -12,6 +12,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use rgunicorn_workers::app::{self, AppSpec};
@@ -47,7 +48,7 @@ impl StartError {
     /// An APP that cannot load is gunicorn's APP_LOAD_ERROR (4); the rest are start errors.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::App(_) => rgunicorn_workers::worker::EXIT_APP_LOAD_ERROR,
+            StartError::App(_) => rgunicorn_process::exit::APP_LOAD_ERROR,
             _ => 1,
         }
     }
@@ -80,13 +81,23 @@ pub fn load_app(settings: &Settings) -> Result<Option<Arc<dyn App>>, StartError>
 /// `--timeout` is left to the workers (their own timeout applies) with a warning.
 fn trial_import(spec: &AppSpec, settings: &Settings) -> Result<(), StartError> {
     let (read_end, write_end) = nix::unistd::pipe().map_err(|e| StartError::Trial(e.into()))?;
+    // Every signal waits across the fork, so none runs the master's handler in the child
+    // (which would report it to the master as its own).
+    let mask = SigSet::all()
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(|e| StartError::Trial(e.into()))?;
     // SAFETY: the master is single-threaded here (at start, or in its loop on HUP), so no
     // lock can be held by a thread that does not exist in the child; the child only
     // imports the app and leaves through process::exit.
-    match unsafe { fork() }.map_err(|e| StartError::Trial(e.into()))? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = mask.thread_set_mask();
+    }
+    match forked.map_err(|e| StartError::Trial(e.into()))? {
         ForkResult::Child => {
             drop(read_end);
             restore_default_signals();
+            let _ = mask.thread_set_mask();
             // As the workers will see it (on HUP the master has not applied these yet).
             if let Some(dir) = &settings.chdir {
                 let _ = std::env::set_current_dir(dir);
@@ -98,7 +109,7 @@ fn trial_import(spec: &AppSpec, settings: &Settings) -> Result<(), StartError> {
                 Ok(_) => 0,
                 Err(err) => {
                     let _ = nix::unistd::write(&write_end, err.to_string().as_bytes());
-                    rgunicorn_workers::worker::EXIT_APP_LOAD_ERROR
+                    rgunicorn_process::exit::APP_LOAD_ERROR
                 }
             };
             app::before_exit();
@@ -148,7 +159,7 @@ fn wait_for_trial(child: Pid, read_end: OwnedFd, timeout: Duration) -> Result<()
     }
 }
 
-/// The trial child must not run the master's signal handlers (they write to its queue).
+/// The trial child must not run the master's signal handlers (they report to the master).
 fn restore_default_signals() {
     use nix::sys::signal::{signal, SigHandler, Signal};
     for sig in [
