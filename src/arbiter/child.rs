@@ -13,9 +13,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use rgunicorn_process::privileges::{self, Account};
 use rgunicorn_process::{exit, parent};
+use rgunicorn_workers::app::{self, AppError, AppSpec};
 use rgunicorn_workers::config::WorkerConfig;
 use rgunicorn_workers::worker::{self, WorkerHooks};
-use rgunicorn_workers::app::{self, AppError, AppSpec};
 use rgunicorn_workers::{log_error, App, Listener};
 
 use super::heartbeat::{Beat, Slot};
