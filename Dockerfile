@@ -8,26 +8,58 @@
 # One process tree: the rgunicorn master (PID 1, via start.sh's exec) supervises the TLS
 # front (:443, :80 -> 301) and the workers (unix socket for the front, 0.0.0.0:5000 as the
 # reference gunicorn bound). See start.sh for the environment it reads.
+#
+# A Python WSGI app, the reference Dockerfile's way: its project folder (with a
+# requirements.txt) in the build context, installed into a venv in the image, chosen with APP:
+#
+#   docker build --build-arg PROJECT=examples/python/welcome -t web_backend:v1 .
+#   docker run -d -p 5000:443 -e APP=app.app:app web_backend:v1
+#
+# Without PROJECT the image serves the built-in welcome app, as before.
 
-# ---- build: the whole workspace in release mode -----------------------------------------
+# ---- build: the whole workspace in release mode, with Python support --------------------
 FROM rust:1-bookworm AS build
+# The libpython the binaries embed: Debian's python3, the one the runtime image runs; and
+# venv, to make the project's virtualenv here (see PROJECT below).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-dev python3-venv \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The registry and target/ are cache mounts: a rebuild after a source change compiles only
 # the workspace crates. The binaries are copied out of the cache mount into /out.
 RUN --mount=type=cache,id=rgunicorn-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=rgunicorn-target,target=/src/target \
-    cargo build --release --locked --bin rgunicorn --bin rgunicorn-front \
+    PYO3_PYTHON=/usr/bin/python3 cargo build --release --locked --features python \
+      --bin rgunicorn --bin rgunicorn-front \
  && mkdir -p /out \
  && cp target/release/rgunicorn target/release/rgunicorn-front /out/
+# The Python project to serve: a folder of the build context (empty: none), and its
+# virtualenv with its requirements.txt installed from PyPI. Made here, where pip's
+# dependencies are, and copied to the same path in the runtime image, whose python3 is the
+# same Debian package.
+ARG PROJECT=
+RUN mkdir -p /out/project \
+ && if [ -n "$PROJECT" ]; then \
+      [ -d "/src/$PROJECT" ] || { echo "PROJECT=$PROJECT is not a folder of the build context" >&2; exit 1; }; \
+      cp -a "/src/$PROJECT/." /out/project/; \
+    fi \
+ && if [ -f /out/project/requirements.txt ]; then \
+      python3 -m venv /app/venv \
+      && /app/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /out/project/requirements.txt; \
+    else \
+      python3 -m venv --without-pip /app/venv; \
+    fi
 
-# ---- runtime: debian slim, openssl for the self-signed fallback and the healthcheck -----
+# ---- runtime: debian slim, openssl for the self-signed fallback and the healthcheck, ------
+# ---- python3 (and its shared library) for Python apps --------------------------------------
 FROM debian:bookworm-slim
 # Unpinned on purpose: bookworm's security updates replace these versions, and a pinned
 # version stops building the day it is superseded.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openssl libcap2-bin \
+ && apt-get install -y --no-install-recommends openssl libcap2-bin python3 libpython3.11 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 10001 rgunicorn \
@@ -48,6 +80,13 @@ RUN setcap cap_net_bind_service=+ep /usr/local/bin/rgunicorn \
 WORKDIR /app
 COPY start.sh ./
 COPY conf/ ./conf/
+# The project and its venv (active for rgunicorn through VIRTUAL_ENV), read-only for the
+# app's user. start.sh runs the app from /app/project, as the reference ran gunicorn from
+# its project folder.
+COPY --from=build /out/project/ /app/project/
+COPY --from=build /app/venv/ /app/venv/
+ENV VIRTUAL_ENV=/app/venv \
+    PATH=/app/venv/bin:$PATH
 # Certificates put in ssl_files/ before the build (the reference deployment's way; see
 # ssl_files/README.md: mounting at run time keeps the key out of the image). Without one,
 # start.sh makes a self-signed certificate at start and says so.

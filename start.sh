@@ -15,7 +15,11 @@
 #   TIMEOUT             worker timeout, seconds (-t)
 #   BIND                the workers' TCP address(es), e.g. 0.0.0.0:5000 (-b; several may be
 #                       separated by spaces or commas); the front's unix socket is kept
-#   APP                 the app: a built-in name, welcome (default) or echo
+#   APP                 the app: a built-in name, welcome (default) or echo, or a Python
+#                       WSGI module:callable from the project built into the image (Dockerfile's
+#                       PROJECT); unset: the config file's wsgi_app, else welcome
+#   PROJECT_DIR         the Python project, where the app runs from (--chdir; default
+#                       /app/project beside this script, used when it is not empty)
 #   CERTFILE, KEYFILE   the front's certificate chain and key (default: the config's,
 #                       /etc/rgunicorn/cert/server.pem and server.key)
 #   HTTPS_PORT          the port clients use for https, for the :80 redirect's Location
@@ -262,6 +266,14 @@ if [ "${#changes[@]}" -gt 0 ]; then
   log "running $runconf: $conf with [front] ${summary%, }"
 fi
 
-args+=("$@" "${APP:-welcome}")
+# A Python project runs from its folder, as the reference ran gunicorn from its own.
+project=${PROJECT_DIR:-$here/project}
+if [ -d "$project" ] && [ -n "$(ls -A "$project" 2>/dev/null)" ]; then
+  args+=(--chdir "$project")
+fi
+args+=("$@")
+if [ -n "${APP:-}" ]; then
+  args+=("$APP")
+fi
 log "exec $rgunicorn_bin ${args[*]}"
 exec "$rgunicorn_bin" "${args[@]}"

@@ -19,6 +19,11 @@
 #    (APP, WORKERS, THREADS, WORKER_CONNECTIONS, TIMEOUT, BIND) reach rgunicorn.
 # 5. The reference Dockerfile's way: a certificate pair put in ssl_files/ before the build
 #    is baked into the image and served.
+# 6. A Python app the reference Dockerfile's way: the Flask welcome project
+#    (examples/python/welcome, with its requirements.txt) built in with PROJECT, installed
+#    into the image's venv, chosen with APP=app.app:app, served through the TLS front; HUP,
+#    the healthcheck and TERM as for the built-in app. The default image (1-5) serves the
+#    built-in welcome app.
 #
 # env: WORK (default /tmp/ctr-ci: podman store, base images), SHARED_DIR (default
 #      ../shared beside the repository), CONTEXT (build context, default the repository),
@@ -68,7 +73,7 @@ tmp=$(mktemp -d)
 # The same podman store and configuration as build-and-run.sh (its WORK directory).
 P=(podman --root "$WORK/storage" --runroot "$WORK/runroot")
 export CONTAINERS_CONF=$WORK/containers.conf
-NAMES=(web_backend web_backend_plain web_backend_nocert web_backend_env)
+NAMES=(web_backend web_backend_plain web_backend_nocert web_backend_env web_backend_py)
 cleanup() {
   for n in "${NAMES[@]}"; do "${P[@]}" rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
   rm -rf "$tmp"
@@ -205,6 +210,26 @@ served_serial() { # the serial of the certificate the front serves on HOST_PORT
 
 show_logs() { echo "--- $1 log (last 25 lines)"; "${P[@]}" logs "$1" 2>&1 | tail -n 25; echo "---"; }
 
+self_signed_of() { # NAME FILE: the certificate start.sh made in the container, once it exists
+  for _ in $(seq 1 50); do
+    "${P[@]}" exec "$1" test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
+    running "$1" || break
+    sleep 0.2
+  done
+  "${P[@]}" exec "$1" cat /etc/rgunicorn/cert/server.pem > "$2" 2>/dev/null
+}
+
+failures_after_hup() { # NAME CAFILE: HUP, then 25 requests over 5 s; prints how many failed
+  local fails=0 code
+  "${P[@]}" kill --signal HUP "$1" >/dev/null
+  for _ in $(seq 1 25); do
+    code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$2" "https://localhost:$HOST_PORT$URL_PATH")
+    [ "$code" = 200 ] || fails=$((fails + 1))
+    sleep 0.2
+  done
+  echo "$fails"
+}
+
 # ---------------------------------------------------------------------------------------
 # 2. the reference command: docker run -it -d -p 5000:443 --name web_backend web_backend:v1 bash ./start.sh
 step "reference run: run -it -d -p $HOST_PORT:443 --name web_backend $IMAGE bash ./start.sh"
@@ -214,31 +239,22 @@ else
   cat "$tmp/run.out"; bad "reference: podman run failed"
 fi
 # start.sh made a self-signed certificate: verify against it rather than curl -k.
-for _ in $(seq 1 50); do
-  "${P[@]}" exec web_backend test -s /etc/rgunicorn/cert/server.pem 2>/dev/null && break
-  running web_backend || break
-  sleep 0.2
-done
-"${P[@]}" exec web_backend cat /etc/rgunicorn/cert/server.pem > "$tmp/selfsigned.pem" 2>/dev/null
+self_signed_of web_backend "$tmp/selfsigned.pem"
 if wait_https web_backend "$tmp/selfsigned.pem"; then
   ok "reference: https://localhost:$HOST_PORT answers, certificate verified against the self-signed one"
   check_welcome reference "$tmp/selfsigned.pem"
   check "reference: the log says loudly the certificate is self-signed" \
     bash -c "${P[*]} logs web_backend 2>&1 | grep -q 'SELF-SIGNED'"
   check "reference: the master is PID 1 (start.sh exec'd it)" pid1_is_master web_backend
+  check "reference: no PROJECT built in, so the built-in welcome app serves" \
+    bash -c "${P[*]} logs web_backend 2>&1 | grep -q 'Serving the built-in welcome app'"
   check "reference: the image's HEALTHCHECK (bash /app/start.sh healthcheck) passes" \
     bash -c "${P[*]} healthcheck run web_backend 2>/dev/null"
   check "reference: runs as uid 10001, not root" \
     bash -c "[ \"\$(${P[*]} exec web_backend id -u)\" = 10001 ]"
 
   # HUP: reload; requests keep succeeding during and after it
-  "${P[@]}" kill --signal HUP web_backend >/dev/null
-  fails=0
-  for _ in $(seq 1 25); do
-    code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' --cacert "$tmp/selfsigned.pem" "https://localhost:$HOST_PORT$URL_PATH")
-    [ "$code" = 200 ] || fails=$((fails + 1))
-    sleep 0.2
-  done
+  fails=$(failures_after_hup web_backend "$tmp/selfsigned.pem")
   check "reference: HUP reload, 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
   check "reference: still running after HUP, master still PID 1" pid1_is_master web_backend
   check_welcome "reference after HUP" "$tmp/selfsigned.pem"
@@ -373,5 +389,48 @@ else
   tail -n 40 "$tmp/build2.log"
   bad "baked: build-and-run.sh failed ($((SECONDS - b0))s)"
 fi
+
+# ---------------------------------------------------------------------------------------
+# 6. a Python project: examples/python/welcome (Flask, Flask-RESTful, flask-cors) built in
+#    with PROJECT, its requirements.txt installed into the image's venv, chosen with APP
+PY_IMAGE=localhost/web_backend:python
+step "Python app: build --build-arg PROJECT=examples/python/welcome, run -e APP=app.app:app"
+b0=$SECONDS
+if "${P[@]}" build --pull=never --network=host \
+     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+     --build-arg PROJECT=examples/python/welcome -f "$CONTEXT/Dockerfile" -t "$PY_IMAGE" "$CONTEXT" \
+     > "$tmp/build-py.log" 2>&1; then
+  ok "python: image with examples/python/welcome and its venv builds ($((SECONDS - b0))s)"
+  echo "     image: $("${P[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$PY_IMAGE" 2>/dev/null | head -n 1)"
+  "${P[@]}" run -d -p "$HOST_PORT:443" -e APP=app.app:app --name web_backend_py "$PY_IMAGE" > "$tmp/run.out" 2>&1 \
+    || { cat "$tmp/run.out"; bad "python: podman run failed"; }
+  self_signed_of web_backend_py "$tmp/py.pem"
+  if wait_https web_backend_py "$tmp/py.pem"; then
+    check_welcome python "$tmp/py.pem"
+    pylog=$("${P[@]}" logs web_backend_py 2>&1)
+    check "python: start.sh runs app.app:app from /app/project" \
+      grep -q 'exec rgunicorn .*--chdir /app/project app.app:app' <<< "$pylog"
+    check "python: the master serves app.app:app" grep -q 'Serving app: app.app:app' <<< "$pylog"
+    # Only the Flask app (flask-cors) answers a CORS preflight; the built-in app does not.
+    acao=$(curl -sS -m 5 --cacert "$tmp/py.pem" -X OPTIONS -H 'Origin: https://www.example.com' \
+      -H 'Access-Control-Request-Method: GET' -D - -o /dev/null "https://localhost:$HOST_PORT$URL_PATH" \
+      | tr -d '\r' | awk 'tolower($1)=="access-control-allow-origin:" {print $2}')
+    check "python: flask-cors answers the preflight (access-control-allow-origin '$acao')" \
+      [ "$acao" = https://www.example.com ]
+    check "python: Flask runs from the image's venv (/app/venv), not the system python" \
+      bash -c "${P[*]} exec web_backend_py /app/venv/bin/python -c 'import flask' && ! ${P[*]} exec web_backend_py /usr/bin/python3 -c 'import flask' 2>/dev/null"
+    check "python: the image's HEALTHCHECK passes" bash -c "${P[*]} healthcheck run web_backend_py 2>/dev/null"
+    fails=$(failures_after_hup web_backend_py "$tmp/py.pem")
+    check "python: HUP reload (workers import the app afresh), 25 requests over 5 s after it, $fails failed" [ "$fails" = 0 ]
+    stop_within web_backend_py TERM $((GRACEFUL + 2))
+  else
+    bad "python: https://localhost:$HOST_PORT never answered"
+  fi
+  show_logs web_backend_py
+else
+  tail -n 40 "$tmp/build-py.log"
+  bad "python: the image with PROJECT=examples/python/welcome does not build ($((SECONDS - b0))s)"
+fi
+"${P[@]}" rm -f -t 2 web_backend_py >/dev/null 2>&1
 
 finish

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # rgunicorn benchmark (issue 6): rgunicorn beside nginx, gunicorn and granian on this machine.
 #
-#   bench/run.sh            # full run (~10 min on 2 cores): every scenario, 3 interleaved rounds
+#   bench/run.sh            # full run (~13 min on 2 cores): every scenario, 3 interleaved rounds
+#   bench/run.sh --only python    # the Python WSGI scenario (issue 9) alone
 #   bench/run.sh --quick    # about a minute: fewer points, one round
 #   bench/run.sh --only plain,tls --reps 5 --duration 5    # any bench.py option passes through
 #
@@ -45,9 +46,10 @@ fi
 
 # --- rgunicorn ---
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
-    say "cargo build --release"
-    if ! (cd "$ROOT" && cargo build --release 2>"$WORK/cargo-build.log"); then
-        say "cargo build --release failed (see $WORK/cargo-build.log): rgunicorn scenarios use the last binary if any, or are skipped"
+    # With Python support (scenario 6), built against the python3 the venv above comes from.
+    say "cargo build --release --features python"
+    if ! (cd "$ROOT" && cargo build --release --features python 2>"$WORK/cargo-build.log"); then
+        say "cargo build --release --features python failed (see $WORK/cargo-build.log): rgunicorn scenarios use the last binary if any, or are skipped"
     fi
 fi
 

@@ -310,7 +310,9 @@ impl Arbiter {
             );
         }
         let app = &self.settings.worker.app;
-        if self.app.is_some() {
+        if self.app.is_some() && self.settings.preload_app {
+            log_info!("Serving app: {app} (preloaded: HUP keeps this code)");
+        } else if self.app.is_some() {
             log_info!("Serving the app this program embeds");
         } else if app == rgunicorn_workers::app::DEFAULT_APP {
             log_info!("Serving the built-in welcome app (no APP given)");
@@ -493,9 +495,14 @@ impl Arbiter {
         self.hook(|h, s| h.pre_fork(s, age));
         // The worker's stop signals are blocked across the fork and stay pending until
         // its own handlers exist (a TERM right after the fork is not lost).
-        // SAFETY: the master is single-threaded (no other thread can hold a lock the
-        // child would need), and the child leaves through process::exit, never returning.
-        let forked = match unsafe { self.signals.fork(&roles::WORKER) } {
+        // With a preloaded Python app, CPython's before/after-fork protocol runs around it.
+        let forked = rgunicorn_workers::app::fork_with(
+            // SAFETY: the master is single-threaded (no other thread can hold a lock the
+            // child would need), and the child leaves through process::exit, never returning.
+            || unsafe { self.signals.fork(&roles::WORKER) },
+            |r| matches!(r, Ok(Forked::Child)),
+        );
+        let forked = match forked {
             Ok(forked) => forked,
             Err(err) => {
                 heartbeat.release();

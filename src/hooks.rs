@@ -85,6 +85,10 @@ impl App for HookedApp {
         self.inner.mode()
     }
 
+    fn run_thread(&self, serve: &mut dyn FnMut(&dyn rgunicorn_workers::app::Idle)) {
+        self.inner.run_thread(serve)
+    }
+
     fn call(&self, environ: &Environ, input: &mut Input) -> Response {
         self.hooks.pre_request(&self.worker, environ);
         // The worker turns a panic into a 500; post_request still sees it, as gunicorn's

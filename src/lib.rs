@@ -38,6 +38,7 @@ pub fn main_with_hooks(app: Option<Arc<dyn App>>, hooks: Arc<dyn Hooks>) -> i32 
 }
 
 fn run_main(app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn Hooks>>) -> i32 {
+    workers::app::keep_command_line();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let command = match config::load(&args, &|key| std::env::var(key).ok()) {
         Ok(command) => command,
@@ -54,6 +55,15 @@ fn run_main(app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn Hooks>>) -> i32 {
             startup::check(settings)
         }
     };
+    // The APP named on the command line is parsed and checked once here; only under
+    // --preload is it imported in this process.
+    let load = |settings: &config::Settings| {
+        if embedded {
+            Ok(None)
+        } else {
+            startup::load_app(settings)
+        }
+    };
     match command {
         Command::PrintConfig(settings) => {
             print!("{}", settings.to_toml());
@@ -67,8 +77,12 @@ fn run_main(app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn Hooks>>) -> i32 {
             }
         },
         Command::Run(settings) => {
-            match startup::prepare(&settings).and_then(|()| check(&settings)) {
-                Ok(()) => arbiter::run(settings, app, hooks),
+            match startup::prepare(&settings).and_then(|()| load(&settings)) {
+                Ok(preloaded) => {
+                    let code = arbiter::run(settings, app.or(preloaded), hooks);
+                    workers::app::before_exit();
+                    code
+                }
                 Err(err) => {
                     eprintln!("rgunicorn: error: {err}");
                     err.exit_code()

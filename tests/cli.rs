@@ -173,7 +173,8 @@ fn config_file_values_and_errors() {
         refused(&["--check-config", "-c", path], &[]),
         format!(
             "rgunicorn: error: {path}: invalid value \"30\" for timeout: \
-             expected a whole number of seconds from 0 to 31536000 (0 disables)"
+             expected a whole number of seconds from 0 to 31536000 (0 disables), \
+             written without quotes: timeout = 30"
         )
     );
     let f = toml_file("workers = = 1\n");

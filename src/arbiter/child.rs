@@ -1,10 +1,10 @@
 //! What a freshly forked child does before it becomes a worker, and on its way out:
 //! close the master's copies of the listening sockets and the front's sockets (a socket
 //! the master closes, or a worker stops accepting on, must not stay open here), ask to
-//! die with the master, run `post_fork`, drop privileges, take its title, load and wrap
-//! the app when there are hooks, run the worker's event loop
-//! (`rgunicorn_workers::worker`), run `worker_exit`, and exit. It never returns into the
-//! master's code. The fork itself (which already dropped the master's signal handlers),
+//! die with the master, run `post_fork`, drop privileges, take its title, instantiate the
+//! app (importing a Python app happens here, after the fork) and wrap it when there are
+//! hooks, run the worker's event loop (`rgunicorn_workers::worker`), run `worker_exit`, let
+//! Python finish, and exit. It never returns into the master's code. The fork itself (which already dropped the master's signal handlers),
 //! and the master's side, are in [`super`].
 
 use std::sync::Arc;
@@ -13,9 +13,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use rgunicorn_process::privileges::{self, Account};
 use rgunicorn_process::{exit, parent};
+use rgunicorn_workers::app::{self, AppError, AppSpec};
 use rgunicorn_workers::config::WorkerConfig;
 use rgunicorn_workers::worker::{self, Retire, WorkerHooks};
-use rgunicorn_workers::{app, log_error, Listener};
+use rgunicorn_workers::{log_error, App, Listener};
 
 use super::heartbeat::{Beat, Slot};
 use super::{title, Arbiter};
@@ -62,39 +63,50 @@ impl Arbiter {
             std::process::exit(exit::BOOT_ERROR);
         }
         title::set(&format!("rgunicorn: worker [{}]", cfg.proc_name));
+        let app = match self.worker_app(&cfg, me) {
+            Ok(app) => app,
+            Err(err) => {
+                log_error!("Exception in worker process: {err}");
+                app::before_exit();
+                std::process::exit(exit::APP_LOAD_ERROR);
+            }
+        };
         let mut beat = Beat {
             cells: self.table.worker(heartbeat.id()),
         };
         let code = match self.hooks.clone() {
-            None => worker::run(listeners, cfg, self.app.clone(), &mut beat),
+            None => worker::run(listeners, cfg, app, &mut beat),
             Some(hooks) => {
-                // Load the app here (the worker would, a moment later) to wrap it.
-                let inner = match self.app.clone() {
-                    Some(app) => app,
-                    None => match app::load(&cfg.app) {
-                        Ok(app) => app,
-                        Err(err) => {
-                            log_error!("Exception in worker process: {err}");
-                            std::process::exit(exit::APP_LOAD_ERROR);
-                        }
-                    },
-                };
-                let app = Arc::new(HookedApp {
-                    inner,
-                    hooks: Arc::clone(&hooks),
-                    worker: me,
-                });
                 let mut side = WorkerSide {
                     inner: beat,
                     hooks: Arc::clone(&hooks),
                     worker: me,
                 };
-                let code = worker::run(listeners, cfg, Some(app), &mut side);
+                let code = worker::run(listeners, cfg, app, &mut side);
                 hooks.worker_exit(&me, code);
                 code
             }
         };
+        app::before_exit();
         std::process::exit(code)
+    }
+
+    /// The one place a worker gets its app: the embedded or preloaded one, else the APP
+    /// instantiated here, after the fork (a Python app is imported now); wrapped in the
+    /// request hooks when the program set hooks.
+    fn worker_app(&self, cfg: &WorkerConfig, me: WorkerInfo) -> Result<Arc<dyn App>, AppError> {
+        let inner = match self.app.clone() {
+            Some(app) => app,
+            None => AppSpec::parse(&cfg.app)?.instantiate(&cfg.python)?,
+        };
+        Ok(match &self.hooks {
+            None => inner,
+            Some(hooks) => Arc::new(HookedApp {
+                inner,
+                hooks: Arc::clone(hooks),
+                worker: me,
+            }),
+        })
     }
 }
 

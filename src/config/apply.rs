@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rgunicorn_http::{Limit, Limits};
+use rgunicorn_workers::app::AppSpec;
 use rgunicorn_workers::config::{ForwardedAllow, LogLevel, LogTarget};
 
 use super::ops;
@@ -137,12 +138,26 @@ pub(crate) fn apply(
     match spec.name {
         "wsgi_app" => {
             let app = cx.text()?;
-            if !is_app_spec(app) {
+            if AppSpec::parse(app).is_err() {
                 return Err(cx.bad(
                     "a built-in app (welcome, echo) or a Python module:callable such as myapp.wsgi:app",
                 ));
             }
             w.app = app.to_string();
+        }
+        "preload_app" => settings.preload_app = cx.switch()?,
+        "reload" => w.python.reload = cx.switch()?,
+        "pythonpath" => {
+            w.python.pythonpath = cx
+                .items()?
+                .iter()
+                .flat_map(|item| item.split(','))
+                .map(str::trim)
+                .filter(|dir| !dir.is_empty())
+                // Relative entries resolve against the working directory the app is
+                // imported in (after --chdir), as gunicorn's os.path.abspath does.
+                .map(PathBuf::from)
+                .collect()
         }
         "accesslog" => w.access_log = Some(log_target(cx.path()?, LogTarget::Stdout)),
         "access_log_format" => w.access_log_format = cx.text()?.to_string(),
@@ -364,7 +379,7 @@ impl<'a> Cx<'a> {
         match self.raw {
             Raw::Switch => Ok(true),
             Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-            _ => Err(self.bad("true or false")),
+            _ => Err(self.bad_or_quoted("true or false", |s| matches!(s.trim(), "true" | "false"))),
         }
     }
 
@@ -376,7 +391,20 @@ impl<'a> Cx<'a> {
             _ => None,
         };
         n.filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| self.bad(expected))
+            .ok_or_else(|| self.bad_or_quoted(expected, |s| s.trim().parse::<u64>().is_ok()))
+    }
+
+    /// A config-file string whose text would have been a valid number or boolean
+    /// (`workers = "3"`): say the quotes are the problem.
+    fn bad_or_quoted(&self, expected: &str, fits_unquoted: impl Fn(&str) -> bool) -> ConfigError {
+        match self.raw {
+            Raw::Toml(toml::Value::String(s)) if fits_unquoted(s) => self.bad(&format!(
+                "{expected}, written without quotes: {} = {}",
+                self.spec.name,
+                s.trim()
+            )),
+            _ => self.bad(expected),
+        }
     }
 
     fn seconds(&self) -> Result<Duration, ConfigError> {
@@ -511,26 +539,4 @@ pub(crate) fn parse_bind(text: &str) -> Option<BindAddr> {
         host: host.to_string(),
         port,
     })
-}
-
-/// The APP argument's shape: a built-in name, or `module:callable` where the module is
-/// dotted Python identifiers and the callable an identifier, optionally a factory call
-/// (`create_app()`), as gunicorn accepts. Whether it imports is the worker's business.
-pub(crate) fn is_app_spec(app: &str) -> bool {
-    let ident = |s: &str| {
-        let mut chars = s.chars();
-        chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
-            && chars.all(|c| c.is_alphanumeric() || c == '_')
-    };
-    match app.split_once(':') {
-        None => matches!(app, "welcome" | "echo"),
-        Some((module, callable)) => {
-            let name = match callable.split_once('(') {
-                Some((name, args)) if args.ends_with(')') => name,
-                Some(_) => return false,
-                None => callable,
-            };
-            module.split('.').all(ident) && name.split('.').all(ident)
-        }
-    }
 }

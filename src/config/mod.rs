@@ -100,6 +100,8 @@ pub struct Settings {
     /// Absolute (resolved against the start directory, as gunicorn does).
     pub chdir: Option<PathBuf>,
     pub raw_env: Vec<(String, String)>,
+    /// `--preload`: the master imports the Python app once before forking.
+    pub preload_app: bool,
     pub max_requests_jitter: u64,
     pub config_file: Option<PathBuf>,
     /// Everything a worker needs (app, threads, timeouts, limits, logs).
@@ -144,6 +146,7 @@ impl Default for Settings {
             pidfile: None,
             chdir: None,
             raw_env: Vec::new(),
+            preload_app: false,
             max_requests_jitter: 0,
             config_file: None,
             worker,
@@ -208,6 +211,9 @@ pub enum ConfigError {
     Front { path: PathBuf, message: String },
     #[error("RGUNICORN_CMD_ARGS: {0}")]
     CmdArgsSyntax(String),
+    /// Two settings that cannot be used together.
+    #[error("{0}")]
+    Conflict(&'static str),
 }
 
 impl ConfigError {
@@ -288,6 +294,16 @@ pub fn load(
         for (spec, raw) in values {
             apply::apply(&mut settings, spec, raw, origin)?;
         }
+    }
+
+    // What a Python app's environ says about its server (gunicorn: wsgi.multiprocess is
+    // workers > 1, wsgi.multithread is threads > 1).
+    settings.worker.python.multiprocess = settings.workers > 1;
+    settings.worker.python.multithread = settings.worker.threads > 1;
+    if settings.preload_app && settings.worker.python.reload {
+        return Err(ConfigError::Conflict(
+            "--reload (reload) cannot work with --preload (preload_app): restarted workers would run the master's preloaded code; use one of them",
+        ));
     }
 
     if let (Some(table), Some(path)) = (front_table, &config_file) {

@@ -50,6 +50,15 @@ fn value_of(s: &Settings, name: &str) -> Option<String> {
         "limit_request_body" => int(w.limit_request_body),
         "header_timeout" => int(w.header_timeout.as_secs()),
         "chdir" => text(&s.chdir.as_ref()?.to_string_lossy()),
+        "preload_app" => Value::Boolean(s.preload_app),
+        "reload" => Value::Boolean(w.python.reload),
+        "pythonpath" => Value::Array(
+            w.python
+                .pythonpath
+                .iter()
+                .map(|p| Value::String(p.to_string_lossy().into_owned()))
+                .collect(),
+        ),
         "raw_env" => Value::Array(
             s.raw_env
                 .iter()

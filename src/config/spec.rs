@@ -160,6 +160,31 @@ pub(crate) const SPECS: &[Spec] = &[
         "The whole request head must arrive within this time [default: 30]",
     ),
     // Server mechanics
+    Spec {
+        name: "preload_app",
+        long: "preload",
+        short: None,
+        aliases: &[],
+        shape: ArgShape::Switch,
+        value_name: "",
+        help: "Import the Python app in the master before forking (shared memory, one import error before any worker; HUP keeps the loaded code)",
+    },
+    Spec {
+        name: "reload",
+        long: "reload",
+        short: None,
+        aliases: &[],
+        shape: ArgShape::Switch,
+        value_name: "",
+        help: "Restart workers when a loaded Python module's file changes (development)",
+    },
+    value(
+        "pythonpath",
+        "pythonpath",
+        None,
+        "DIRS",
+        "Comma-separated directories put on sys.path after the working directory",
+    ),
     value(
         "chdir",
         "chdir",

@@ -53,26 +53,30 @@ impl Server {
             .env_remove("RGUNICORN_CMD_ARGS")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
+        Server::spawn(cmd, worker_count(args), dir)
+    }
+
+    /// Start a prepared command (its stderr is taken over as the log; a piped stdout is
+    /// collected into the log too) and wait until `workers` workers have booted.
+    pub fn spawn(mut cmd: Command, workers: usize, dir: tempfile::TempDir) -> Server {
+        cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start rgunicorn");
-        let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let stdout = child.stdout.take();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        std::thread::spawn(move || collect_lines(stderr, &sink));
+        if let Some(stdout) = stdout {
+            let sink = Arc::clone(&log);
+            std::thread::spawn(move || collect_lines(stdout, &sink));
+        }
         let mut server = Server {
             child,
             addr: "127.0.0.1:0".parse().unwrap(),
             log,
             dir,
         };
-        let workers = worker_count(args);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = server.log();
@@ -179,7 +183,15 @@ impl Drop for Server {
     }
 }
 
-fn worker_count(args: &[&str]) -> usize {
+fn collect_lines(from: impl Read, sink: &Mutex<String>) {
+    for line in BufReader::new(from).lines().map_while(Result::ok) {
+        let mut log = sink.lock().unwrap();
+        log.push_str(&line);
+        log.push('\n');
+    }
+}
+
+pub fn worker_count(args: &[&str]) -> usize {
     args.windows(2)
         .find(|w| w[0] == "-w" || w[0] == "--workers")
         .and_then(|w| w[1].parse().ok())

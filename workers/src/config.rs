@@ -44,10 +44,26 @@ impl ForwardedAllow {
     }
 }
 
+/// What loading a Python app needs besides its name (gunicorn's `pythonpath`, `reload`),
+/// and what its environ says about the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PythonConfig {
+    /// Directories put on `sys.path` after the working directory (`--pythonpath`).
+    pub pythonpath: Vec<PathBuf>,
+    /// Restart the worker when a loaded module's file changes (`--reload`, development).
+    pub reload: bool,
+    /// `wsgi.multiprocess`: more than one worker serves the app.
+    pub multiprocess: bool,
+    /// `wsgi.multithread`: more than one app thread per worker.
+    pub multithread: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The APP argument: a built-in name or (later) `module:callable`.
+    /// The APP argument: a built-in name or a Python `module:callable` (see `app::spec`).
     pub app: String,
+    /// How a Python app is loaded and told about its server.
+    pub python: PythonConfig,
     /// App threads for apps that may block (`--threads`).
     pub threads: usize,
     /// Most connections one worker holds at once (`--worker-connections`).
@@ -93,6 +109,10 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             app: crate::app::DEFAULT_APP.to_string(),
+            python: PythonConfig {
+                multithread: true, // threads: 4, below
+                ..PythonConfig::default()
+            },
             threads: 4,
             worker_connections: 1000,
             keepalive: Duration::from_secs(2),

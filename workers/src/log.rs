@@ -179,6 +179,20 @@ pub fn write(level: LogLevel, message: fmt::Arguments) {
     }
 }
 
+/// Write text to the error log as it is, without a line prefix: what a Python app writes to
+/// `wsgi.errors` (gunicorn hands apps the error log's stream itself).
+pub fn write_raw(text: &[u8]) {
+    match ERROR_LOG.get().and_then(|lock| lock.lock().ok()) {
+        Some(mut log) => {
+            let _ = log.out.write_all(text);
+            let _ = log.out.flush();
+        }
+        None => {
+            let _ = io::stderr().write_all(text);
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! log_debug { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Debug, format_args!($($t)*)) } }
 #[macro_export]

@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use rgunicorn_process::exit;
 use slab::Slab;
 
-use crate::app::{self, App, Mode};
+use crate::app::{App, Mode};
 use crate::config::WorkerConfig;
 use crate::conn::{Conn, Context, Outcome};
 use crate::log::AccessLog;
@@ -94,22 +94,14 @@ struct Worker {
     parent: nix::unistd::Pid,
 }
 
-/// Run a worker until it is told to stop. Returns the process exit code.
-/// `app` is the app an embedding program gave; without one, the APP named in `cfg` is
-/// loaded here, after the fork.
+/// Run a worker until it is told to stop. Returns the process exit code. The app was
+/// made by the caller (`AppSpec::instantiate`, after the fork), which also wraps hooks.
 pub fn run(
     listeners: Vec<Listener>,
     cfg: WorkerConfig,
-    app: Option<Arc<dyn App>>,
+    app: Arc<dyn App>,
     hooks: &mut dyn WorkerHooks,
 ) -> i32 {
-    let app = match app.map(Ok).unwrap_or_else(|| app::load(&cfg.app)) {
-        Ok(app) => app,
-        Err(err) => {
-            crate::log_error!("Exception in worker process: {err}");
-            return EXIT_APP_LOAD_ERROR;
-        }
-    };
     match Worker::boot(listeners, cfg, app) {
         Ok((mut worker, mut signals)) => worker.serve(&mut signals, hooks),
         Err(err) => {

@@ -94,7 +94,7 @@ impl Relay {
         if limit == 1 {
             // Now and then, two: to learn whether the workers answer batches at once.
             self.probes = self.probes.wrapping_add(1);
-            if self.probes % 64 == 0 {
+            if self.probes.is_multiple_of(64) {
                 limit = 2;
             }
         }

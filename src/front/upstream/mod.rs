@@ -169,7 +169,7 @@ impl Upstream {
             && !self.eof
             && !matches!(self.phase, Phase::Idle { .. })
             && self.inflight.len() < MAX_DEPTH
-            && self.inflight.back().map_or(true, |last| last.body_done)
+            && self.inflight.back().is_none_or(|last| last.body_done)
     }
 
     /// Into the pool: nothing in flight, buffers given back.

@@ -3,16 +3,21 @@
 //! An app receives an [`Environ`] (the PEP 3333 keys, built by the worker from the parsed
 //! request) and an [`Input`] stream holding the request body, and answers a [`Response`]:
 //! a status, headers and a [`Body`] that is bytes, a stream of chunks, or a file.
-//! Rust apps implement [`App`]; the Python WSGI adapter (its own module, later) will too.
-//! Built-ins are chosen by name: `welcome` (the default) and `echo`.
+//! Rust apps implement [`App`]; so does the Python WSGI adapter ([`wsgi`], behind the
+//! `python` cargo feature). Which app runs is chosen by [`spec`]: a built-in name
+//! (`welcome`, the default, or `echo`) or a Python `module:callable`.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::Arc;
 
 pub mod echo;
+pub mod spec;
 pub mod welcome;
+#[cfg(feature = "python")]
+pub mod wsgi;
+
+pub use spec::{AppError, AppSpec, DEFAULT_APP};
 
 /// How the worker runs an app: decided once per app, never per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +91,28 @@ impl Environ {
         if !self.content_length.is_empty() {
             vars.push(("CONTENT_LENGTH".into(), self.content_length.clone()));
         }
+        vars.extend(self.http_vars());
+        vars
+    }
+
+    /// The `HTTP_*` keys of the environ, gunicorn's way: repeated headers joined with ",",
+    /// names containing '_' dropped (they could spoof a dashed one), Content-Type and
+    /// Content-Length left to their CGI keys.
+    pub fn http_vars(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = Vec::with_capacity(self.headers.len());
         for (name, value) in &self.headers {
             if name.contains('_') {
                 continue;
             }
-            let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+            let mut key = String::with_capacity(5 + name.len());
+            key.push_str("HTTP_");
+            key.extend(name.chars().map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            }));
             if key == "HTTP_CONTENT_TYPE" || key == "HTTP_CONTENT_LENGTH" {
                 continue;
             }
@@ -188,7 +210,7 @@ impl Response {
     }
 }
 
-/// The one interface every application implements, Rust or (later) Python.
+/// The one interface every application implements, Rust or Python.
 pub trait App: Send + Sync + 'static {
     /// Inline apps run on the event loop and must never block; all others run on app threads.
     fn mode(&self) -> Mode {
@@ -223,26 +245,34 @@ impl Idle for HoldNothing {
     }
 }
 
-/// Errors choosing or loading an app; the worker exits 4 on these (gunicorn's APP_LOAD_ERROR).
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("unknown app {0:?}: built-in apps are \"welcome\" and \"echo\"; Python apps are module:callable")]
-    Unknown(String),
-    #[error("app {0:?} is a Python WSGI app, and this build has no Python support")]
-    PythonUnsupported(String),
+/// Run `fork` following CPython's before/after-fork protocol when this process runs Python
+/// (the master under `--preload`); otherwise just run it. `is_child` tells the child's
+/// result from the parent's.
+pub fn fork_with<T>(fork: impl FnOnce() -> T, is_child: impl Fn(&T) -> bool) -> T {
+    #[cfg(feature = "python")]
+    {
+        wsgi::interpreter::fork_with(fork, is_child)
+    }
+    #[cfg(not(feature = "python"))]
+    {
+        let _ = is_child;
+        fork()
+    }
 }
 
-/// The app the worker runs when none is named.
-pub const DEFAULT_APP: &str = "welcome";
+/// Keep the command line as started, for a Python app's `sys.argv`: call it first thing,
+/// before the process title overwrites the memory `std::env::args` reads.
+pub fn keep_command_line() {
+    #[cfg(feature = "python")]
+    wsgi::interpreter::keep_argv();
+}
 
-/// Look up an app by its APP argument.
-pub fn load(spec: &str) -> Result<Arc<dyn App>, AppError> {
-    match spec {
-        "welcome" => Ok(Arc::new(welcome::Welcome)),
-        "echo" => Ok(Arc::new(echo::Echo)),
-        other if other.contains(':') => Err(AppError::PythonUnsupported(other.to_string())),
-        other => Err(AppError::Unknown(other.to_string())),
-    }
+/// The process is about to exit after running app code: flush what a Python app printed
+/// and finalize the interpreter (its `atexit` handlers run), when that is safe. Does
+/// nothing in a process that never started Python.
+pub fn before_exit() {
+    #[cfg(feature = "python")]
+    wsgi::interpreter::finish();
 }
 
 #[cfg(test)]
