@@ -8,13 +8,12 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{get, rgunicorn_bin, WELCOME, WELCOME_PATH};
+use common::{rgunicorn_bin, Reader, Resp, WELCOME, WELCOME_PATH};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -235,11 +234,10 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
             )
         })
         .collect();
-    // A free port on loopback in place of the unit's 0.0.0.0:8000.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // A unix socket of this test's own in place of the unit's 0.0.0.0:8000: a "free" TCP
+    // port found by binding port 0 can be taken by another process before
+    // systemd-socket-activate binds it, and the test would then talk to a stranger.
+    let listen = dir.path().join("activated.sock");
     let notify_path = dir.path().join("notify");
     let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
     notify
@@ -247,7 +245,7 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
         .expect("timeout");
     let mut cmd = Command::new("systemd-socket-activate");
     cmd.arg("-l")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(&listen)
         .arg("-E")
         .arg(format!("NOTIFY_SOCKET={}", notify_path.display()))
         .args(argv.drain(..))
@@ -265,17 +263,21 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
             let _ = self.0.wait();
         }
     }
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let addr = listen.clone();
     // The first connection starts the service (it waits in systemd's socket's backlog).
     let started = Instant::now();
     let first = std::thread::spawn(move || {
         // Until systemd-socket-activate has bound the port.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        while !addr.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on {}",
+                addr.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        get(addr, WELCOME_PATH)
+        get_unix(&addr, WELCOME_PATH)
     });
     assert_eq!(notified(&notify), "READY=1");
     let resp = first.join().expect("first request");
@@ -283,7 +285,7 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
     assert_eq!(resp.text(), WELCOME);
     assert!(started.elapsed() < Duration::from_secs(20));
     for _ in 0..5 {
-        if std::net::TcpStream::connect(addr).is_err() {
+        if UnixStream::connect(&listen).is_err() {
             let _ = child.kill();
             let mut log = String::new();
             if let Some(mut err) = child.stderr.take() {
@@ -291,14 +293,14 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
             }
             panic!("refused after READY=1:\n{log}");
         }
-        assert_eq!(get(addr, WELCOME_PATH).status, 200);
+        assert_eq!(get_unix(&listen, WELCOME_PATH).status, 200);
     }
     let pid = child.id() as i32; // systemd-socket-activate execs the service in place
                                  // SAFETY: kill(2) on the process this test started.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     assert_eq!(notified(&notify), "RELOADING=1");
     assert_eq!(notified(&notify), "READY=1");
-    assert_eq!(get(addr, WELCOME_PATH).status, 200);
+    assert_eq!(get_unix(&listen, WELCOME_PATH).status, 200);
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(notified(&notify), "STOPPING=1");
@@ -320,4 +322,18 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
         log.contains("Using the sockets systemd passed (LISTEN_FDS)"),
         "{log}"
     );
+}
+
+/// One GET over a unix socket, `Connection: close`.
+fn get_unix(path: &Path, target: &str) -> Resp {
+    let mut stream = UnixStream::connect(path).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    std::io::Write::write_all(
+        &mut stream,
+        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    Reader::new(stream).response(false).expect("response")
 }
