@@ -39,7 +39,7 @@ use rgunicorn_process::{exit, signals as roles, Forked, Signals};
 
 use crate::config::{self, Command, Settings};
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
-use crate::listeners::{self, BindOptions, Listening};
+use crate::listeners::{self, BindOptions, ListenError, Listening};
 use crate::pidfile::Pidfile;
 use boot::{BootRetry, BootVerdict};
 use health::{jitter, judge, rss_bytes, Death, Ending, Health, Verdict};
@@ -108,6 +108,9 @@ pub struct Arbiter {
     table: Table,
     /// The metrics listener's process and statsd.
     ops: ops::Ops,
+    /// The listening sockets are systemd's (LISTEN_FDS): a HUP keeps them whatever the
+    /// binds say, as gunicorn does, and their unix socket files are systemd's to remove.
+    systemd_sockets: bool,
 }
 
 /// Run the server until it is stopped; returns the exit code.
@@ -130,8 +133,10 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         listeners::own_socket_files();
     }
     let opts = bind_options(&settings);
-    let bound = if !inherited.systemd.is_empty() {
+    let systemd_sockets = !inherited.systemd.is_empty();
+    let bound = if systemd_sockets {
         log_info!("Using the sockets systemd passed (LISTEN_FDS); binds are not used");
+        listeners::keep_socket_files();
         listeners::adopt_all(&inherited.systemd)
     } else {
         listeners::adopt_fds(&inherited.upgrade)
@@ -227,6 +232,7 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
         old_master,
         table,
         ops,
+        systemd_sockets,
     };
     arbiter.start_log();
     title::set(&format!(
@@ -660,24 +666,8 @@ impl Arbiter {
     }
 
     fn apply(&mut self, settings: Settings) {
-        let opts = bind_options(&settings);
-        let mut current = std::mem::take(&mut self.listeners);
-        match listeners::rebind(&mut current, &settings.binds, opts) {
-            Ok(next) => {
-                for gone in current {
-                    log_info!("Closing {} (no longer bound)", gone.socket.describe());
-                }
-                for l in next.iter().filter(|l| !self.had_bind(&l.bind)) {
-                    log_info!(
-                        "Listening at: {} ({})",
-                        l.socket.describe(),
-                        std::process::id()
-                    );
-                }
-                self.listeners = next;
-            }
-            Err(err) => {
-                self.listeners = current;
+        if !self.systemd_sockets {
+            if let Err(err) = self.rebind(&settings) {
                 log_error!("Reload refused, the old workers keep serving: {err}");
                 return;
             }
@@ -706,6 +696,31 @@ impl Arbiter {
         }
         for pid in old {
             self.retire(pid, Some(Restart::Reload));
+        }
+    }
+
+    /// Bind what the new settings add and close what they no longer name.
+    fn rebind(&mut self, settings: &Settings) -> Result<(), ListenError> {
+        let mut current = std::mem::take(&mut self.listeners);
+        match listeners::rebind(&mut current, &settings.binds, bind_options(settings)) {
+            Ok(next) => {
+                for gone in current {
+                    log_info!("Closing {} (no longer bound)", gone.socket.describe());
+                }
+                for l in next.iter().filter(|l| !self.had_bind(&l.bind)) {
+                    log_info!(
+                        "Listening at: {} ({})",
+                        l.socket.describe(),
+                        std::process::id()
+                    );
+                }
+                self.listeners = next;
+                Ok(())
+            }
+            Err(err) => {
+                self.listeners = current;
+                Err(err)
+            }
         }
     }
 
