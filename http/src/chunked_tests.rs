@@ -212,7 +212,7 @@ fn declared_size_is_refused_against_the_body_limit_at_once() {
     let mut d = ChunkedDecoder::new().with_max_body(100);
     let input = b"64\r\n" as &[u8];
     let mut body = input.to_vec();
-    body.extend(std::iter::repeat(b'x').take(100));
+    body.extend(std::iter::repeat_n(b'x', 100));
     body.extend_from_slice(b"\r\n1\r\n");
     assert_eq!(
         d.decode(&body, &mut out).err(),
@@ -274,7 +274,7 @@ fn encoding_round_trips() {
 #[test]
 fn bounded_lines() {
     let mut long_ext = b"1;a=".to_vec();
-    long_ext.extend(std::iter::repeat(b'x').take(MAX_CHUNK_EXTENSION + 100));
+    long_ext.extend(std::iter::repeat_n(b'x', MAX_CHUNK_EXTENSION + 100));
     let mut d = ChunkedDecoder::new();
     assert_eq!(
         d.decode(&long_ext, &mut Vec::new()).err(),

@@ -16,7 +16,7 @@ fn files(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
-        .filter(|p| ext.map_or(true, |ext| p.extension().is_some_and(|x| x == ext)))
+        .filter(|p| ext.is_none_or(|ext| p.extension().is_some_and(|x| x == ext)))
         .collect();
     files.sort();
     files

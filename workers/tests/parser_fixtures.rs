@@ -24,7 +24,7 @@ enum Outcome<'b> {
     Rejected(u16),
     /// The parser wants more bytes: never right for a fixture.
     Incomplete(&'static str),
-    Accepted(Accepted<'b>),
+    Accepted(Box<Accepted<'b>>),
 }
 
 struct Accepted<'b> {
@@ -63,12 +63,12 @@ fn run(raw: &[u8]) -> Outcome<'_> {
             }
         }
     }
-    Outcome::Accepted(Accepted {
+    Outcome::Accepted(Box::new(Accepted {
         leftover: rest.len() - used,
         trailers: body.chunked().map_or(0, |c| c.trailers().len()),
         head,
         decoded,
-    })
+    }))
 }
 
 /// The value `key` names in an accepted request, rendered as in `.expect` files.
@@ -216,7 +216,7 @@ fn fixtures_parse_the_same_incrementally() {
     let limits = Limits::default();
     for entry in fs::read_dir(fixtures_dir()).expect("fixtures directory is readable") {
         let path = entry.expect("directory entry").path();
-        if path.extension().map_or(true, |x| x != "http") {
+        if path.extension().is_none_or(|x| x != "http") {
             continue;
         }
         let raw = fs::read(&path).expect("fixture is readable");
