@@ -53,7 +53,17 @@ impl Civil {
 
     /// `Sun, 06 Nov 1994 08:49:37 GMT`
     pub fn http_date(&self) -> String {
-        format!(
+        let mut out = String::with_capacity(29);
+        self.write_http_date(&mut out);
+        out
+    }
+
+    /// [`Civil::http_date`] appended to `out`, which allocates nothing once `out` has room.
+    pub fn write_http_date(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
             "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
             DAYS[self.weekday],
             self.day,
@@ -62,7 +72,7 @@ impl Civil {
             self.hour,
             self.minute,
             self.second
-        )
+        );
     }
 
     /// The access log's `%(t)s`: `[06/Nov/1994:08:49:37 +0000]`
@@ -109,7 +119,10 @@ pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
         let now = unix_now();
         let mut cached = cell.borrow_mut();
         if cached.0 != now {
-            *cached = (now, Civil::from_unix(now).http_date());
+            // Formatted in place: the string keeps its buffer from one second to the next.
+            cached.0 = now;
+            cached.1.clear();
+            Civil::from_unix(now).write_http_date(&mut cached.1);
         }
         f(&cached.1)
     })
