@@ -129,6 +129,11 @@ pub struct Conn {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     out_pos: usize,
+    /// The environ of the request being answered, or the last one's kept to be refilled
+    /// for the next (its strings keep their buffers): a keep-alive request allocates
+    /// nothing for its environ. It goes to the app threads with a job and comes back
+    /// with the answer.
+    environ: Environ,
     state: State,
     pub readable: bool,
     pub writable: bool,
@@ -159,6 +164,7 @@ impl Conn {
             inbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
+            environ: Environ::default(),
             state: State::Idle,
             readable: false,
             writable: false,
@@ -249,6 +255,7 @@ impl Conn {
             _ => return Outcome::Open,
         };
         self.respond(&environ, response, ctx, started, Some((ticket, since)), cx);
+        self.environ = environ;
         self.drive(cx)
     }
 
@@ -363,8 +370,10 @@ impl Conn {
             match rgunicorn_http::parse_request_head(&self.inbuf, &cx.cfg.limits) {
                 Ok(Some(head)) => {
                     // The head borrows the input: take what the request needs, then drain.
+                    let mut environ = std::mem::take(&mut self.environ);
+                    environ::fill(&mut environ, &head, &self.info, &cx.cfg.forwarded_allow);
                     let request = Request {
-                        environ: environ::build(&head, &self.info, &cx.cfg.forwarded_allow),
+                        environ,
                         version: head.version,
                         is_head: head.is_head(),
                         keep_alive: head.keep_alive,
@@ -589,6 +598,7 @@ impl Conn {
             Mode::Inline => {
                 let response = call_app(cx.app.as_ref(), &environ, input);
                 self.respond(&environ, response, ctx, started, None, cx);
+                self.environ = environ;
                 Step::Again
             }
         }

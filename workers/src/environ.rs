@@ -3,8 +3,10 @@
 //! peers. The target's parts come decoded from `rgunicorn_http`; turning them into WSGI's
 //! strings (PATH_INFO's percent-decoding read as latin-1) happens here and only here.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use rgunicorn_http::fields::trim_ows;
 use rgunicorn_http::{split_authority, RequestHead, TargetForm};
 
 use crate::app::Environ;
@@ -41,7 +43,23 @@ impl ConnInfo {
     }
 }
 
+/// The environ of one request, built afresh (tests, tools); a connection refills its
+/// own with [`fill`] instead.
 pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) -> Environ {
+    let mut environ = Environ::default();
+    fill(&mut environ, head, conn, trust);
+    environ
+}
+
+/// Overwrite `environ` with this request's keys. Every string is cleared and written in
+/// place, and header entries are reused in order, so a keep-alive connection that
+/// refills the same environ allocates nothing once its strings have grown to fit.
+pub fn fill(
+    environ: &mut Environ,
+    head: &RequestHead<'_>,
+    conn: &ConnInfo,
+    trust: &ForwardedAllow,
+) {
     let target = &head.target;
     // RFC 9112 3.2.2: with an absolute-form target the server must ignore Host and use
     // the target's authority; the app sees it in HTTP_HOST too, as a proxy would send it.
@@ -49,39 +67,54 @@ pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) ->
         TargetForm::Absolute => target.authority(),
         _ => None,
     };
-    let headers: Vec<(String, String)> = head
-        .fields
-        .iter()
-        .map(|f| {
-            let value = match absolute_authority {
-                Some(authority) if f.name.eq_ignore_ascii_case("host") => authority.to_owned(),
-                _ => latin1(f.value),
-            };
-            (f.name.to_owned(), value)
-        })
-        .collect();
-    let find = |name: &str| head.header(name).map(latin1);
+    let headers = &mut environ.headers;
+    headers.truncate(head.fields.len());
+    for (i, f) in head.fields.iter().enumerate() {
+        let value = match absolute_authority {
+            Some(authority) if f.name.eq_ignore_ascii_case("host") => authority.as_bytes(),
+            _ => f.value,
+        };
+        match headers.get_mut(i) {
+            Some((name, old)) => {
+                set(name, f.name);
+                set_latin1(old, value);
+            }
+            None => headers.push((f.name.to_owned(), latin1(value))),
+        }
+    }
 
     let mut url_scheme = "http";
-    let (mut remote_addr, mut remote_port) = conn.peer_text.clone();
+    let mut client = None;
     let trusted = match conn.peer {
         Some(peer) => trust.trusts(Some(peer.ip())),
         None => conn.trusted_unix_peer || *trust == ForwardedAllow::All,
     };
     if trusted {
         if let Some(proto) = head.header("x-forwarded-proto") {
-            let proto = rgunicorn_http::fields::trim_ows(proto);
-            if proto.eq_ignore_ascii_case(b"https") {
+            if trim_ows(proto).eq_ignore_ascii_case(b"https") {
                 url_scheme = "https";
             }
         }
         // The trusted proxy appends the client it saw last; X-Real-IP is that same client.
-        let client = find("x-real-ip").or_else(|| {
-            find("x-forwarded-for").and_then(|v| v.rsplit(',').next().map(str::to_owned))
-        });
-        if let Some(ip) = client.and_then(|c| c.trim().parse::<IpAddr>().ok()) {
-            remote_addr = ip.to_string();
-            remote_port = String::new();
+        client = head
+            .header("x-real-ip")
+            .or_else(|| {
+                head.header("x-forwarded-for")
+                    .and_then(|v| v.rsplit(|&b| b == b',').next())
+            })
+            .and_then(|c| std::str::from_utf8(trim_ows(c)).ok())
+            .and_then(|c| c.parse::<IpAddr>().ok());
+    }
+    match client {
+        Some(ip) => {
+            environ.remote_addr.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(environ.remote_addr, "{ip}");
+            environ.remote_port.clear();
+        }
+        None => {
+            set(&mut environ.remote_addr, &conn.peer_text.0);
+            set(&mut environ.remote_port, &conn.peer_text.1);
         }
     }
 
@@ -95,35 +128,43 @@ pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) ->
                 .strip_prefix('[')
                 .and_then(|n| n.strip_suffix(']'))
                 .unwrap_or(name);
-            (name.to_owned(), port.unwrap_or(default_port).to_owned())
+            (name, port.unwrap_or(default_port))
         }
         None => {
-            let (name, port) = conn.local_text.clone();
-            let port = if port.is_empty() {
-                default_port.to_owned()
-            } else {
-                port
-            };
-            (name, port)
+            let (name, port) = &conn.local_text;
+            let port = if port.is_empty() { default_port } else { port };
+            (name.as_str(), port)
         }
     };
+    set(&mut environ.server_name, server_name);
+    set(&mut environ.server_port, server_port);
 
-    Environ {
-        method: head.method.to_owned(),
-        script_name: String::new(),
-        path_info: path_info(target.path()),
-        query_string: target.query().to_owned(),
-        raw_uri: target.raw().to_owned(),
-        content_type: find("content-type").unwrap_or_default(),
-        content_length: find("content-length").unwrap_or_default(),
-        server_name,
-        server_port,
-        server_protocol: head.version.as_str().to_owned(),
-        remote_addr,
-        remote_port,
-        url_scheme: url_scheme.to_owned(),
-        headers,
-    }
+    set(&mut environ.method, head.method);
+    environ.script_name.clear();
+    environ.path_info.clear();
+    push_path_info(&mut environ.path_info, target.path());
+    set(&mut environ.query_string, target.query());
+    set(&mut environ.raw_uri, target.raw());
+    set_latin1(
+        &mut environ.content_type,
+        head.header("content-type").unwrap_or_default(),
+    );
+    set_latin1(
+        &mut environ.content_length,
+        head.header("content-length").unwrap_or_default(),
+    );
+    set(&mut environ.server_protocol, head.version.as_str());
+    set(&mut environ.url_scheme, url_scheme);
+}
+
+fn set(field: &mut String, value: &str) {
+    field.clear();
+    field.push_str(value);
+}
+
+fn set_latin1(field: &mut String, value: &[u8]) {
+    field.clear();
+    field.extend(value.iter().map(|&b| char::from(b)));
 }
 
 /// PATH_INFO as gunicorn builds it: `%XX` escapes decoded and each resulting byte mapped
@@ -131,8 +172,14 @@ pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) ->
 /// `unquote_to_bytes(path).decode("latin-1")` (PEP 3333 "bytes as latin-1 str").
 /// Malformed escapes stay as they are (the parser refuses them in paths anyway).
 pub fn path_info(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    push_path_info(&mut out, path);
+    out
+}
+
+/// [`path_info`] appended to `out`.
+fn push_path_info(out: &mut String, path: &str) {
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -148,7 +195,6 @@ pub fn path_info(path: &str) -> String {
         out.push(char::from(b));
         i += 1;
     }
-    out
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -174,6 +220,66 @@ mod tests {
             local.map(|l| l.parse().expect("addr")),
         );
         build(&head, &conn, &ForwardedAllow::Ips(Vec::new()))
+    }
+
+    #[test]
+    fn a_refilled_environ_keeps_nothing_of_the_last_request() {
+        let limits = Limits::default();
+        let conn = ConnInfo::new(
+            Some("127.0.0.1:5555".parse().expect("addr")),
+            Some("127.0.0.1:8000".parse().expect("addr")),
+        );
+        let trust = ForwardedAllow::Ips(vec![IpAddr::from([127, 0, 0, 1])]);
+        let first: &[u8] =
+            b"POST /a%20b?x=1 HTTP/1.1\r\nHost: h:81\r\nContent-Type: text/plain\r\n\
+            Content-Length: 3\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 192.0.2.7\r\n\r\n";
+        let second: &[u8] = b"GET / HTTP/1.0\r\nUser-Agent: t\r\n\r\n";
+        let mut refilled = Environ::default();
+        for raw in [first, second] {
+            let head = parse_request_head(raw, &limits)
+                .expect("valid")
+                .expect("complete");
+            fill(&mut refilled, &head, &conn, &trust);
+        }
+        let head = parse_request_head(second, &limits)
+            .expect("valid")
+            .expect("complete");
+        let fresh = build(&head, &conn, &trust);
+        assert_eq!(refilled, fresh);
+        assert_eq!(refilled.headers, vec![("User-Agent".into(), "t".into())]);
+        assert_eq!(
+            (refilled.remote_addr.as_str(), refilled.url_scheme.as_str()),
+            ("127.0.0.1", "http")
+        );
+        assert_eq!(refilled.content_length, "");
+    }
+
+    #[test]
+    fn a_trusted_forwarded_client_replaces_the_peer() {
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.8 \r\n\
+            X-Forwarded-Proto: https\r\n\r\n";
+        let head = parse_request_head(raw, &Limits::default())
+            .expect("valid")
+            .expect("complete");
+        let peer = ConnInfo::new(Some("127.0.0.1:5555".parse().expect("addr")), None);
+        let trusted = build(&head, &peer, &ForwardedAllow::All);
+        assert_eq!(
+            (
+                trusted.remote_addr.as_str(),
+                trusted.remote_port.as_str(),
+                trusted.url_scheme.as_str(),
+                trusted.server_port.as_str()
+            ),
+            ("192.0.2.8", "", "https", "443")
+        );
+        let untrusted = build(&head, &peer, &ForwardedAllow::Ips(Vec::new()));
+        assert_eq!(
+            (
+                untrusted.remote_addr.as_str(),
+                untrusted.url_scheme.as_str()
+            ),
+            ("127.0.0.1", "http")
+        );
     }
 
     #[test]

@@ -83,6 +83,9 @@ struct Worker {
     listeners: Vec<MioListener>,
     accepting: Accepting,
     conns: Slab<Conn>,
+    /// The keys of the connections, listed for a pass over them all (each tick): kept,
+    /// so a tick allocates nothing.
+    keys: Vec<usize>,
     /// What every connection borrows while it is driven.
     cx: Context,
     pool: Option<Pool>,
@@ -155,6 +158,7 @@ impl Worker {
             listeners: mio_listeners,
             accepting: Accepting::Open,
             conns: Slab::with_capacity(64),
+            keys: Vec::new(),
             cx: Context {
                 app,
                 mode,
@@ -365,8 +369,10 @@ impl Worker {
     fn check_deadlines(&mut self, now: Instant) -> bool {
         let limit = self.cx.cfg.request_timeout;
         let mut overran = false;
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.conns.iter().map(|(k, _)| k));
+        for &key in &keys {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -382,6 +388,7 @@ impl Worker {
             };
             self.settle(key, outcome);
         }
+        self.keys = keys;
         overran
     }
 

@@ -29,7 +29,7 @@ pub enum Mode {
 }
 
 /// One request as the app sees it: the PEP 3333 environ keys, already decoded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environ {
     /// REQUEST_METHOD, e.g. "GET".
     pub method: String,
