@@ -398,7 +398,7 @@ fn count_lines(bytes: &[u8]) -> u64 {
 pub struct AccessRecord<'a> {
     pub environ: &'a crate::app::Environ,
     pub status: u16,
-    pub response_headers: &'a crate::app::Headers,
+    pub response_headers: &'a [crate::app::Header],
     /// Body bytes sent, when known.
     pub length: Option<u64>,
     pub duration: std::time::Duration,
@@ -612,7 +612,7 @@ mod tests {
             headers: vec![("User-Agent".into(), "curl/8".into())],
             ..Environ::default()
         };
-        let headers: crate::app::Headers = vec![("Content-Type".into(), "text/plain".into())];
+        let headers: Vec<crate::app::Header> = vec![("Content-Type".into(), "text/plain".into())];
         let rec = AccessRecord {
             environ: &environ,
             status: 200,

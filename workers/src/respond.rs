@@ -108,34 +108,43 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } = response;
     let mut keep_alive = ctx.keep_alive;
     let mut declared_len: Option<u64> = None;
-    // Filtered in place: no header list is built per response.
-    kept.retain(|(name, value)| {
-        if name.eq_ignore_ascii_case("content-length") {
-            match value.trim().parse::<u64>() {
-                Ok(n) => declared_len = Some(n),
-                Err(_) => crate::log_warning!("app sent invalid Content-Length {value:?}: ignored"),
-            }
-            return false;
-        }
-        if is_hop_by_hop(name) {
-            if name.eq_ignore_ascii_case("connection")
-                && value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
-            {
-                keep_alive = false;
-            }
-            return false;
-        }
-        if name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f)
-            || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
-        {
-            // A header that would split the response: refuse it rather than send it.
-            crate::log_error!("app sent an invalid header {name:?}: dropped");
-            return false;
-        }
-        true
-    });
+    // Filtered in place, and only when something is to be dropped: an app's static list
+    // (which holds none of these) is sent as it is, with no copy.
+    if kept
+        .iter()
+        .any(|(name, value)| kind(name, value) != HeaderKind::Plain)
+    {
+        kept.to_mut()
+            .retain(|(name, value)| match kind(name, value) {
+                HeaderKind::Plain => true,
+                HeaderKind::ContentLength => {
+                    match value.trim().parse::<u64>() {
+                        Ok(n) => declared_len = Some(n),
+                        Err(_) => {
+                            crate::log_warning!(
+                                "app sent invalid Content-Length {value:?}: ignored"
+                            )
+                        }
+                    }
+                    false
+                }
+                HeaderKind::HopByHop => {
+                    if name.eq_ignore_ascii_case("connection")
+                        && value
+                            .split(',')
+                            .any(|t| t.trim().eq_ignore_ascii_case("close"))
+                    {
+                        keep_alive = false;
+                    }
+                    false
+                }
+                HeaderKind::Invalid => {
+                    // A header that would split the response: refuse it rather than send it.
+                    crate::log_error!("app sent an invalid header {name:?}: dropped");
+                    false
+                }
+            });
+    }
 
     let no_body_status = status < 200 || status == 204 || status == 304;
     let body = match body {
@@ -190,7 +199,7 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } else {
         b"\r\nConnection: close".as_slice()
     });
-    for (name, value) in &kept {
+    for (name, value) in kept.iter() {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -250,6 +259,34 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
         keep_alive,
         framing,
         rest,
+    }
+}
+
+/// How an app's response header is treated.
+#[derive(Debug, PartialEq, Eq)]
+enum HeaderKind {
+    /// Sent as the app gave it.
+    Plain,
+    /// Taken as the declared length; the server writes its own.
+    ContentLength,
+    /// The server's business (Connection, Transfer-Encoding, ...): dropped, though a
+    /// `Connection: close` is honoured.
+    HopByHop,
+    /// Would split the response: dropped.
+    Invalid,
+}
+
+fn kind(name: &str, value: &str) -> HeaderKind {
+    if name.eq_ignore_ascii_case("content-length") {
+        HeaderKind::ContentLength
+    } else if is_hop_by_hop(name) {
+        HeaderKind::HopByHop
+    } else if name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f)
+        || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+    {
+        HeaderKind::Invalid
+    } else {
+        HeaderKind::Plain
     }
 }
 

@@ -178,8 +178,12 @@ impl Body {
     }
 }
 
-/// A response header list: names and values, static where they can be.
-pub type Headers = Vec<(Cow<'static, str>, Cow<'static, str>)>;
+/// One response header: a name and a value, static where they can be.
+pub type Header = (Cow<'static, str>, Cow<'static, str>);
+
+/// A response header list: a `Vec` built per response, or a `&'static` slice for an
+/// app whose headers never change (then answering costs no allocation at all).
+pub type Headers = Cow<'static, [Header]>;
 
 pub struct Response {
     pub status: u16,
@@ -188,10 +192,12 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(status: u16, headers: Headers, body: Body) -> Response {
+    /// `headers`: a `Vec<Header>`, or a `&'static [Header]` such as
+    /// `const JSON: &[Header] = &[(Cow::Borrowed("Content-Type"), Cow::Borrowed("application/json"))];`
+    pub fn new(status: u16, headers: impl Into<Headers>, body: Body) -> Response {
         Response {
             status,
-            headers,
+            headers: headers.into(),
             body,
         }
     }

@@ -20,13 +20,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 
 use super::import::Loader;
-use crate::app::{Body, Environ, Headers, Response};
+use crate::app::{Body, Environ, Header, Response};
 
 /// `start_response`, one per request.
 #[pyclass(module = "rgunicorn", name = "StartResponse")]
 pub(super) struct StartResponse {
     status: Option<u16>,
-    headers: Headers,
+    headers: Vec<Header>,
     /// A Content-Length the app declared.
     declared: Option<u64>,
     /// Bytes the app wrote through `write()`.
@@ -120,11 +120,11 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<u16> {
 }
 
 /// A list of `(name, value)` str pairs; names are tokens, values latin-1 without CR or LF.
-fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<(Headers, Option<u64>)> {
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<(Vec<Header>, Option<u64>)> {
     let list = headers
         .cast::<PyList>()
         .map_err(|_| PyTypeError::new_err("headers must be a list of (name, value) tuples"))?;
-    let mut out: Headers = Vec::with_capacity(list.len());
+    let mut out: Vec<Header> = Vec::with_capacity(list.len());
     let mut declared = None;
     for item in list.iter() {
         let pair = item.cast::<PyTuple>().map_err(|_| {
