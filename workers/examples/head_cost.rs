@@ -31,9 +31,9 @@ use rgunicorn_workers::stream::Listener;
 use rgunicorn_workers::worker::{self, NoHooks};
 use rgunicorn_workers::WorkerConfig;
 
-/// wrk's request, what the front forwards, and a browser's.
+/// wrk's request (as bench/ sends it), what the front forwards, and a browser's.
 const HEADS: [&[u8]; 3] = [
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+    b"GET /api/v1/welcome/get_welcome_data HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
     b"GET /api/v1/welcome/get_welcome_data HTTP/1.1\r\nHost: example.com\r\n\
       User-Agent: curl/7.88.1\r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\n\
       X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\nX-Real-IP: 192.0.2.7\r\n\r\n",

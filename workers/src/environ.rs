@@ -164,7 +164,11 @@ fn set(field: &mut String, value: &str) {
 
 fn set_latin1(field: &mut String, value: &[u8]) {
     field.clear();
-    field.extend(value.iter().map(|&b| char::from(b)));
+    match std::str::from_utf8(value) {
+        // ASCII reads the same as latin-1 and UTF-8: copied whole (the usual case).
+        Ok(text) if text.is_ascii() => field.push_str(text),
+        _ => field.extend(value.iter().map(|&b| char::from(b))),
+    }
 }
 
 /// PATH_INFO as gunicorn builds it: `%XX` escapes decoded and each resulting byte mapped
@@ -179,6 +183,11 @@ pub fn path_info(path: &str) -> String {
 
 /// [`path_info`] appended to `out`.
 fn push_path_info(out: &mut String, path: &str) {
+    if path.is_ascii() && !path.contains('%') {
+        // Nothing to decode (the usual case): copied whole.
+        out.push_str(path);
+        return;
+    }
     let bytes = path.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
