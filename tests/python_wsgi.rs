@@ -411,3 +411,191 @@ fn send(server: &Server, path: &str) -> Reader<std::net::TcpStream> {
     write!(writer, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     Reader::new(stream)
 }
+
+/// `GET path` with `Connection: close`, and every byte of the answer.
+fn raw_get(server: &Server, path: &str) -> Vec<u8> {
+    let mut stream = server.connect();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read to the close");
+    raw
+}
+
+#[test]
+fn a_status_reason_of_the_apps_own_goes_out_as_the_app_gave_it() {
+    let server = pep(&[], &[]);
+    for (status, line) in [
+        ("299%20Whatever", &b"HTTP/1.1 299 Whatever\r\n"[..]),
+        ("200%20OK", b"HTTP/1.1 200 OK\r\n"),
+        ("404%20Nowhere%20here", b"HTTP/1.1 404 Nowhere here\r\n"),
+        // Latin-1 on the wire, as PEP 3333 has native strings.
+        ("299%20Caf%C3%A9", b"HTTP/1.1 299 Caf\xe9\r\n"),
+    ] {
+        let raw = raw_get(&server, &format!("/reason?status={status}"));
+        assert!(
+            raw.starts_with(line),
+            "{status}: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        let resp = Reader::new(&raw[..]).response(false).expect("whole");
+        assert_eq!(resp.text(), "reason", "{status}");
+    }
+    // A reason that would split the status line is the app's error: a 500.
+    let raw = raw_get(&server, "/reason?status=299%20Bad%0D%0AX-Injected:%201");
+    assert!(raw.starts_with(b"HTTP/1.1 500 Internal Server Error\r\n"));
+    assert!(!raw.windows(10).any(|w| w == b"X-Injected"));
+    assert_validator_silent(&server);
+}
+
+#[test]
+fn write_sends_its_bytes_before_it_returns() {
+    let (server, marks) = pep_with_markers(&[]);
+    let mut stream = server.connect();
+    write!(
+        stream,
+        "GET /write-wait?token=early HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .expect("write");
+    // The app waits for the go-ahead after write(b"first,"): the head and those bytes
+    // must reach the client meanwhile (a read timeout here means write() held them).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(6).any(|w| w == b"first,") {
+        let n = stream
+            .read(&mut buf)
+            .expect("write()'s bytes before the app returned");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+    std::fs::write(marks.path().join("go-early"), "").expect("go");
+    while !raw.ends_with(b"0\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("the rest");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let resp = Reader::new(&raw[..]).response(false).expect("whole");
+    assert_eq!(
+        (resp.status, resp.reason.as_str(), resp.text().as_str()),
+        (299, "Written Early", "first,rest")
+    );
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_validator_silent(&server);
+}
+
+/// How many write() calls of request `token` had returned, as the app counts them.
+fn written(marks: &tempfile::TempDir, token: &str) -> usize {
+    std::fs::read_to_string(marks.path().join(format!("written-{token}")))
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn write_waits_for_a_slow_client_and_one_that_leaves_frees_its_thread() {
+    let (server, marks) = pep_with_markers(&["--threads", "1"]);
+    // 94 MiB: far more than the socket buffers (loopback autotuning grows to 32 MiB here).
+    let (n, size) = (1500usize, 65536usize);
+    let total = n * size;
+    let mut stream = server.connect();
+    write!(
+        stream,
+        "GET /write-many?n={n}&size={size}&declared={total}&token=slow HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("the head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {total}\r\n")),
+        "{head}"
+    );
+    // The client reads nothing more: write() must stop returning once the socket
+    // buffers and the channel between the app thread and the loop are full.
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = written(&marks, "slow");
+        if now == last && now > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "write() never came to a stop");
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        last < n / 2,
+        "{last} of {n} write() calls returned while the client read nothing"
+    );
+    // Then every byte arrives, in order, and the app finishes.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0usize;
+    while at < total {
+        let got = stream.read(&mut buf).expect("the body");
+        assert!(got > 0, "closed after {at} of {total} bytes");
+        for (o, b) in buf[..got].iter().enumerate() {
+            let off = at + o;
+            let want = ((off / size + 1 + off % size % 256) % 251) as u8;
+            assert_eq!(*b, want, "byte {off}");
+        }
+        at += got;
+    }
+    wait_until(Duration::from_secs(10), "the app to finish", || {
+        marks.path().join("write-done-slow").exists()
+    });
+    assert_eq!(written(&marks, "slow"), n);
+
+    // A client that leaves mid-write: write() raises in the app, and the only app thread
+    // is free for the next request.
+    let mut stream = server.connect();
+    write!(
+        stream,
+        "GET /write-many?n=1000000&size=65536&token=gone HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = vec![0u8; 1 << 20];
+    stream.read_exact(&mut buf).expect("the first megabyte");
+    drop(stream);
+    wait_until(Duration::from_secs(15), "write() to raise", || {
+        marks.path().join("write-failed-gone").exists()
+    });
+    assert_eq!(get(server.addr, "/environ").status, 200);
+    assert!(
+        server.log().contains("the client has gone"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn write_keeps_to_the_declared_length_and_the_connection_in_step() {
+    let server = pep(&[], &[]);
+    let stream = server.connect();
+    let mut writer = stream.try_clone().expect("clone");
+    // 3 KiB written and a tail returned, 2000 bytes declared: the client gets exactly
+    // 2000, as gunicorn sends, and the next request on the connection is answered.
+    writer
+        .write_all(
+            b"GET /write-many?n=3&size=1024&declared=2000&tail=xyz&token=len HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /head HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .expect("write");
+    let mut conn = Reader::new(stream);
+    let first = conn.response(false).expect("the declared length");
+    let expected: Vec<u8> = (1..=3).flat_map(|i| stream_chunk(i, 1024)).collect();
+    assert!(
+        first.body == expected[..2000],
+        "the first 2000 bytes written"
+    );
+    let next = conn.response(false).expect("the next response");
+    assert_eq!((next.status, next.text().as_str()), (200, "hello"));
+    assert_validator_silent(&server);
+}

@@ -214,6 +214,8 @@ pub fn is_running(pid: i32) -> bool {
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
+    /// The status line's reason phrase, latin-1 bytes as text.
+    pub reason: String,
     pub version: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -268,6 +270,7 @@ impl<R: Read> Reader<R> {
                 .map_err(|e| std::io::Error::other(e.to_string()))?
             {
                 let status = parsed.code.unwrap_or(0);
+                let reason = parsed.reason.unwrap_or_default().to_string();
                 let version = format!("HTTP/1.{}", parsed.version.unwrap_or(1));
                 let headers: Vec<(String, String)> = parsed
                     .headers
@@ -282,6 +285,7 @@ impl<R: Read> Reader<R> {
                 self.buf.drain(..len);
                 let mut resp = Resp {
                     status,
+                    reason,
                     version,
                     headers,
                     body: Vec::new(),

@@ -4,11 +4,17 @@
 //! stream finished) goes back as a [`Msg`] on one channel, with a `mio::Waker` wake-up
 //! sent only when the loop is not already awake.
 //!
+//! An app may start its answer before it returns (WSGI's `write()`): while it runs, its
+//! thread's [`Reply`] sends the head at once and the body through the same bounded
+//! channel as a streamed body, with the same back-pressure.
+//!
 //! The connection state machine ([`crate::conn`]) decides what becomes a [`Job`]; the
 //! loop ([`crate::worker`]) submits it and routes each [`Msg`] to its connection by
 //! [`Ticket`].
 
-use std::io;
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -16,7 +22,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::app::{App, Body, ChunkStream, Environ, Idle, Input, Response};
-use crate::respond::call_app;
+use crate::respond::{cut_short, error_response, try_call_app};
 use rgunicorn_metrics::Recorder;
 
 /// Chunks of a streamed body an app thread may produce ahead of the client.
@@ -213,6 +219,56 @@ impl Pool {
     }
 }
 
+fn app_thread(jobs: Receiver<Job>, msgs: Sender<Msg>, shared: Arc<Shared>) {
+    let app = Arc::clone(&shared.app);
+    app.run_thread(&mut |idle| serve_jobs(&jobs, &msgs, &shared, idle));
+}
+
+/// The loop is gone (its end of the message channel closed): the thread stops.
+struct LoopGone;
+
+/// Take jobs until the pool stops; every blocking wait runs inside `idle.during`.
+fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &dyn Idle) {
+    loop {
+        let mut next = None;
+        idle.during(&mut || next = jobs.recv().ok());
+        let Some(job) = next else {
+            return;
+        };
+        let busy = shared.metrics.map(Busy::new);
+        let Job {
+            ticket,
+            environ,
+            input,
+        } = job;
+        let link = Link {
+            ticket,
+            msgs,
+            wake: &shared.wake,
+            idle,
+        };
+        let mut reply = Reply {
+            link,
+            environ: &environ,
+            stream: None,
+        };
+        let answered = {
+            let _current = Current::enter(&mut reply);
+            try_call_app(shared.app.as_ref(), &environ, input)
+        };
+        let early = reply.stream.take();
+        let response = match answered {
+            Some(response) => response,
+            // A panic after the head went out: the body is cut short, the connection closed.
+            None if early.is_some() => cut_short(),
+            None => error_response(500),
+        };
+        if link.finish(early, response, environ, busy).is_err() {
+            return;
+        }
+    }
+}
+
 /// Counts an app thread busy while it lives: from taking a job until the job's answer
 /// (and any stream it pulls) is handed over, whichever way the thread leaves the job.
 struct Busy(Recorder);
@@ -230,76 +286,238 @@ impl Drop for Busy {
     }
 }
 
-fn app_thread(jobs: Receiver<Job>, msgs: Sender<Msg>, shared: Arc<Shared>) {
-    let app = Arc::clone(&shared.app);
-    app.run_thread(&mut |idle| serve_jobs(&jobs, &msgs, &shared, idle));
+/// One request's way back to the event loop from the app thread that runs it. The pool
+/// answers with what the app returns; an app that must send before it returns (WSGI's
+/// `write()`) reaches its request's `Reply` through [`Reply::with_current`] and calls
+/// [`Reply::start`], then [`Reply::send`]: the head goes out at once, the body chunk by
+/// chunk through the same bounded channel a streamed body uses (a slow client makes
+/// `send` wait), and what the app returns afterwards is the rest of that body.
+pub struct Reply<'a> {
+    link: Link<'a>,
+    /// The request, for the loop's log line when the head goes out early.
+    environ: &'a Environ,
+    /// Set once a head went out: where the body goes.
+    stream: Option<Sender<io::Result<Vec<u8>>>>,
 }
 
-/// Take jobs until the pool stops; every blocking wait runs inside `idle.during`.
-fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &dyn Idle) {
-    loop {
-        let mut next = None;
-        idle.during(&mut || next = jobs.recv().ok());
-        let Some(job) = next else {
-            return;
-        };
-        let mut busy = shared.metrics.map(Busy::new);
-        let ticket = job.ticket;
-        let mut response = call_app(shared.app.as_ref(), &job.environ, job.input);
-        // A stream must be pulled here, where the app's code may block; the loop takes
-        // the chunks from a small bounded channel as the client reads them.
-        let stream = match &mut response.body {
-            Body::Stream(stream) => {
-                let (tx, rx) = crossbeam_channel::bounded(STREAM_AHEAD);
-                let pulled: ChunkStream = Box::new(Pulled(rx));
-                Some((std::mem::replace(stream, pulled), tx))
+thread_local! {
+    /// The [`Reply`] of the request this app thread is running: see [`Current`].
+    static CURRENT: Cell<*mut Reply<'static>> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Makes a [`Reply`] this thread's current one while the app runs, and no longer once
+/// it returns (or panics). It holds the reply's exclusive borrow for that long, so the
+/// pool cannot touch the reply meanwhile; [`Reply::with_current`] is the only way in.
+struct Current<'r>(std::marker::PhantomData<&'r mut ()>);
+
+impl<'r> Current<'r> {
+    fn enter(reply: &'r mut Reply<'_>) -> Current<'r> {
+        let ptr: *mut Reply<'_> = reply;
+        CURRENT.with(|c| c.set(ptr.cast::<Reply<'static>>()));
+        Current(std::marker::PhantomData)
+    }
+}
+
+impl Drop for Current<'_> {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(std::ptr::null_mut()));
+    }
+}
+
+/// The client has gone (or the loop no longer takes this body).
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the client has gone")
+}
+
+impl Reply<'_> {
+    /// Run `f` with the reply of the request the app on this thread is running; `None`
+    /// outside an app call on an app thread (an inline app, another thread, or after the
+    /// app returned).
+    pub fn with_current<R>(f: impl FnOnce(&mut Reply<'_>) -> R) -> Option<R> {
+        // Taken out of the slot while `f` runs, so a nested call finds none.
+        let ptr = CURRENT.with(|c| c.replace(std::ptr::null_mut()));
+        if ptr.is_null() {
+            return None;
+        }
+        struct PutBack(*mut Reply<'static>);
+        impl Drop for PutBack {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
             }
-            _ => None,
-        };
+        }
+        let _put_back = PutBack(ptr);
+        // SAFETY: `ptr` was set by `Current::enter` from an exclusive borrow that `Current`
+        // holds until it clears the slot, on this thread (the slot is thread-local), and
+        // the pool does not touch the reply meanwhile. It is out of the slot while `f`
+        // runs, so this is the only reference to it. `f` cannot keep it: the reference's
+        // lifetime ends with the call, and nothing in `Reply` lends out its borrowed parts.
+        Some(f(unsafe { &mut *ptr }))
+    }
+
+    /// The request this reply answers.
+    pub fn ticket(&self) -> Ticket {
+        self.link.ticket
+    }
+
+    /// Whether the head went out already.
+    pub fn started(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Send `head`'s status and headers now; its body is ignored: what [`Reply::send`]
+    /// sends follows, then the body of the response the app returns. Once per request.
+    pub fn start(&mut self, mut head: Response) -> io::Result<()> {
+        if self.started() {
+            return Err(io::Error::other("the response has started already"));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(STREAM_AHEAD);
+        head.body = Body::Stream(Box::new(Pulled(rx)));
         let done = Msg::Done {
-            ticket,
-            environ: job.environ,
-            response,
+            ticket: self.link.ticket,
+            environ: self.environ.clone(),
+            response: head,
         };
-        if stream.is_none() {
-            // Idle before the answer leaves: once the client has it, the count is right.
-            drop(busy.take());
-        }
-        if msgs.send(done).is_err() {
-            return;
-        }
-        shared.wake.wake();
-        let Some((stream, tx)) = stream else {
-            continue;
+        self.link.msgs.send(done).map_err(|_| gone())?;
+        self.link.wake.wake();
+        self.stream = Some(tx);
+        Ok(())
+    }
+
+    /// One piece of the body, after [`Reply::start`]. Waits (in `Idle::during`) while the
+    /// client is behind; an error means the client has gone.
+    pub fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        let Some(tx) = &self.stream else {
+            return Err(io::Error::other("send before start"));
         };
-        for chunk in stream {
-            let failed = chunk.is_err();
-            let mut chunk = Some(chunk);
-            let mut sent = false;
-            // Blocks while the client is slow; returns at once when the loop drops the
-            // receiver (client gone, deadline passed), so the iterator is dropped here,
-            // on this thread, promptly (a Python iterable's close() runs).
-            idle.during(&mut || {
-                if let Some(chunk) = chunk.take() {
-                    sent = tx.send(chunk).is_ok();
+        if self.link.pass_on(tx, Ok(chunk)) {
+            Ok(())
+        } else {
+            Err(gone())
+        }
+    }
+}
+
+/// What an app thread needs to talk to the loop about one request.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    ticket: Ticket,
+    msgs: &'a Sender<Msg>,
+    wake: &'a Wake,
+    idle: &'a dyn Idle,
+}
+
+impl Link<'_> {
+    /// The app returned `response`: hand it to the loop (a streamed body pulled here, on
+    /// this thread), or, when the head went out `early`, send its body as the rest.
+    fn finish(
+        self,
+        early: Option<Sender<io::Result<Vec<u8>>>>,
+        mut response: Response,
+        environ: Environ,
+        mut busy: Option<Busy>,
+    ) -> Result<(), LoopGone> {
+        let (rest, tx) = match early {
+            Some(tx) => (into_chunks(response.body), tx),
+            None => {
+                // A stream must be pulled here, where the app's code may block; the loop
+                // takes the chunks from a small bounded channel as the client reads them.
+                let stream = match &mut response.body {
+                    Body::Stream(stream) => {
+                        let (tx, rx) = crossbeam_channel::bounded(STREAM_AHEAD);
+                        let pulled: ChunkStream = Box::new(Pulled(rx));
+                        Some((std::mem::replace(stream, pulled), tx))
+                    }
+                    _ => None,
+                };
+                let done = Msg::Done {
+                    ticket: self.ticket,
+                    environ,
+                    response,
+                };
+                if stream.is_none() {
+                    // Idle before the answer leaves: once the client has it, the count is right.
+                    drop(busy.take());
                 }
-            });
-            if !sent {
-                crate::log_debug!("streamed response abandoned: the connection is gone");
+                self.msgs.send(done).map_err(|_| LoopGone)?;
+                self.wake.wake();
+                let Some((stream, tx)) = stream else {
+                    return Ok(());
+                };
+                (Some(stream), tx)
+            }
+        };
+        for chunk in rest.into_iter().flatten() {
+            let failed = chunk.is_err();
+            if !self.pass_on(&tx, chunk) {
                 break;
             }
-            if msgs.send(Msg::StreamReady(ticket)).is_err() {
-                return;
-            }
-            shared.wake.wake();
             if failed {
                 break;
             }
         }
         drop(tx);
-        if msgs.send(Msg::StreamEnd(ticket)).is_err() {
-            return;
+        self.msgs
+            .send(Msg::StreamEnd(self.ticket))
+            .map_err(|_| LoopGone)?;
+        self.wake.wake();
+        Ok(())
+    }
+
+    /// Put one chunk in a body's channel, waiting while it is full, and tell the loop.
+    /// False when the loop no longer takes it (client gone, deadline passed): the caller
+    /// lets go of the app's body at once, on this thread (a Python iterable's close()
+    /// runs).
+    fn pass_on(&self, tx: &Sender<io::Result<Vec<u8>>>, chunk: io::Result<Vec<u8>>) -> bool {
+        let mut chunk = Some(chunk);
+        let mut sent = false;
+        self.idle.during(&mut || {
+            if let Some(chunk) = chunk.take() {
+                sent = tx.send(chunk).is_ok();
+            }
+        });
+        if !sent {
+            crate::log_debug!("streamed response abandoned: the connection is gone");
+            return false;
         }
-        shared.wake.wake();
+        if self.msgs.send(Msg::StreamReady(self.ticket)).is_err() {
+            return false;
+        }
+        self.wake.wake();
+        true
+    }
+}
+
+/// A body that follows a head sent early, as chunks.
+fn into_chunks(body: Body) -> Option<ChunkStream> {
+    match body {
+        Body::Empty => None,
+        Body::Static(bytes) => Some(Box::new(std::iter::once(Ok(bytes.to_vec())))),
+        Body::Bytes(bytes) if bytes.is_empty() => None,
+        Body::Bytes(bytes) => Some(Box::new(std::iter::once(Ok(bytes)))),
+        Body::Stream(stream) => Some(stream),
+        Body::File { file, len } => Some(Box::new(FileChunks {
+            file: file.take(len.unwrap_or(u64::MAX)),
+        })),
+    }
+}
+
+/// A file read in chunks on the app thread.
+struct FileChunks {
+    file: std::io::Take<File>,
+}
+
+impl Iterator for FileChunks {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = vec![0; 64 * 1024];
+        match self.file.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(buf))
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 }

@@ -53,9 +53,14 @@ pub struct Answer {
 }
 
 /// Call the app, catching a panic as a 500.
-pub fn call_app(app: &dyn App, environ: &Environ, mut input: Input) -> Response {
+pub fn call_app(app: &dyn App, environ: &Environ, input: Input) -> Response {
+    try_call_app(app, environ, input).unwrap_or_else(|| error_response(500))
+}
+
+/// Call the app; `None` when it panicked (logged here).
+pub fn try_call_app(app: &dyn App, environ: &Environ, mut input: Input) -> Option<Response> {
     match catch_unwind(AssertUnwindSafe(|| app.call(environ, &mut input))) {
-        Ok(response) => response,
+        Ok(response) => Some(response),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -67,9 +72,19 @@ pub fn call_app(app: &dyn App, environ: &Environ, mut input: Input) -> Response 
                 environ.method,
                 environ.raw_uri
             );
-            error_response(500)
+            None
         }
     }
+}
+
+/// What an app that failed after its head went out early ([`crate::pool::Reply`])
+/// answers: a body that fails, so the loop closes the connection rather than frame the
+/// body as whole.
+pub fn cut_short() -> Response {
+    let failed = std::iter::once(Err(std::io::Error::other(
+        "the app failed after its response had started",
+    )));
+    Response::new(500, Vec::new(), Body::Stream(Box::new(failed)))
 }
 
 /// Everything a response is framed with besides the app's answer.
@@ -103,6 +118,7 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     } = *ex;
     let Response {
         status,
+        reason: app_reason,
         headers: mut kept,
         body,
     } = response;
@@ -189,7 +205,7 @@ pub fn write_response(response: Response, ex: &Exchange, out: &mut Vec<u8>) -> A
     out.push(b' ');
     push_u64(out, u64::from(status));
     out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
+    push_reason(out, status, app_reason.as_deref());
     out.extend_from_slice(b"\r\nServer: ");
     out.extend_from_slice(server.as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
@@ -300,6 +316,28 @@ fn file_remaining(file: &File) -> Option<u64> {
     let mut file = file;
     let pos = file.stream_position().ok()?;
     Some(meta.len().saturating_sub(pos))
+}
+
+/// The status line's reason phrase: the app's own as it gave it (gunicorn sends the
+/// app's status line), in latin-1 as PEP 3333 has it, else the standard one. One with a
+/// control character or a character past U+00FF could not be sent as given: the
+/// standard one goes instead.
+fn push_reason(out: &mut Vec<u8>, status: u16, app_reason: Option<&str>) {
+    let sendable = |r: &str| {
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c == '\t' || (' '..='\u{ff}').contains(&c) && c != '\u{7f}')
+    };
+    match app_reason {
+        Some(text) if sendable(text) => out.extend(text.chars().map(|c| c as u8)),
+        Some(text) => {
+            crate::log_warning!(
+                "app sent an invalid status reason {text:?}: sent the standard one"
+            );
+            out.extend_from_slice(reason(status).as_bytes());
+        }
+        None => out.extend_from_slice(reason(status).as_bytes()),
+    }
 }
 
 /// Append a bytes body, never more than a declared Content-Length.

@@ -43,10 +43,32 @@ class Stream:
         if self.i >= self.n:
             raise StopIteration
         self.i += 1
-        return bytes((self.i + k) % 251 for k in range(256)) * (self.size // 256)
+        return chunk(self.i, self.size)
 
     def close(self):
         mark("closed-" + self.token)
+
+
+def chunk(i, size):
+    """Chunk number i (1-based) of `size` bytes, as Stream yields it."""
+    return bytes((i + k) % 251 for k in range(256)) * (size // 256)
+
+
+def progress(token, count):
+    """Say how many write() calls have returned so far (replaced whole, never half-written)."""
+    if MARKERS:
+        path = os.path.join(MARKERS, "written-" + token)
+        with open(path + ".tmp", "w") as f:
+            f.write(str(count))
+        os.replace(path + ".tmp", path)
+
+
+def wait_for(name, within=30):
+    """Wait until the test leaves the marker `name` (the test's turn came)."""
+    path = os.path.join(MARKERS, name)
+    deadline = time.time() + within
+    while not os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def read_all(stream, how):
@@ -147,6 +169,33 @@ def raw(environ, start_response):
         write = start_response("200 OK", TEXT)
         write(b"written, ")
         return [b"then returned"]
+
+    if path == "/write-wait":
+        # write() must have sent its bytes before it returns: the test reads them, then
+        # lets the app go on.
+        write = start_response("299 Written Early", TEXT)
+        write(b"first,")
+        wait_for("go-" + query["token"])
+        return [b"rest"]
+
+    if path == "/write-many":
+        # n chunks through write(), each counted once write() returned.
+        n, size, token = int(query["n"]), int(query["size"]), query["token"]
+        headers = TEXT + ([("Content-Length", query["declared"])] if "declared" in query else [])
+        write = start_response("200 OK", headers)
+        try:
+            for i in range(1, n + 1):
+                write(chunk(i, size))
+                progress(token, i)
+        except OSError:
+            mark("write-failed-" + token)
+            raise
+        mark("write-done-" + token)
+        return [query.get("tail", "").encode()]
+
+    if path == "/reason":
+        start_response(query["status"], TEXT)
+        return [b"reason"]
 
     if path == "/head":
         start_response("200 OK", TEXT + [("Content-Length", "5")])

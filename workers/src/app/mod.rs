@@ -187,6 +187,9 @@ pub type Headers = Cow<'static, [Header]>;
 
 pub struct Response {
     pub status: u16,
+    /// The reason phrase to send, when the app chose its own (`299 Whatever`); `None`
+    /// sends the standard one for `status`. Latin-1 text without control characters.
+    pub reason: Option<Cow<'static, str>>,
     pub headers: Headers,
     pub body: Body,
 }
@@ -197,9 +200,16 @@ impl Response {
     pub fn new(status: u16, headers: impl Into<Headers>, body: Body) -> Response {
         Response {
             status,
+            reason: None,
             headers: headers.into(),
             body,
         }
+    }
+
+    /// The same answer with its own reason phrase in the status line.
+    pub fn with_reason(mut self, reason: impl Into<Cow<'static, str>>) -> Response {
+        self.reason = Some(reason.into());
+        self
     }
 
     /// A JSON response with `application/json; charset=utf-8`.

@@ -24,7 +24,8 @@ use pyo3::prelude::*;
 use super::spec::PythonTarget;
 use super::{App, AppError, Environ, Idle, Input, Mode, Response};
 use crate::config::PythonConfig;
-use crate::respond::error_response;
+use crate::pool::Reply;
+use crate::respond::{cut_short, error_response};
 use import::Loader;
 use response::StartResponse;
 
@@ -58,7 +59,7 @@ pub struct WsgiApp {
 impl WsgiApp {
     fn handle(&self, py: Python<'_>, environ: &Environ, input: Input) -> PyResult<Response> {
         let env = self.environ.build(py, environ, input)?;
-        let start = Bound::new(py, StartResponse::new())?;
+        let start = Bound::new(py, StartResponse::new(environ.method == "HEAD"))?;
         let result = self.callable.bind(py).call1((env, &start))?;
         response::respond(py, result, &start, &self.loader, environ)
     }
@@ -75,15 +76,27 @@ impl App for WsgiApp {
         Python::attach(|py| match self.handle(py, environ, input) {
             Ok(response) => response,
             Err(err) => {
+                // After a write() the head is out: the connection can only be closed.
+                let started = Reply::with_current(|reply| reply.started()).unwrap_or(false);
                 self.loader.log_exception(
                     py,
                     &err,
                     &format!(
-                        "Error handling request {} {}",
-                        environ.method, environ.raw_uri
+                        "Error handling request {} {}{}",
+                        environ.method,
+                        environ.raw_uri,
+                        if started {
+                            " (the response had started: closing the connection)"
+                        } else {
+                            ""
+                        }
                     ),
                 );
-                error_response(500)
+                if started {
+                    cut_short()
+                } else {
+                    error_response(500)
+                }
             }
         })
     }

@@ -3,6 +3,13 @@
 //! a list of bytes becomes one buffer, a file wrapper around a real file becomes
 //! [`Body::File`] (sent by the event loop), anything else is iterated as the client reads,
 //! with `close()` called however the response ends (completed, failed, client gone).
+//! The status line goes out as the app wrote it (`299 Whatever`), as gunicorn sends it.
+//!
+//! `write()` sends as PEP 3333 asks, before it returns: its first call sends the head
+//! through the app thread's [`Reply`], and each call's bytes go through the same bounded
+//! channel a streamed body uses, so a slow client makes `write()` wait (with the GIL
+//! released). What the app returns afterwards follows what it wrote. A HEAD request or a
+//! status without a body keeps written bytes until the app returns, for the length.
 //!
 //! A body that breaks its own Content-Length is never sent as if it were whole: a short
 //! buffer gets `Connection: close`, a stream that runs long is cut at the declared length
@@ -14,36 +21,101 @@ use std::io::{Seek, SeekFrom};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 
 use super::import::Loader;
 use crate::app::{Body, Environ, Header, Response};
+use crate::pool::{Reply, Ticket};
+use crate::respond::reason;
+
+/// The app's status line: its code, and its reason when that is not the standard one.
+struct Status {
+    code: u16,
+    reason: Option<String>,
+}
 
 /// `start_response`, one per request.
 #[pyclass(module = "rgunicorn", name = "StartResponse")]
 pub(super) struct StartResponse {
-    status: Option<u16>,
+    status: Option<Status>,
     headers: Vec<Header>,
     /// A Content-Length the app declared.
     declared: Option<u64>,
-    /// Bytes the app wrote through `write()`.
+    /// Bytes the app wrote through `write()` and that wait for it to return (only when
+    /// the answer has no body to stream, or no app thread's reply is at hand).
     written: Vec<u8>,
     /// Body bytes exist (written, or yielded): per PEP 3333 the headers count as sent, so a
     /// later `start_response(..., exc_info)` re-raises instead of replacing them.
     committed: bool,
+    /// The request is HEAD: its answer has no body.
+    head_request: bool,
+    /// The request this answers, when `write()` can send at once (on an app thread).
+    ticket: Option<Ticket>,
+    /// The head went out at the first `write()`: everything after follows it.
+    streaming: bool,
+    /// Body bytes sent through `write()`.
+    sent: u64,
 }
 
 impl StartResponse {
-    pub(super) fn new() -> StartResponse {
+    pub(super) fn new(head_request: bool) -> StartResponse {
         StartResponse {
             status: None,
             headers: Vec::new(),
             declared: None,
             written: Vec::new(),
             committed: false,
+            head_request,
+            ticket: Reply::with_current(|reply| reply.ticket()),
+            streaming: false,
+            sent: 0,
+        }
+    }
+
+    /// What the declared Content-Length still allows after what `write()` sent.
+    fn left(&self) -> Option<u64> {
+        self.declared.map(|n| n.saturating_sub(self.sent))
+    }
+
+    /// The response as far as `start_response` set it, with `body`.
+    fn response(&self, status: &Status, headers: Vec<Header>, body: Body) -> Response {
+        let response = Response::new(status.code, headers, body);
+        match &status.reason {
+            Some(reason) => response.with_reason(reason.clone()),
+            None => response,
+        }
+    }
+
+    /// `write()`'s bytes, sent now: the head first, on the first call.
+    fn send(&mut self, ticket: Ticket, chunk: Vec<u8>) -> PyResult<()> {
+        let head = match (&self.status, self.streaming) {
+            (Some(status), false) => Some(self.response(status, self.headers.clone(), Body::Empty)),
+            _ => None,
+        };
+        let len = chunk.len() as u64;
+        let sent = Reply::with_current(|reply| {
+            if reply.ticket() != ticket {
+                return Err(None);
+            }
+            if let Some(head) = head {
+                reply.start(head).map_err(Some)?;
+            }
+            reply.send(chunk).map_err(Some)
+        });
+        // Whatever happened to the chunk, a head that went out stays out.
+        self.streaming = self.streaming || Reply::with_current(|r| r.started()).unwrap_or(false);
+        match sent {
+            Some(Ok(())) => {
+                self.sent += len;
+                Ok(())
+            }
+            Some(Err(Some(err))) => Err(PyOSError::new_err(format!("write() failed: {err}"))),
+            None | Some(Err(None)) => Err(PyRuntimeError::new_err(
+                "write() called outside the application call it was given to",
+            )),
         }
     }
 }
@@ -73,36 +145,57 @@ impl StartResponse {
                 }
                 None => {}
             }
-            let code = parse_status(status)?;
+            let status = parse_status(status)?;
             let (headers, declared) = parse_headers(headers)?;
-            this.status = Some(code);
+            this.status = Some(status);
             this.headers = headers;
             this.declared = declared;
         }
         slf.getattr(intern!(py, "write"))
     }
 
-    /// PEP 3333's `write()` callable. Its bytes come before the returned iterable's; they
-    /// are sent once the app returns.
+    /// PEP 3333's `write()` callable: its bytes are sent before it returns (the head with
+    /// the first), and come before the returned iterable's.
     fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.status.is_none() {
+        let Some(status) = &self.status else {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
             ));
-        }
+        };
         let bytes = data
             .cast::<PyBytes>()
-            .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
-        if !bytes.as_bytes().is_empty() {
-            self.committed = true;
-            self.written.extend_from_slice(bytes.as_bytes());
+            .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?
+            .as_bytes();
+        if bytes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.committed = true;
+        let has_body =
+            !self.head_request && status.code >= 200 && status.code != 204 && status.code != 304;
+        let Some(ticket) = self.ticket.filter(|_| has_body) else {
+            self.written.extend_from_slice(bytes);
+            return Ok(());
+        };
+        // Held to the declared Content-Length, as gunicorn does: the excess is dropped.
+        let take = self.left().map_or(bytes.len(), |left| {
+            bytes.len().min(usize::try_from(left).unwrap_or(usize::MAX))
+        });
+        if take < bytes.len() {
+            crate::log_warning!(
+                "app wrote more than its declared Content-Length: the rest is dropped"
+            );
+        }
+        if take == 0 {
+            return Ok(());
+        }
+        self.send(ticket, bytes[..take].to_vec())
     }
 }
 
-/// `"200 OK"`: a three-digit code, then a space and a reason (or nothing).
-fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<u16> {
+/// `"200 OK"`: a three-digit code, then a space and a reason (or nothing). The reason is
+/// kept when it is not the standard one, to be sent as the app wrote it: latin-1 text
+/// without control characters, as PEP 3333 and the status line allow.
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<Status> {
     let text: &str = status
         .extract()
         .map_err(|_| PyTypeError::new_err("status must be a str, such as '200 OK'"))?;
@@ -110,13 +203,21 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<u16> {
     let valid = code.len() == 3
         && code.bytes().all(|b| b.is_ascii_digit())
         && (rest.is_empty() || rest.starts_with(' '))
-        && !text.contains(['\r', '\n']);
-    match code.parse::<u16>() {
-        Ok(n) if valid && n >= 100 => Ok(n),
-        _ => Err(PyValueError::new_err(format!(
-            "invalid status {text:?}: expected a three-digit code and a reason, such as '200 OK'"
-        ))),
-    }
+        && rest
+            .chars()
+            .all(|c| c == '\t' || (' '..='\u{ff}').contains(&c) && c != '\u{7f}');
+    let code = match code.parse::<u16>() {
+        Ok(n) if valid && n >= 100 => n,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "invalid status {text:?}: expected a three-digit code and a reason of latin-1 \
+                 text, such as '200 OK'"
+            )))
+        }
+    };
+    let given = rest.strip_prefix(' ').unwrap_or(rest);
+    let reason = (!given.is_empty() && given != reason(code)).then(|| given.to_owned());
+    Ok(Status { code, reason })
 }
 
 /// A list of `(name, value)` str pairs; names are tokens, values latin-1 without CR or LF.
@@ -211,7 +312,7 @@ pub(super) fn respond(
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
         let (nothing_written, declared) = {
             let this = start.borrow();
-            (this.written.is_empty(), this.declared)
+            (this.written.is_empty() && !this.streaming, this.declared)
         };
         if nothing_written {
             if let Some(body) = file_body(py, wrapper, declared)? {
@@ -250,7 +351,7 @@ pub(super) fn respond(
             }
         }
     }
-    let declared = start.borrow().declared;
+    let declared = start.borrow().left();
     if ended || declared.is_some_and(|n| first.len() as u64 >= n) {
         // All of it (or all the client may get): no stream needed.
         close(py, &result, loader);
@@ -271,13 +372,31 @@ pub(super) fn respond(
 /// The response once the body is known; a status is required by now.
 fn finish(start: &Bound<'_, StartResponse>, body: Body, head: bool) -> PyResult<Response> {
     let mut this = start.borrow_mut();
-    let status = this.status.ok_or_else(|| {
-        PyAssertionError::new_err("the app returned without calling start_response()")
-    })?;
+    let Some(status) = this.status.take() else {
+        return Err(PyAssertionError::new_err(
+            "the app returned without calling start_response()",
+        ));
+    };
+    if this.streaming {
+        // The head went out with the first write(): this is the rest of the body (held
+        // to the declared length, as write() was), and the status is for the hooks.
+        let body = match (body, this.left()) {
+            (Body::Bytes(mut bytes), Some(left)) if bytes.len() as u64 > left => {
+                crate::log_warning!(
+                    "app sent more than its declared Content-Length: the rest is dropped"
+                );
+                bytes.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+                Body::Bytes(bytes)
+            }
+            (body, _) => body,
+        };
+        return Ok(this.response(&status, Vec::new(), body));
+    }
     let mut headers = std::mem::take(&mut this.headers);
     // A HEAD answer keeps the GET's Content-Length without its body, and 1xx/204/304
     // have none: only a body that is sent can break its length.
-    let has_body = !head && status >= 200 && status != 204 && status != 304;
+    let code = status.code;
+    let has_body = !head && code >= 200 && code != 204 && code != 304;
     if let (Some(declared), Some(actual), true) = (this.declared, body.known_len(), has_body) {
         if declared != actual {
             crate::log_warning!(
@@ -286,7 +405,7 @@ fn finish(start: &Bound<'_, StartResponse>, body: Body, head: bool) -> PyResult<
             headers.push(("Connection".into(), "close".into()));
         }
     }
-    Ok(Response::new(status, headers, body))
+    Ok(this.response(&status, headers, body))
 }
 
 /// One body item: PEP 3333 allows only bytes.
