@@ -419,3 +419,51 @@ impl BodySource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_line(response: Response) -> String {
+        let environ = Environ::default();
+        let ex = Exchange {
+            environ: &environ,
+            ctx: ResponseContext {
+                version: Version::Http11,
+                is_head: false,
+                keep_alive: true,
+            },
+            server: "t",
+            started: Instant::now(),
+            access: None,
+        };
+        let mut out = Vec::new();
+        write_response(response, &ex, &mut out);
+        let end = out.windows(2).position(|w| w == b"\r\n").expect("a line");
+        out[..end].iter().map(|&b| char::from(b)).collect()
+    }
+
+    #[test]
+    fn the_apps_reason_goes_out_as_given_else_the_standard_one() {
+        let ok = || Response::new(299, Vec::new(), Body::Empty);
+        assert_eq!(status_line(ok()), "HTTP/1.1 299 Unknown");
+        assert_eq!(
+            status_line(ok().with_reason("Whatever")),
+            "HTTP/1.1 299 Whatever"
+        );
+        assert_eq!(
+            status_line(ok().with_reason("Caf\u{e9}")),
+            "HTTP/1.1 299 Caf\u{e9}"
+        );
+        // One that would split the head, or cannot be latin-1: the standard one instead.
+        assert_eq!(
+            status_line(ok().with_reason("Bad\r\nX: y")),
+            "HTTP/1.1 299 Unknown"
+        );
+        assert_eq!(
+            status_line(ok().with_reason("\u{2603}")),
+            "HTTP/1.1 299 Unknown"
+        );
+        assert_eq!(status_line(ok().with_reason("")), "HTTP/1.1 299 Unknown");
+    }
+}
