@@ -81,9 +81,14 @@ WORKDIR /app
 COPY start.sh ./
 COPY conf/ ./conf/
 # The project and its venv (active for rgunicorn through VIRTUAL_ENV), read-only for the
-# app's user. start.sh runs the app from /app/project, as the reference ran gunicorn from
-# its project folder.
+# app's user but for the project's instance/ folder. start.sh runs the app from
+# /app/project, as the reference ran gunicorn from its project folder.
 COPY --from=build /out/project/ /app/project/
+# The one folder of a project the app's user may write: Flask's instance folder, for what
+# an app makes at run time (the welcome example's SQLite database, made at import).
+RUN if [ -n "$(ls -A /app/project)" ]; then \
+      install -d -o rgunicorn -g rgunicorn -m 0750 /app/project/instance; \
+    fi
 COPY --from=build /app/venv/ /app/venv/
 ENV VIRTUAL_ENV=/app/venv \
     PATH=/app/venv/bin:$PATH

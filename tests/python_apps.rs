@@ -1,13 +1,15 @@
 //! Real Python apps, unchanged, under rgunicorn (issue 9): the README's examples in
-//! `examples/python/` (the welcome API in Flask with Flask-RESTful and flask-cors, a plain
-//! WSGI app, a minimal Django project), each started the way the README says, with the real
+//! `examples/python/` (the welcome API in Flask with Flask-RESTful, flask-cors and a
+//! Flask-SQLAlchemy database set up at import, a plain WSGI app, a minimal Django project), each started the way the README says, with the real
 //! packages from PyPI in a virtualenv, over real sockets.
 #![cfg(feature = "python")]
 
 mod common;
 mod python_support;
 
-use common::{exchange, get, Reader, Resp, Server, WELCOME, WELCOME_PATH};
+use std::time::Duration;
+
+use common::{exchange, get, wait_until, Reader, Resp, Server, WELCOME, WELCOME_PATH};
 use python_support::{examples, start};
 
 /// Every header but Date, in order, with the status line and body: what "identical" means.
@@ -144,4 +146,83 @@ fn the_django_example_serves_views_forms_and_404s() {
     let resp = get(server.addr, "/no/such/page");
     assert_eq!(resp.status, 404);
     assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+/// The welcome example copied to a fresh project folder (no database yet), so the test
+/// sees the database made at import, relative to that folder.
+fn fresh_welcome_project() -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let name = entry.file_name();
+            if name == "instance" || name == "__pycache__" {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                copy(&path, &to.join(&name));
+            } else {
+                std::fs::copy(&path, to.join(&name)).expect("copy");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy(&examples().join("welcome"), dir.path());
+    dir
+}
+
+/// What `get_greetings` answers: the rows app/db.py seeds, once each.
+fn assert_greetings(server: &Server) {
+    let resp = get(server.addr, "/api/v1/welcome/get_greetings");
+    assert_eq!(resp.status, 200, "{}", server.log());
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!({"code": "SUCCESS", "data": [
+            {"language": "en", "text": "Welcome to HUO Ke Website"},
+            {"language": "fr", "text": "Bienvenue sur le site de HUO Ke"},
+            {"language": "zh", "text": "\u{6b22}\u{8fce}\u{6765}\u{5230}\u{970d}\u{514b}\u{7684}\u{7f51}\u{7ad9}"},
+        ]})
+    );
+}
+
+#[test]
+fn flask_sqlalchemy_set_up_at_import_serves_with_and_without_preload_and_across_a_hup() {
+    for preload in [false, true] {
+        let project = fresh_welcome_project();
+        let mut args = vec!["-w", "2", "--threads", "4"];
+        if preload {
+            args.push("--preload");
+        }
+        args.push("app.app:app");
+        // Two workers import at once without --preload: one makes the database.
+        let server = start(project.path(), &args, &[]);
+        assert!(
+            project.path().join("instance/welcome.db").is_file(),
+            "the database is made relative to the project folder"
+        );
+        for _ in 0..8 {
+            assert_greetings(&server);
+        }
+        assert_eq!(get(server.addr, WELCOME_PATH).text(), WELCOME);
+        let before = server.worker_pids();
+        server.signal(libc::SIGHUP);
+        wait_until(Duration::from_secs(30), "new workers after HUP", || {
+            let now = server.worker_pids();
+            now.len() == 2 && now.iter().all(|p| !before.contains(p))
+        });
+        for _ in 0..8 {
+            assert_greetings(&server);
+        }
+        let log = server.log();
+        assert!(
+            !log.contains("Traceback") && !log.contains("WARNING"),
+            "preload {preload}:\n{log}"
+        );
+    }
 }

@@ -1,10 +1,11 @@
-"""The reference deployment's backend, in miniature: a Flask app with flask-cors and a
-Flask-RESTful blueprint, reading its data by paths relative to the project folder, which
-it is started from:
+"""The reference deployment's backend, in miniature: a Flask app with flask-cors, a
+Flask-RESTful blueprint and a Flask-SQLAlchemy database set up at import, reading its
+data by paths relative to the project folder, which it is started from:
 
     cd examples/python/welcome && rgunicorn -w 4 app.app:app
 
-It answers exactly what rgunicorn's built-in `welcome` app answers, byte for byte.
+Its welcome URL answers exactly what rgunicorn's built-in `welcome` app answers, byte for
+byte; /api/v1/welcome/get_greetings reads the database (app/db.py).
 """
 
 import json
@@ -13,11 +14,13 @@ from flask import Flask, Response
 from flask_cors import CORS
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from app.db import init_db
 from app.welcome import JSON, welcome
 
 
 def create_app():
     app = Flask(__name__)
+    init_db(app)
     # CORS headers only for requests that carry an Origin, as a browser's do.
     CORS(app, always_send=False)
     app.register_blueprint(welcome, url_prefix="/api/v1/welcome")

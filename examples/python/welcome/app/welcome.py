@@ -1,9 +1,12 @@
-"""The welcome API as a blueprint: GET /api/v1/welcome/get_welcome_data."""
+"""The welcome API as a blueprint: GET /api/v1/welcome/get_welcome_data, and
+GET /api/v1/welcome/get_greetings from the database."""
 
 import json
 
 import flask_restful
 from flask import Blueprint, Response
+
+from app.db import Greeting, db
 
 JSON = "application/json; charset=utf-8"
 
@@ -37,4 +40,12 @@ class WelcomeData(flask_restful.Resource):
         return response
 
 
+class Greetings(flask_restful.Resource):
+    def get(self):
+        rows = db.session.execute(db.select(Greeting).order_by(Greeting.id)).scalars()
+        data = [{"language": g.language, "text": g.text} for g in rows]
+        return Response(json.dumps({"code": "SUCCESS", "data": data}), 200, content_type=JSON)
+
+
 api.add_resource(WelcomeData, "/get_welcome_data")
+api.add_resource(Greetings, "/get_greetings")
