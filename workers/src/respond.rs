@@ -447,23 +447,15 @@ mod tests {
     fn the_apps_reason_goes_out_as_given_else_the_standard_one() {
         let ok = || Response::new(299, Vec::new(), Body::Empty);
         assert_eq!(status_line(ok()), "HTTP/1.1 299 Unknown");
-        assert_eq!(
-            status_line(ok().with_reason("Whatever")),
-            "HTTP/1.1 299 Whatever"
-        );
-        assert_eq!(
-            status_line(ok().with_reason("Caf\u{e9}")),
-            "HTTP/1.1 299 Caf\u{e9}"
-        );
-        // One that would split the head, or cannot be latin-1: the standard one instead.
-        assert_eq!(
-            status_line(ok().with_reason("Bad\r\nX: y")),
-            "HTTP/1.1 299 Unknown"
-        );
-        assert_eq!(
-            status_line(ok().with_reason("\u{2603}")),
-            "HTTP/1.1 299 Unknown"
-        );
-        assert_eq!(status_line(ok().with_reason("")), "HTTP/1.1 299 Unknown");
+        for (reason, line) in [
+            ("Whatever", "HTTP/1.1 299 Whatever"),
+            ("Caf\u{e9}", "HTTP/1.1 299 Caf\u{e9}"),
+            // One that would split the head, or is not latin-1, or is empty: the standard one.
+            ("Bad\r\nX: y", "HTTP/1.1 299 Unknown"),
+            ("\u{2603}", "HTTP/1.1 299 Unknown"),
+            ("", "HTTP/1.1 299 Unknown"),
+        ] {
+            assert_eq!(status_line(ok().with_reason(reason)), line, "{reason:?}");
+        }
     }
 }
