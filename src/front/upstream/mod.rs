@@ -41,7 +41,8 @@ pub struct InFlight {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Batch {
     pub requests: usize,
-    /// Reads that brought response bytes.
+    /// Reads after which an answer began (the further reads of a large body do not
+    /// count: they say nothing of how the worker answers a batch).
     pub reads: usize,
     /// Requests of other clients the pass may add.
     pub limit: usize,
@@ -127,6 +128,9 @@ pub struct Upstream {
     /// Last time bytes moved either way.
     pub last_progress: Instant,
     pub batch: Batch,
+    /// Reads that brought bytes, and which of them an answer last began after.
+    reads: u64,
+    head_read: u64,
 }
 
 impl Upstream {
@@ -151,6 +155,8 @@ impl Upstream {
             eof: false,
             last_progress: now,
             batch: Batch::default(),
+            reads: 0,
+            head_read: 0,
         })
     }
 
@@ -231,7 +237,7 @@ impl Upstream {
                     self.ready.after_read(n, want);
                     if n > 0 {
                         progress = true;
-                        self.batch.reads += 1;
+                        self.reads += 1;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.readable = false,
@@ -298,6 +304,10 @@ impl Upstream {
                     if !interim {
                         item.answered = true;
                         self.closing |= !keep_alive;
+                        if self.head_read != self.reads {
+                            self.head_read = self.reads;
+                            self.batch.reads += 1;
+                        }
                         sink.head(&head);
                     }
                     self.inbuf.consume(len);
@@ -394,6 +404,8 @@ mod tests {
             eof: false,
             last_progress: Instant::now(),
             batch: Batch::default(),
+            reads: 0,
+            head_read: 0,
         };
         for id in 0..items as u64 {
             up.inflight.push_back(InFlight {
