@@ -90,7 +90,21 @@ impl Client {
     /// Write what is queued for the client; once everything is said, close_notify and
     /// the lingering close.
     pub fn flush(&mut self, ctx: &Ctx<'_>) -> Result<(), Broken> {
-        self.transport.send(ctx.now)?;
+        if let Some(err) = self.transport.output.take_refusal() {
+            ctx.log.error(&format!(
+                "client {}: cannot write a temp file for its answer ({err}); other answers \
+                 on its upstream connection wait for it to read",
+                self.peer.ip()
+            ));
+        }
+        match self.transport.send(ctx.now) {
+            Err(Broken(Some(why))) => {
+                ctx.log.error(&format!("client {}: {why}", self.peer.ip()));
+                return Err(Broken(None));
+            }
+            Err(broken) => return Err(broken),
+            Ok(_) => {}
+        }
         if let Phase::Serving = self.phase {
             if self.session.finished() && !self.transport.has_pending_output() {
                 self.transport.finish();

@@ -13,7 +13,8 @@
 //!   under [`http1`] (requests parsed and queued, responses re-framed in order)
 //! - [`upstream`]: a connection to the workers and its response parsing
 //! - [`context`]: what the layers share (keys, tokens, the handler context)
-//! - [`buffer`]: the byte queue the connections use
+//! - [`buffer`]: the byte queue the connections use; [`output`]: a client's output,
+//!   memory first, then a temp file for an answer others wait behind
 //! - [`headers`]: forwarded request heads, client response heads, error pages
 //! - [`redirect`]: the plain-HTTP listener answering 301
 //! - [`log`]: access (nginx combined) and error logs
@@ -27,6 +28,7 @@ mod headers;
 mod http1;
 pub mod log;
 pub mod metrics;
+mod output;
 mod redirect;
 mod relay;
 pub mod settings;

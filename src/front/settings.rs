@@ -67,6 +67,11 @@ pub struct FrontSettings {
     pub hsts: Option<String>,
     /// `client_max_body_size`: larger request bodies get 413 (default 1m as nginx; 0 = no limit).
     pub client_max_body_size: u64,
+    /// `max_temp_file_size`: how much of one answer may go to a temp file (in `TMPDIR`)
+    /// for a client slower than it while other clients' answers wait behind it on the
+    /// same upstream connection (nginx's `proxy_max_temp_file_size`, default 1024m; 0 =
+    /// none: those answers wait for the slow client).
+    pub max_temp_file_size: usize,
     /// `client_header_timeout`: the TLS handshake plus the whole request head (408 beyond).
     pub client_header_timeout: Duration,
     /// `client_body_timeout`: longest pause between two reads of a request body (408).
@@ -130,6 +135,7 @@ impl Default for FrontSettings {
             server_name: None,
             hsts: None,
             client_max_body_size: 1024 * 1024,
+            max_temp_file_size: 1024 * 1024 * 1024,
             client_header_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(60),
             client_body_min_rate: 1024,
@@ -177,6 +183,7 @@ struct Raw {
     server_name: Option<String>,
     hsts: Option<String>,
     client_max_body_size: Option<Nginx<u64>>,
+    max_temp_file_size: Option<Nginx<u64>>,
     client_header_timeout: Option<Nginx<Duration>>,
     client_body_timeout: Option<Nginx<Duration>>,
     client_body_min_rate: Option<Nginx<u64>>,
@@ -332,6 +339,10 @@ impl FrontSettings {
         }
         if let Some(Nginx(n)) = raw.client_max_body_size {
             s.client_max_body_size = n;
+        }
+        if let Some(Nginx(n)) = raw.max_temp_file_size {
+            s.max_temp_file_size = usize::try_from(n)
+                .map_err(|_| format!("front.max_temp_file_size: {n} is too large"))?;
         }
         let durations = [
             (
@@ -605,6 +616,7 @@ mod tests {
         assert_eq!(s.https_port, 443);
         assert_eq!(s.session_timeout, Duration::from_secs(600));
         assert_eq!(s.client_max_body_size, 1 << 20);
+        assert_eq!(s.max_temp_file_size, 1 << 30);
         assert_eq!(s.server_header.as_deref(), Some("rgunicorn-front"));
         assert!(s.redirect_http.is_none());
     }
@@ -623,6 +635,20 @@ mod tests {
             UpstreamAddr::Unix("/run/rgunicorn/rgunicorn.sock".into())
         );
         assert_eq!(s.redirect_http.map(|a| a.port()), Some(8080));
+    }
+
+    #[test]
+    fn max_temp_file_size_in_nginx_sizes() {
+        let s = FrontSettings::from_table(&table(&format!("{BASE}max_temp_file_size = \"256m\"")))
+            .expect("valid");
+        assert_eq!(s.max_temp_file_size, 256 << 20);
+        let s = FrontSettings::from_table(&table(&format!("{BASE}max_temp_file_size = 0")))
+            .expect("valid");
+        assert_eq!(s.max_temp_file_size, 0);
+        let err =
+            FrontSettings::from_table(&table(&format!("{BASE}max_temp_file_size = \"lots\"")))
+                .unwrap_err();
+        assert!(err.starts_with("front.max_temp_file_size:"), "{err}");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::{ServerConfig, ServerConnection};
 
-use super::buffer::ByteQueue;
+use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::Readiness;
+use super::output::Output;
 use rgunicorn_metrics::record::Handshake;
 
 /// Largest plaintext rustls buffers for us, each way (memory bound per connection).
@@ -32,7 +33,7 @@ pub struct TlsTransport {
     /// Plaintext from the client not yet consumed.
     pub input: ByteQueue,
     /// Plaintext for the client not yet taken by rustls.
-    pub output: ByteQueue,
+    pub output: Output,
     ready: Readiness,
     /// The client ended its side (close_notify or EOF).
     pub peer_done: bool,
@@ -60,7 +61,7 @@ impl TlsTransport {
             sock,
             tls,
             input: ByteQueue::default(),
-            output: ByteQueue::default(),
+            output: Output::default(),
             ready: Readiness::fresh(),
             peer_done: false,
             last_write: now,
@@ -105,6 +106,12 @@ impl TlsTransport {
     /// Something still has to reach the client.
     pub fn has_pending_output(&self) -> bool {
         !self.output.is_empty() || self.tls.wants_write()
+    }
+
+    /// The client is not keeping up with what is said to it: its socket refused a write,
+    /// or a full buffer of its output waits.
+    pub fn backed_up(&self) -> bool {
+        self.ready.write_blocked || self.output.len() >= BUF_CAP
     }
 
     /// Decrypt into `input` until it holds `cap` bytes, the socket is drained or the
@@ -167,27 +174,46 @@ impl TlsTransport {
         }
     }
 
-    /// Encrypt `output` and write the records. Returns whether anything moved.
+    /// Encrypt `output` and write the records, until both are out or the socket refuses
+    /// more (rustls takes a buffer's worth at a time: the rest follows in the same call,
+    /// as no event may come to ask for it). Returns whether anything moved.
     pub fn send(&mut self, now: Instant) -> Result<bool, Broken> {
         let mut progress = false;
-        while !self.output.is_empty() {
-            match self.tls.writer().write(self.output.as_slice()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    self.output.consume(n);
-                    progress = true;
+        loop {
+            let mut queued = false;
+            loop {
+                if let Err(err) = self.output.refill() {
+                    return Err(Broken(Some(format!(
+                        "the temp file holding its response could not be read: {err}"
+                    ))));
+                }
+                if self.output.as_slice().is_empty() {
+                    break;
+                }
+                match self.tls.writer().write(self.output.as_slice()) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        self.output.consume(n);
+                        queued = true;
+                        progress = true;
+                    }
                 }
             }
-        }
-        while self.wants_write() {
-            match self.tls.write_tls(&mut self.sock) {
-                Ok(n) => {
-                    progress = true;
-                    super::metrics::sent(n);
+            while self.wants_write() {
+                match self.tls.write_tls(&mut self.sock) {
+                    Ok(n) => {
+                        progress = true;
+                        super::metrics::sent(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.ready.write_blocked = true
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(Broken(None)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.write_blocked = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(Broken(None)),
+            }
+            if self.ready.write_blocked || !queued {
+                break;
             }
         }
         if progress || !self.has_pending_output() {

@@ -21,6 +21,7 @@ use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::Key;
 use super::headers;
 use super::log::{AccessEntry, Logger};
+use super::output::Output;
 use super::settings::{FrontSettings, MIN_RATE_GRACE};
 
 /// The largest request head the front reads (nginx's large_client_header_buffers is 4×8k).
@@ -229,7 +230,7 @@ impl Session {
     pub fn advance(
         &mut self,
         input: &mut ByteQueue,
-        output: &mut ByteQueue,
+        output: &mut Output,
         handshaking: bool,
         peer_done: bool,
         settings: &FrontSettings,
@@ -278,7 +279,7 @@ impl Session {
     fn parse_head(
         &mut self,
         input: &mut ByteQueue,
-        output: &mut ByteQueue,
+        output: &mut Output,
         peer_done: bool,
         settings: &FrontSettings,
         ids: &mut u64,
@@ -380,7 +381,7 @@ impl Session {
     }
 
     /// `100 Continue` for the first exchange, once it is first and still wants its body.
-    fn continue_if_first(&mut self, output: &mut ByteQueue) {
+    fn continue_if_first(&mut self, output: &mut Output) {
         if let Some(first) = self.exchanges.front_mut() {
             if first.expect_continue && first.answer == Answer::Awaiting {
                 first.expect_continue = false;
@@ -459,12 +460,7 @@ impl Session {
     }
 
     /// Write local answers (error pages) that are first in line. Returns whether any was.
-    fn write_local(
-        &mut self,
-        output: &mut ByteQueue,
-        settings: &FrontSettings,
-        log: &Logger,
-    ) -> bool {
+    fn write_local(&mut self, output: &mut Output, settings: &FrontSettings, log: &Logger) -> bool {
         let mut wrote = false;
         while let Some(Answer::Local(status)) = self.exchanges.front().map(|x| x.answer) {
             let Some(mut x) = self.exchanges.pop_front() else {
@@ -514,7 +510,7 @@ impl Session {
     /// Whether a response event for `id` can be taken now: it is first in line and the
     /// client's output holds less than `limit`. (Responses of one client come back in
     /// order.)
-    pub fn can_take(&self, id: u64, output: &ByteQueue, limit: usize) -> bool {
+    pub fn can_take(&self, id: u64, output: &Output, limit: usize) -> bool {
         self.exchanges.front().is_some_and(|x| x.id == id) && output.len() < limit
     }
 
@@ -523,7 +519,7 @@ impl Session {
         &mut self,
         id: u64,
         head: &ResponseHead<'_>,
-        output: &mut ByteQueue,
+        output: &mut Output,
         settings: &FrontSettings,
         draining: bool,
     ) {
@@ -554,7 +550,7 @@ impl Session {
 
     /// Response body bytes for `id`: returns how many were taken (the output holds at
     /// most `limit`).
-    pub fn on_data(&mut self, id: u64, data: &[u8], output: &mut ByteQueue, limit: usize) -> usize {
+    pub fn on_data(&mut self, id: u64, data: &[u8], output: &mut Output, limit: usize) -> usize {
         let room = limit.saturating_sub(output.len());
         let Some(x) = self.first(id) else {
             return data.len();
@@ -572,7 +568,7 @@ impl Session {
     }
 
     /// The response for `id` is complete.
-    pub fn on_end(&mut self, id: u64, output: &mut ByteQueue, log: &Logger, now: Instant) {
+    pub fn on_end(&mut self, id: u64, output: &mut Output, log: &Logger, now: Instant) {
         let peer = self.peer;
         let Some(x) = self.first(id) else {
             return;
@@ -716,12 +712,13 @@ fn log_access(log: &Logger, peer: IpAddr, x: &Exchange) {
 }
 
 /// Re-encode `data` as one chunk (nothing for empty data: that would end the body): what
-/// `rgunicorn_http::push_chunk` does, into a byte queue rather than a `Vec`.
-pub fn encode_chunk(data: &[u8], out: &mut ByteQueue) {
+/// `rgunicorn_http::push_chunk` does, into a queue rather than a `Vec`.
+pub fn encode_chunk(data: &[u8], out: &mut impl Write) {
     if !data.is_empty() {
+        // Both queues take every byte they are given.
         let _ = write!(out, "{:x}\r\n", data.len());
-        out.extend(data);
-        out.extend(b"\r\n");
+        let _ = out.write_all(data);
+        let _ = out.write_all(b"\r\n");
     }
 }
 

@@ -5,7 +5,7 @@ use rgunicorn_http::parse_response_head;
 struct Fixture {
     session: Session,
     input: ByteQueue,
-    output: ByteQueue,
+    output: Output,
     settings: FrontSettings,
     log: Logger,
     ids: u64,
@@ -16,7 +16,7 @@ impl Fixture {
         Fixture {
             session: Session::new("192.0.2.1".parse().expect("ip"), Instant::now()),
             input: ByteQueue::default(),
-            output: ByteQueue::default(),
+            output: Output::default(),
             settings: FrontSettings::default(),
             log: Logger::stderr(),
             ids: 0,
@@ -50,7 +50,8 @@ impl Fixture {
 
     fn written(&mut self) -> String {
         let text = String::from_utf8_lossy(self.output.as_slice()).into_owned();
-        self.output.clear();
+        let n = self.output.len();
+        self.output.consume(n);
         text
     }
 }

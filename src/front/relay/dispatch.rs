@@ -29,15 +29,20 @@ impl Relay {
                 .rev()
                 .find_map(|x| x.upstream);
             let fresh = c.session.exchanges[i].attempts > 0;
+            // A client not keeping up with its answers shares no connection: nobody's
+            // answer waits behind one that is slow to leave.
+            let alone = fresh || c.transport.backed_up();
             let target = match previous {
                 Some(up) if self.upstream(up).is_some_and(|u| u.accepts()) => up,
                 // Wait until the connection in use has answered.
                 Some(_) => return,
-                None => match self.joinable(fresh) {
+                None => match self.joinable(alone) {
                     Some(up) => up,
                     None => match self.pick_upstream(fresh, ctx) {
                         Ok(Some(up)) => {
-                            self.start_batch(up);
+                            if !alone {
+                                self.start_batch(up);
+                            }
                             up
                         }
                         // The workers' backlog is full: the sweep tries again.
@@ -77,10 +82,11 @@ impl Relay {
         }
     }
 
-    /// A connection filling in this pass with room for one more request.
-    pub(super) fn joinable(&self, fresh: bool) -> Option<Key> {
-        if fresh {
-            return None; // a request sent again goes on a connection of its own
+    /// A connection filling in this pass with room for one more request, unless the
+    /// request goes `alone` (sent again, or for a client that is backed up).
+    pub(super) fn joinable(&self, alone: bool) -> Option<Key> {
+        if alone {
+            return None;
         }
         self.filling.iter().copied().find(|k| {
             matches!(self.entries.get(k.0), Some(Entry::Upstream(u))
@@ -110,7 +116,7 @@ impl Relay {
         }
     }
 
-    /// A batch is answered: answers that came in fewer reads than half the requests mean
+    /// A batch is answered: answers that began in fewer reads than half the requests mean
     /// the workers answer a batch at once (inline apps): batch more. Otherwise they answer
     /// one by one (app threads, one request of a connection at a time): batch less.
     pub(super) fn learn(&mut self, done: Batch) {

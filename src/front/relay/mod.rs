@@ -23,7 +23,9 @@ use slab::Slab;
 use super::buffer::BUF_CAP;
 use super::client::Client;
 use super::context::{Ctx, Key, Outcome};
+use super::output::{Output, MEM_CAP};
 use super::redirect::Redirect;
+use super::settings::FrontSettings;
 use super::upstream::{Delivered, Discard, Phase, ResponseSink, Upstream, MAX_DEPTH};
 use failure::Why;
 
@@ -354,10 +356,10 @@ impl Relay {
             };
             let (step, moved) = match self.entries.get2_mut(key.0, item.client.0) {
                 Some((Entry::Upstream(up), Entry::Client(c))) if c.session.knows(item.id) => {
-                    // Others' answers wait behind this one: the client's buffer may hold
-                    // more of it, so a slow reader does not hold them up.
+                    // Others' answers wait behind this one: the client's output takes the
+                    // rest of it (into its temp file), so a slow reader holds up no one.
                     let shared = up.inflight.iter().skip(1).any(|i| i.client != item.client);
-                    let limit = if shared { SHARED_ROOM } else { BUF_CAP };
+                    let limit = room_for(shared, &c.transport.output, &ctx.rt.settings);
                     if !c.session.can_take(item.id, &c.transport.output, limit) {
                         (Ok(Delivered::Blocked), false)
                     } else {
@@ -488,9 +490,18 @@ impl Relay {
     }
 }
 
-/// How much of a response a client's buffer may hold when other clients' answers wait
-/// behind it on the same upstream connection.
-const SHARED_ROOM: usize = 1024 * 1024;
+/// The most a client's output may hold when an answer for it is delivered: a buffer's
+/// worth when the upstream connection carries only its own requests (the worker waits for
+/// it), but the whole answer up to `max_temp_file_size` when others' answers wait behind
+/// it on the same connection (the rest goes to a temp file, as nginx's proxy buffering
+/// does), unless that file was refused.
+fn room_for(shared: bool, output: &Output, settings: &FrontSettings) -> usize {
+    if shared && settings.max_temp_file_size > 0 && !output.spill_refused() {
+        MEM_CAP.saturating_add(settings.max_temp_file_size)
+    } else {
+        BUF_CAP
+    }
+}
 
 /// A client exchange as the receiver of its response.
 struct ClientSink<'a, 'c> {
