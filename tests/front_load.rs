@@ -223,66 +223,6 @@ fn kill_9_of_the_front_fails_no_request() {
     assert_clean(&counts, "kill -9 of the front", &stack);
 }
 
-/// Requests pipelined by one client cross to the workers together, not one round trip
-/// each: the scripted upstream sees most of them already waiting behind the previous one.
-#[test]
-fn pipelined_requests_cross_to_the_workers_together() {
-    let scripted = Scripted::start("threads = 1");
-    let (upstream, front, config) = (&scripted.upstream, &scripted.front, &scripted.client);
-    let mut tls = connect(config, front.addr);
-    let n = 200;
-    let batch: String = (0..n)
-        .map(|_| "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .collect();
-    tls.write_all(batch.as_bytes()).expect("write");
-    tls.flush().expect("flush");
-    for i in 1..=n {
-        let resp = read_response(&mut tls, false).expect("response");
-        assert_eq!(resp.status, 200);
-        assert_eq!(resp.text(), format!("conn=1 req={i}"), "out of order");
-    }
-    let waiting = upstream.pipelined.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        waiting >= n / 2,
-        "only {waiting} of {n} requests were waiting behind another at the upstream"
-    );
-}
-
-/// Requests of different clients may share an upstream connection, but never queue
-/// behind one the worker is already running: a client that asks while another waits for a
-/// slow answer gets its own answer first, on another connection.
-#[test]
-fn a_slow_request_holds_up_no_other_client() {
-    let scripted = Scripted::start("threads = 1");
-    let (front, config) = (&scripted.front, &scripted.client);
-    let mut slow = connect(config, front.addr);
-    write!(slow, "GET /slow/1500 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
-    slow.flush().expect("flush");
-    let slow_answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let waiter = {
-        let answered = slow_answered.clone();
-        std::thread::spawn(move || {
-            let resp = read_response(&mut slow, false).expect("slow answer");
-            answered.store(true, std::sync::atomic::Ordering::SeqCst);
-            resp.text()
-        })
-    };
-    std::thread::sleep(Duration::from_millis(200));
-    let mut quick = connect(config, front.addr);
-    write!(quick, "GET /count HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
-    let resp = read_response(&mut quick, false).expect("quick answer");
-    assert_eq!(
-        resp.text(),
-        "conn=2 req=1",
-        "not on the slow request's connection"
-    );
-    assert!(
-        !slow_answered.load(std::sync::atomic::Ordering::SeqCst),
-        "the quick answer waited for the slow one"
-    );
-    assert_eq!(waiter.join().expect("waiter"), "conn=1 req=1");
-}
-
 /// 10,000 small pipelined GETs in one send are all answered, in order (issue 11.1).
 #[test]
 fn ten_thousand_pipelined_gets_are_all_answered() {

@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SerialNumber};
@@ -506,12 +506,24 @@ pub fn get(
 /// - `/hang`: never answers
 /// - `/big/<bytes>`: a chunked body of that many `x`
 /// - `/until-close/<bytes>`: HTTP/1.0-style body ended by closing
+///
+/// A query (`/count?a`) changes nothing but marks the request in `seen`.
 pub struct TestUpstream {
     pub path: PathBuf,
     pub connections: Arc<AtomicUsize>,
     /// Requests that had arrived already when the one before them was answered
     /// (pipelined by the front rather than sent one round trip at a time).
     pub pipelined: Arc<AtomicUsize>,
+    /// Every request taken: its connection, its number on that connection, its target.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// A request as the scripted upstream took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub conn: usize,
+    pub n: usize,
+    pub target: String,
 }
 
 impl TestUpstream {
@@ -519,23 +531,31 @@ impl TestUpstream {
         let listener = UnixListener::bind(path).expect("bind test upstream");
         let connections = Arc::new(AtomicUsize::new(0));
         let pipelined = Arc::new(AtomicUsize::new(0));
-        let (counter, waiting) = (connections.clone(), pipelined.clone());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (counter, waiting, log) = (connections.clone(), pipelined.clone(), seen.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let id = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                let waiting = waiting.clone();
-                std::thread::spawn(move || serve_upstream(stream, id, &waiting));
+                let (waiting, log) = (waiting.clone(), log.clone());
+                std::thread::spawn(move || serve_upstream(stream, id, &waiting, &log));
             }
         });
         TestUpstream {
             path: path.to_path_buf(),
             connections,
             pipelined,
+            seen,
         }
+    }
+
+    /// The request whose target is `target`, once taken.
+    pub fn find(&self, target: &str) -> Option<Seen> {
+        let seen = self.seen.lock().expect("upstream log");
+        seen.iter().find(|s| s.target == target).cloned()
     }
 }
 
-fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize) {
+fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize, seen: &Mutex<Vec<Seen>>) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
@@ -568,7 +588,16 @@ fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize) {
         if !reader.buffer().is_empty() {
             pipelined.fetch_add(1, Ordering::SeqCst);
         }
-        let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+        let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+        if let Ok(mut log) = seen.lock() {
+            log.push(Seen {
+                conn: id,
+                n,
+                target: target.clone(),
+            });
+        }
+        // A query only marks the request (for `seen`).
+        let path = target.split('?').next().unwrap_or("/").to_string();
         let result = if path == "/count" {
             let body = format!("conn={id} req={n}");
             write!(
