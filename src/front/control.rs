@@ -204,11 +204,7 @@ fn run(
                         "HUP: reload refused, keeping the running configuration: {err}"
                     )),
                 },
-                Signal::SIGUSR1 => {
-                    if let Err(err) = log.reopen() {
-                        log.error(&format!("USR1: cannot reopen the logs: {err}"));
-                    }
-                }
+                Signal::SIGUSR1 => log.reopen(),
                 _ => {}
             }
         }
@@ -232,6 +228,7 @@ fn run(
             return Ok(EXIT_LOOP_DIED);
         }
         if loops.iter().all(|l| l.thread.is_none()) {
+            log.report_unreported();
             log.info("front stopped");
             return Ok(EXIT_OK);
         }

@@ -1,10 +1,15 @@
 //! The front's access log (nginx "combined") and error log (nginx's `YYYY/MM/DD HH:MM:SS
 //! [level] message`), shared by the event loops. Access lines are buffered per event loop
 //! thread (nginx's `buffer=`, `access_log_buffer`) and written whole lines at a time when
-//! the buffer fills, at each deadline sweep of the loop and when it ends; error lines are
-//! written at once. Each write is one `write` on a file opened for appending, so lines
-//! from several threads never interleave. USR1 reopens the files. Times are UTC: the
-//! container's clock, without a time zone database.
+//! the buffer fills, at each deadline sweep of the loop (every 0.2 s) and when it ends;
+//! error lines are written at once. Each write is one `write` on a file opened for
+//! appending, so lines from several threads never interleave. USR1 reopens the files.
+//! Times are UTC: the container's clock, without a time zone database.
+//!
+//! A write the disk refuses drops its lines, counted per log ([`LineLog`], as the
+//! workers count theirs): one error line when the access log starts failing, and the
+//! count and reason once it can be written again (the error log's own losses are said in
+//! it the same way). Nothing is dropped for a full buffer: a full buffer is written.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -13,6 +18,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use rgunicorn_http::date::{unix_now, Civil};
+use rgunicorn_process::log_lines::{LineLog, Report};
 
 thread_local! {
     /// This thread's access lines not yet written.
@@ -40,50 +46,82 @@ impl Level {
     }
 }
 
-/// One log destination, reopenable.
+/// One log destination, reopenable, and what it could not write.
 struct Sink {
     target: LogTarget,
-    file: Mutex<Option<File>>,
+    /// The log in words (`access log`) and in its loss note (`access-log`).
+    name: &'static str,
+    what: &'static str,
+    state: Mutex<SinkState>,
+}
+
+struct SinkState {
+    file: Option<File>,
+    lines: LineLog,
 }
 
 impl Sink {
-    fn open(target: LogTarget) -> std::io::Result<Sink> {
+    fn open(target: LogTarget, name: &'static str, what: &'static str) -> std::io::Result<Sink> {
         let file = match &target {
-            LogTarget::File(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+            LogTarget::File(path) => Some(append(path)?),
             _ => None,
         };
         Ok(Sink {
             target,
-            file: Mutex::new(file),
+            name,
+            what,
+            state: Mutex::new(SinkState {
+                file,
+                lines: LineLog::default(),
+            }),
         })
     }
 
+    /// Open the file again (after logrotate moved it). On failure the old file stays in
+    /// use; the error names the file.
     fn reopen(&self) -> std::io::Result<()> {
         if let LogTarget::File(path) = &self.target {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
-            if let Ok(mut slot) = self.file.lock() {
-                *slot = Some(file);
+            let file = append(path).map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot reopen the {} {}: {err}", self.name, path.display()),
+                )
+            })?;
+            if let Ok(mut state) = self.state.lock() {
+                state.file = Some(file);
             }
         }
         Ok(())
     }
 
-    /// Write whole lines at once. Logging must never take the front down: write errors
-    /// are dropped.
-    fn write(&self, lines: &[u8]) {
-        let _ = match &self.target {
-            LogTarget::Off => Ok(()),
-            LogTarget::Stdout => std::io::stdout().lock().write_all(lines),
-            LogTarget::Stderr => std::io::stderr().lock().write_all(lines),
-            LogTarget::File(_) => match self.file.lock() {
-                Ok(guard) => match guard.as_ref() {
-                    Some(mut file) => file.write_all(lines),
-                    None => Ok(()),
-                },
-                Err(_) => Ok(()),
-            },
+    /// Write whole lines at once. Logging never takes the front down: lines the log
+    /// refuses are dropped and counted; the report says what the error log should.
+    fn write(&self, lines: &[u8]) -> Report {
+        let Ok(mut state) = self.state.lock() else {
+            return Report::Nothing;
         };
+        let SinkState { file, lines: log } = &mut *state;
+        let (name, what) = (self.name, self.what);
+        match &self.target {
+            LogTarget::Off => Report::Nothing,
+            LogTarget::Stdout => log.write(&mut std::io::stdout().lock(), lines, name, what),
+            LogTarget::Stderr => log.write(&mut std::io::stderr().lock(), lines, name, what),
+            LogTarget::File(_) => match file {
+                Some(file) => log.write(file, lines, name, what),
+                None => Report::Nothing,
+            },
+        }
     }
+
+    /// Lines lost and never reported (said as the front stops).
+    fn unreported(&self) -> Option<String> {
+        let state = self.state.lock().ok()?;
+        state.lines.unreported(self.what)
+    }
+}
+
+fn append(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// What one finished request leaves in the access log.
@@ -116,8 +154,8 @@ impl Logger {
         buffer: usize,
     ) -> std::io::Result<Logger> {
         Ok(Logger {
-            access: Sink::open(access.clone())?,
-            error: Sink::open(error.clone())?,
+            access: Sink::open(access.clone(), "access log", "access-log")?,
+            error: Sink::open(error.clone(), "error log", "error-log")?,
             upstream_answers,
             buffer,
         })
@@ -125,39 +163,44 @@ impl Logger {
 
     /// For tests and early failures: stderr only.
     pub fn stderr() -> Logger {
+        let sink = |target, name, what| Sink {
+            target,
+            name,
+            what,
+            state: Mutex::new(SinkState {
+                file: None,
+                lines: LineLog::default(),
+            }),
+        };
         Logger {
-            access: Sink {
-                target: LogTarget::Off,
-                file: Mutex::new(None),
-            },
-            error: Sink {
-                target: LogTarget::Stderr,
-                file: Mutex::new(None),
-            },
+            access: sink(LogTarget::Off, "access log", "access-log"),
+            error: sink(LogTarget::Stderr, "error log", "error-log"),
             upstream_answers: true,
             buffer: 0,
         }
     }
 
-    pub fn reopen(&self) -> std::io::Result<()> {
-        self.access.reopen()?;
-        self.error.reopen()
+    /// Reopen both files (USR1), each even when the other fails. A failure is one error
+    /// line naming the file (the old file stays in use), and nothing else.
+    pub fn reopen(&self) {
+        let mut reopened = true;
+        for sink in [&self.access, &self.error] {
+            if let Err(err) = sink.reopen() {
+                self.error(&format!("{err}; still writing to the old file"));
+                reopened = false;
+            }
+        }
+        if reopened {
+            self.info("logs reopened");
+        }
     }
 
     pub fn log(&self, level: Level, message: &str) {
-        let now = Civil::now();
-        let line = format!(
-            "{:04}/{:02}/{:02} {:02}:{:02}:{:02} [{}] {}: {message}\n",
-            now.year,
-            now.month,
-            now.day,
-            now.hour,
-            now.minute,
-            now.second,
-            level.name(),
-            std::process::id(),
-        );
-        self.error.write(line.as_bytes());
+        let report = self.error.write(error_line(level, message).as_bytes());
+        // The error log cannot say that it fails; once it works again, it says what it lost.
+        if let Report::Recovered(note) = report {
+            self.error.write(error_line(Level::Warn, &note).as_bytes());
+        }
     }
 
     pub fn info(&self, message: &str) {
@@ -196,8 +239,7 @@ impl Logger {
             escape_or_dash_into(&mut buf, entry.user_agent);
             buf.extend_from_slice(b"\"\n");
             if buf.len() >= self.buffer {
-                self.access.write(&buf);
-                buf.clear();
+                self.write_access(&mut buf);
             }
         });
     }
@@ -207,11 +249,45 @@ impl Logger {
         PENDING.with(|pending| {
             let mut buf = pending.borrow_mut();
             if !buf.is_empty() {
-                self.access.write(&buf);
-                buf.clear();
+                self.write_access(&mut buf);
             }
         });
     }
+
+    fn write_access(&self, buf: &mut Vec<u8>) {
+        let report = self.access.write(buf);
+        buf.clear();
+        match report {
+            Report::Nothing => {}
+            Report::Failing(text) => self.error(&text),
+            Report::Recovered(text) => self.warn(&text),
+        }
+    }
+
+    /// Say what the logs lost and never reported (the front is stopping).
+    pub fn report_unreported(&self) {
+        if let Some(note) = self.access.unreported() {
+            self.error(&format!(
+                "{note}; stopping with the access log still failing"
+            ));
+        }
+    }
+}
+
+/// `YYYY/MM/DD HH:MM:SS [level] PID: message`, as nginx's error log.
+fn error_line(level: Level, message: &str) -> String {
+    let now = Civil::now();
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02} [{}] {}: {message}\n",
+        now.year,
+        now.month,
+        now.day,
+        now.hour,
+        now.minute,
+        now.second,
+        level.name(),
+        std::process::id(),
+    )
 }
 
 /// nginx escapes `"`, `\` and bytes outside printable ASCII as `\xHH`.

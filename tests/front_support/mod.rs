@@ -218,6 +218,43 @@ pub fn start_front(dir: &Path, upstream: &str, extra: &str) -> Front {
 
 /// [`start_front`] with its descriptors limited to `nofile` (`ulimit -n`).
 pub fn start_front_limited(dir: &Path, upstream: &str, extra: &str, nofile: Option<u64>) -> Front {
+    start_front_launched(dir, upstream, extra, |config| {
+        let mut cmd = Command::new(front_bin());
+        cmd.arg("-c").arg(config);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe
+            // and touches only the child's own limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        cmd
+    })
+}
+
+pub fn front_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rgunicorn-front"))
+}
+
+/// [`start_front`], the command made by `launch` from the config file's path (to run the
+/// front under another program, as `unshare`).
+pub fn start_front_launched(
+    dir: &Path,
+    upstream: &str,
+    extra: &str,
+    launch: impl FnOnce(&Path) -> Command,
+) -> Front {
     let config = dir.join("front.toml");
     let text = format!(
         "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\nupstream = \"{upstream}\"\n{access_log}{threads}{extra}\n",
@@ -231,27 +268,7 @@ pub fn start_front_limited(dir: &Path, upstream: &str, extra: &str, nofile: Opti
         threads = if extra.contains("threads") { "" } else { "threads = 2\n" },
     );
     std::fs::write(&config, text).expect("write config");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgunicorn-front"));
-    cmd.arg("-c").arg(&config);
-    if let Some(n) = nofile {
-        use std::os::unix::process::CommandExt;
-        let limit = libc::rlimit {
-            rlim_cur: n,
-            rlim_max: n,
-        };
-        // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe
-        // and touches only the child's own limits.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-    }
-    let proc = spawn(cmd);
+    let proc = spawn(launch(&config));
     let line = proc
         .wait_line("front listening on ", Duration::from_secs(20))
         .expect("front did not start");
@@ -301,13 +318,19 @@ impl Scripted {
 
     /// [`Scripted::start`] with the front's descriptors limited to `nofile`.
     pub fn start_limited(extra: &str, nofile: Option<u64>) -> Scripted {
+        Scripted::start_in(extra, |dir, upstream, extra| {
+            start_front_limited(dir, upstream, extra, nofile)
+        })
+    }
+
+    /// [`Scripted::start`], the front started by `start(dir, upstream, extra)`.
+    pub fn start_in(extra: &str, start: impl FnOnce(&Path, &str, &str) -> Front) -> Scripted {
         let (dir, certs) = dir_with_certs();
         let upstream = TestUpstream::start(&dir.path().join("up.sock"));
-        let front = start_front_limited(
+        let front = start(
             dir.path(),
             &format!("unix:{}", upstream.path.display()),
             extra,
-            nofile,
         );
         let client = client_config(&certs.ca_pem);
         Scripted {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rgunicorn_process::log_lines::{LineLog, Lost, Report};
 
 use crate::clock::Civil;
 use crate::config::{LogLevel, LogTarget};
@@ -72,31 +73,6 @@ impl ErrorLog {
 fn write_flushed(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
     out.write_all(bytes)?;
     out.flush()
-}
-
-/// Lines dropped since the log could last be written, and the first reason.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Lost {
-    lines: u64,
-    why: Option<String>,
-}
-
-impl Lost {
-    fn add(&mut self, lines: u64, why: &dyn fmt::Display) {
-        self.lines += lines;
-        self.why.get_or_insert_with(|| why.to_string());
-    }
-
-    /// What to report now that `what` can be written again, if anything was lost.
-    fn note(&self, what: &str) -> Option<String> {
-        (self.lines > 0).then(|| {
-            format!(
-                "{} {what} line(s) could not be written ({}) and were dropped",
-                self.lines,
-                self.why.as_deref().unwrap_or("unknown error")
-            )
-        })
-    }
 }
 
 static ERROR_LOG: OnceLock<Mutex<ErrorLog>> = OnceLock::new();
@@ -261,11 +237,7 @@ struct AccessWriter {
     out: Box<dyn Write + Send>,
     batch: Vec<u8>,
     behind: Arc<AtomicU64>,
-    lost: Lost,
-    /// The last write failed: the next failure is not news.
-    failing: bool,
-    /// The last write stopped inside a line: end it before the next one.
-    mid_line: bool,
+    lines: LineLog,
 }
 
 impl AccessWriter {
@@ -274,9 +246,7 @@ impl AccessWriter {
             out,
             batch: Vec::with_capacity(BATCH),
             behind,
-            lost: Lost::default(),
-            failing: false,
-            mid_line: false,
+            lines: LineLog::default(),
         }
     }
 
@@ -285,7 +255,7 @@ impl AccessWriter {
             match msg {
                 LogMsg::Line(line) => self.batch.extend_from_slice(line.as_bytes()),
                 LogMsg::Reopen => {
-                    self.write_batch().log();
+                    log_report(self.write_batch());
                     match open_target(target) {
                         Ok(fresh) => self.out = fresh,
                         Err(err) => crate::log_error!("cannot reopen the access log: {err}"),
@@ -293,11 +263,11 @@ impl AccessWriter {
                 }
             }
             if rx.is_empty() || self.batch.len() >= BATCH {
-                self.write_batch().log();
+                log_report(self.write_batch());
             }
         }
-        self.write_batch().log();
-        if let Some(note) = self.lost.note("access-log") {
+        log_report(self.write_batch());
+        if let Some(note) = self.lines.unreported("access-log") {
             crate::log_error!("{note}; stopping with the access log still failing");
         }
     }
@@ -305,93 +275,24 @@ impl AccessWriter {
     /// Write the batch. A failure drops its lines (counted; the first failure of an
     /// episode is news); the first write that succeeds after losses reports them.
     fn write_batch(&mut self) -> Report {
-        if self.batch.is_empty() {
-            return Report::Nothing;
-        }
-        // A line cut short by the last failure is ended first: the newline is not a line.
-        let ender = u64::from(self.mid_line);
-        if self.mid_line {
-            self.batch.insert(0, b'\n');
-        }
-        let (written, mut error) = write_counting(&mut *self.out, &self.batch);
-        if error.is_none() {
-            error = self.out.flush().err();
-        }
-        let lines = count_lines(&self.batch) - ender;
-        let mut whole = count_lines(&self.batch[..written]).saturating_sub(ender);
-        if self.batch.get(written) == Some(&b'\n') && written > 0 {
-            whole += 1; // all of it but its newline, which the next write adds
-        }
-        if written > 0 {
-            self.mid_line = self.batch[written - 1] != b'\n';
-        }
-        self.batch.clear();
         let behind = self.behind.swap(0, Ordering::Relaxed);
-        if behind > 0 {
-            self.lost
-                .add(behind, &"the writer was behind: its queue was full");
-        }
-        match error {
-            Some(err) => {
-                self.lost.add(lines - whole, &err);
-                if std::mem::replace(&mut self.failing, true) {
-                    Report::Nothing
-                } else {
-                    Report::Failing(format!(
-                        "cannot write the access log ({err}): dropping its lines until it can"
-                    ))
-                }
-            }
-            None => {
-                self.failing = false;
-                match self.lost.note("access-log") {
-                    Some(note) => {
-                        self.lost = Lost::default();
-                        Report::Recovered(format!("{note}; writing again"))
-                    }
-                    None => Report::Nothing,
-                }
-            }
-        }
+        self.lines
+            .dropped(behind, &"the writer was behind: its queue was full");
+        let report = self
+            .lines
+            .write(&mut *self.out, &self.batch, "access log", "access-log");
+        self.batch.clear();
+        report
     }
 }
 
-/// What a write of the access log has to tell the error log.
-#[derive(Debug, PartialEq, Eq)]
-enum Report {
-    Nothing,
-    /// An episode of failures begins.
-    Failing(String),
-    /// The log is written again; how many lines were lost, and why.
-    Recovered(String),
-}
-
-impl Report {
-    fn log(self) {
-        match self {
-            Report::Nothing => {}
-            Report::Failing(text) => crate::log_error!("{text}"),
-            Report::Recovered(text) => crate::log_warning!("{text}"),
-        }
+/// Say what a write of the access log has to tell the error log.
+fn log_report(report: Report) {
+    match report {
+        Report::Nothing => {}
+        Report::Failing(text) => crate::log_error!("{text}"),
+        Report::Recovered(text) => crate::log_warning!("{text}"),
     }
-}
-
-/// Write as much of `bytes` as the writer takes: how much, and the error that stopped it.
-fn write_counting(out: &mut dyn Write, bytes: &[u8]) -> (usize, Option<io::Error>) {
-    let mut written = 0;
-    while written < bytes.len() {
-        match out.write(&bytes[written..]) {
-            Ok(0) => return (written, Some(io::ErrorKind::WriteZero.into())),
-            Ok(n) => written += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return (written, Some(err)),
-        }
-    }
-    (written, None)
-}
-
-fn count_lines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|b| **b == b'\n').count() as u64
 }
 
 /// What one access-log line is made from.
