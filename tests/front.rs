@@ -185,6 +185,33 @@ fn openssl_versions_and_session_resumption() {
             "{name} session not reused:\n{second}"
         );
     }
+    // The front's order of suites, not the client's: OpenSSL lists AES-256 first, the
+    // front takes AES-128 (SHA-256: cheaper handshakes); a client offering only another
+    // suite gets that one.
+    let suite = |args: &[&str]| {
+        let out = openssl(
+            &[
+                &["s_client", "-connect", &connect, "-servername", "localhost"][..],
+                args,
+            ]
+            .concat(),
+            b"",
+        );
+        out.lines()
+            .find_map(|l| l.split("Cipher is ").nth(1))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|| panic!("no cipher:\n{out}"))
+    };
+    assert_eq!(suite(&["-tls1_3"]), "TLS_AES_128_GCM_SHA256");
+    assert_eq!(
+        suite(&["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"]),
+        "TLS_CHACHA20_POLY1305_SHA256"
+    );
+    assert_eq!(
+        suite(&["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"]),
+        "TLS_AES_256_GCM_SHA384"
+    );
+    assert_eq!(suite(&["-tls1_2"]), "ECDHE-ECDSA-AES128-GCM-SHA256");
 }
 
 /// A personal site with two names: each gets its own certificate, chosen by SNI; an
