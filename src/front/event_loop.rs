@@ -125,17 +125,14 @@ impl EventLoop {
             let now = Instant::now();
             let mut accept = [false; 2];
             let mut control = false;
-            {
-                let (ctx, relay) = self.split(now);
-                for event in events.iter() {
-                    match event.token() {
-                        LISTENER => accept[0] = true,
-                        REDIRECT => accept[1] = true,
-                        WAKER => control = true,
-                        token => {
-                            if let Some(key) = Key::of(token) {
-                                relay.note(key, event, &ctx);
-                            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => accept[0] = true,
+                    REDIRECT => accept[1] = true,
+                    WAKER => control = true,
+                    token => {
+                        if let Some(key) = Key::of(token) {
+                            self.relay.note(key, event);
                         }
                     }
                 }
@@ -309,13 +306,12 @@ impl EventLoop {
                         let _ = self.poll.registry().deregister(&mut l);
                     }
                     let (ctx, relay) = self.split(Instant::now());
-                    relay.clear_pool(&ctx);
+                    relay.clear_pool();
                     relay.sweep(&ctx);
                 }
                 Control::Reload(runtime) => {
                     self.runtime = runtime;
-                    let (ctx, relay) = self.split(Instant::now());
-                    relay.clear_pool(&ctx);
+                    self.relay.clear_pool();
                 }
             }
         }

@@ -159,6 +159,10 @@ pub fn bind_inheriting(
     } = inherited;
     let tls =
         if !inherited_tls.is_empty() && inherited_tls.iter().all(|l| serves(l, settings.listen)) {
+            // Made by an older front, maybe without TCP_NODELAY (see `listen`).
+            for listener in &inherited_tls {
+                let _ = socket2::SockRef::from(listener).set_nodelay(true);
+            }
             inherited_tls
         } else {
             bind_tls(settings)?
@@ -211,6 +215,8 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.set_cloexec(true)?;
+    // Accepted connections inherit it (Linux): no setsockopt per connection.
+    socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())

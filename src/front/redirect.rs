@@ -133,10 +133,6 @@ impl Redirect {
         }
     }
 
-    pub fn deregister(&mut self, registry: &mio::Registry) {
-        let _ = registry.deregister(&mut self.sock);
-    }
-
     /// An error page; returns its body length.
     fn error_page(&mut self, status: u16, head_only: bool, settings: &FrontSettings) -> u64 {
         headers::error_response(status, head_only, settings, &mut self.out)

@@ -53,7 +53,7 @@ impl TlsTransport {
     ) -> io::Result<TlsTransport> {
         let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
         tls.set_buffer_limit(Some(TLS_BUF));
-        let _ = sock.set_nodelay(true);
+        // TCP_NODELAY comes from the listening socket (`super::listen`).
         // Registered once for both directions: edge-triggered, so a writable event comes
         // only after a refused write, and no epoll_ctl is needed as the state changes.
         registry.register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
@@ -169,6 +169,9 @@ impl TlsTransport {
                     return Ok(progress);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A client that resets is gone, as one that closes (nginx says so only at
+                // its `info` level, off by default): no line for each.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(Broken(None)),
                 Err(err) => return Err(Broken(Some(format!("reading failed: {err}")))),
             }
         }
@@ -252,10 +255,6 @@ impl TlsTransport {
             }
         }
         Ok(progress)
-    }
-
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.sock);
     }
 }
 

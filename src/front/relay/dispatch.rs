@@ -134,7 +134,7 @@ impl Relay {
                 if self.upstream(up).is_some_and(|u| !u.stirred()) {
                     return Ok(Some(up));
                 }
-                self.close_upstream(up, ctx);
+                self.close_upstream(up);
             }
         }
         let key = Key(self.entries.vacant_key());

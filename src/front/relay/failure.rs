@@ -101,7 +101,6 @@ impl Relay {
         let Some(Entry::Upstream(mut up)) = self.take_entry(key) else {
             return;
         };
-        up.deregister(ctx.registry);
         let upstream = ctx.rt.settings.upstream.to_string();
         for item in up.inflight.drain(..) {
             let Some(Entry::Client(c)) = self.entries.get_mut(item.client.0) else {

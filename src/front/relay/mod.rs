@@ -118,14 +118,14 @@ impl Relay {
     /// What poll said about `key`. Called for every event of a pass before [`Relay::run`],
     /// so a pooled connection the worker has begun to close leaves the pool before any
     /// request of the pass could be sent on it.
-    pub fn note(&mut self, key: Key, event: &mio::event::Event, ctx: &Ctx<'_>) {
+    pub fn note(&mut self, key: Key, event: &mio::event::Event) {
         match self.entries.get_mut(key.0) {
             Some(Entry::Client(c)) => c.note(event),
             Some(Entry::Redirect(_)) => {}
             Some(Entry::Upstream(up)) => {
                 up.note(event);
                 if matches!(up.phase, Phase::Idle { .. }) && up.stirred() {
-                    self.close_upstream(key, ctx);
+                    self.close_upstream(key);
                     return;
                 }
             }
@@ -170,7 +170,7 @@ impl Relay {
                     self.push_work(key);
                 }
                 Some(Entry::Redirect(r)) if r.check_timeouts(ctx) == Outcome::Closed => {
-                    self.remove_connection(key, ctx);
+                    self.remove_connection(key);
                 }
                 Some(Entry::Redirect(_)) => {}
                 Some(Entry::Upstream(up)) => {
@@ -180,7 +180,7 @@ impl Relay {
                             if now.saturating_duration_since(since)
                                 >= s.upstream_keepalive_timeout =>
                         {
-                            self.close_upstream(key, ctx);
+                            self.close_upstream(key);
                         }
                         Phase::Connecting { since }
                             if now.saturating_duration_since(since)
@@ -208,9 +208,9 @@ impl Relay {
     }
 
     /// Close every idle upstream connection (a drain, or new settings).
-    pub fn clear_pool(&mut self, ctx: &Ctx<'_>) {
+    pub fn clear_pool(&mut self) {
         for key in std::mem::take(&mut self.pool) {
-            self.close_upstream(key, ctx);
+            self.close_upstream(key);
         }
     }
 
@@ -232,7 +232,7 @@ impl Relay {
             Some(Entry::Redirect(r)) => {
                 let outcome = r.drive(ctx);
                 if outcome == Outcome::Closed {
-                    self.remove_connection(key, ctx);
+                    self.remove_connection(key);
                 }
             }
             Some(Entry::Upstream(_)) => self.drive_upstream(key, ctx),
@@ -262,7 +262,7 @@ impl Relay {
         if c.pump(ctx, ids).is_err() {
             return self.close_client(key, ctx);
         }
-        self.detach(key, ctx);
+        self.detach(key);
         self.dispatch(key, ctx);
         self.feed_body(key);
         let Some(c) = self.client(key) else {
@@ -286,7 +286,7 @@ impl Relay {
 
     /// Upstreams of exchanges the client answered itself (a body that stalled) forget
     /// them: the request is cut in the middle, so the connection cannot be reused.
-    fn detach(&mut self, key: Key, ctx: &Ctx<'_>) {
+    fn detach(&mut self, key: Key) {
         let Some(c) = self.client(key) else {
             return;
         };
@@ -296,7 +296,7 @@ impl Relay {
             };
             u.closing = true;
             if u.inflight.front().is_some_and(|i| i.id == id) {
-                self.close_upstream(up, ctx);
+                self.close_upstream(up);
             }
         }
     }
@@ -336,7 +336,7 @@ impl Relay {
         };
         if up.eof && !up.has_buffered() {
             if up.inflight.is_empty() {
-                self.close_upstream(key, ctx);
+                self.close_upstream(key);
             } else {
                 self.fail_upstream(key, Why::Closed(None), ctx);
             }
@@ -434,30 +434,30 @@ impl Relay {
             return;
         };
         if !up.reusable() || max == 0 || ctx.draining {
-            return self.close_upstream(key, ctx);
+            return self.close_upstream(key);
         }
         up.park(ctx.now);
         while self.pool.len() >= max {
             let oldest = self.pool.remove(0);
-            self.close_upstream(oldest, ctx);
+            self.close_upstream(oldest);
         }
         self.pool.push(key);
     }
 
-    fn close_upstream(&mut self, key: Key, ctx: &Ctx<'_>) {
-        if let Some(Entry::Upstream(mut up)) = self.take_entry(key) {
-            up.deregister(ctx.registry);
-        }
+    /// Dropping a socket closes it, which takes it out of the poll (no other process
+    /// holds the descriptor: the front never forks), so entries are not deregistered
+    /// first: that would be one more syscall per connection.
+    fn close_upstream(&mut self, key: Key) {
+        self.take_entry(key);
     }
 
     /// Release a client connection and what it had in flight.
     fn close_client(&mut self, key: Key, ctx: &Ctx<'_>) {
-        let Some(Entry::Client(mut c)) = self.take_entry(key) else {
+        let Some(Entry::Client(c)) = self.take_entry(key) else {
             return;
         };
         self.connections -= 1;
         crate::front::metrics::connection_closed();
-        c.transport.deregister(ctx.registry);
         c.session.log_unfinished(ctx.log);
         for up in c.session.exchanges.iter().filter_map(|x| x.upstream) {
             // A connection carrying only this client's requests is closed: their answers
@@ -466,18 +466,15 @@ impl Relay {
                 .upstream(up)
                 .is_some_and(|u| u.inflight.iter().all(|i| i.client == key));
             if only_ours {
-                self.close_upstream(up, ctx);
+                self.close_upstream(up);
             }
         }
     }
 
-    fn remove_connection(&mut self, key: Key, ctx: &Ctx<'_>) {
-        if let Some(entry) = self.take_entry(key) {
+    fn remove_connection(&mut self, key: Key) {
+        if self.take_entry(key).is_some() {
             self.connections -= 1;
             crate::front::metrics::connection_closed();
-            if let Entry::Redirect(mut r) = entry {
-                r.deregister(ctx.registry);
-            }
         }
     }
 

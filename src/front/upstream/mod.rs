@@ -356,10 +356,6 @@ impl Upstream {
     pub fn reusable(&self) -> bool {
         !self.closing && !self.eof && self.inbuf.is_empty() && self.out.is_empty()
     }
-
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
-    }
 }
 
 #[cfg(test)]
