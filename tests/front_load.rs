@@ -11,16 +11,15 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::load::{FullRate, Options, Tally, Tls};
 use common::{cpu_ticks, wait_until, Server, WELCOME, WELCOME_PATH};
-use front_support::load::{TlsCounts, TlsLoad};
 use front_support::*;
 
 /// The master with workers on a unix socket and the front before them.
 struct Stack {
     server: Server,
-    dir: tempfile::TempDir,
     front: SocketAddr,
-    client: std::sync::Arc<rustls::ClientConfig>,
+    config: MasterFront,
 }
 
 impl Stack {
@@ -31,73 +30,58 @@ impl Stack {
 
     /// [`Stack::start`] with another binary embedding rgunicorn; `probe` answers 200.
     fn with(bin: &std::path::Path, probe: &str, args: &[&str], front: &str) -> Stack {
-        let dir = tempfile::Builder::new()
-            .prefix("front-load")
-            .tempdir()
-            .expect("tempdir");
-        let certs = Certs::new(dir.path());
-        certs.write_leaf(1);
-        let sock = dir.path().join("w.sock");
-        let conf = dir.path().join("rg.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
-                 upstream = \"unix:{}\"\naccess_log = \"off\"\nerror_log = \"{}\"\n\
-                 threads = 1\n{front}\n",
-                dir.path().join("server.pem").display(),
-                dir.path().join("server.key").display(),
-                sock.display(),
-                dir.path().join("front-error.log").display(),
-            ),
-        )
-        .expect("config");
-        let unix = format!("unix:{}", sock.display());
-        let mut all = vec!["-c", conf.to_str().expect("path"), "-b", &unix];
-        all.extend_from_slice(args);
+        let config =
+            MasterFront::write(&format!("error_log = \"{{dir}}/front-error.log\"\n{front}"));
+        let mut all: Vec<String> = config.args();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let server = Server::start_bin(bin, &all, &[]);
         wait_until(Duration::from_secs(10), "the front", || {
-            last_after(&server.log(), "Front listening at: https://").is_some()
+            MasterFront::address(&server.log()).is_some()
         });
-        let front = last_after(&server.log(), "Front listening at: https://")
-            .and_then(|a| a.parse().ok())
-            .expect("front address");
-        let client = client_config(&certs.ca_pem);
+        let front = MasterFront::address(&server.log()).expect("front address");
         let stack = Stack {
             server,
-            dir,
             front,
-            client,
+            config,
         };
         wait_until(
             Duration::from_secs(10),
             "an answer through the front",
-            || get(&stack.client, stack.front, probe).is_ok_and(|r| r.status == 200),
+            || get(&stack.config.client, stack.front, probe).is_ok_and(|r| r.status == 200),
         );
         stack
     }
 
-    fn load(&self, conns: usize) -> TlsLoad {
-        let load = TlsLoad::start(
-            &self.client,
-            self.front,
-            WELCOME_PATH,
-            Some(WELCOME.as_bytes()),
+    /// `conns` clients at full rate; nothing retried unless `attempts` says so.
+    fn load_with(&self, path: &str, expect: Option<&str>, conns: usize, attempts: u32) -> FullRate {
+        let load = FullRate::with(
+            Tls {
+                addr: self.front,
+                config: self.config.client.clone(),
+            },
             conns,
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+            Options {
+                attempts,
+                expect: expect.map(|b| b.as_bytes().to_vec()),
+            },
         );
-        load.wait_for(200);
+        load.run_for(200, Duration::from_secs(20));
         load
     }
 
+    fn load(&self, conns: usize) -> FullRate {
+        self.load_with(WELCOME_PATH, Some(WELCOME), conns, 1)
+    }
+
     fn front_pid(&self) -> i32 {
-        last_after(&self.server.log(), "Booting front with pid: ")
-            .and_then(|p| p.parse().ok())
-            .expect("front pid")
+        MasterFront::pid(&self.server.log()).expect("front pid")
     }
 
     /// The front's error log (its own file: the master's log is the master's).
     fn front_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("front-error.log")).unwrap_or_default()
+        std::fs::read_to_string(self.config.dir.path().join("front-error.log")).unwrap_or_default()
     }
 
     fn booted_workers(&self) -> usize {
@@ -105,23 +89,12 @@ impl Stack {
     }
 }
 
-/// The word after the last `key` in `log`.
-fn last_after(log: &str, key: &str) -> Option<String> {
-    log.lines()
-        .filter_map(|l| l.split(key).nth(1))
-        .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
-        .next_back()
-}
-
-fn assert_clean(counts: &TlsCounts, what: &str, stack: &Stack) {
+fn assert_clean(tally: &Tally, what: &str, stack: &Stack) {
     let front = stack.front_log();
     assert!(
-        counts.failed == 0 && counts.ok > 0,
-        "{what}: {} failed of {} ({} retried): {:?}\n{}\n{front}",
-        counts.failed,
-        counts.ok + counts.failed,
-        counts.retried,
-        counts.errors,
+        tally.failures.is_empty() && tally.ok > 0,
+        "{what}: {}\n{}\n{front}",
+        tally.summary(),
         stack.server.log()
     );
     assert!(
@@ -150,13 +123,13 @@ fn hup_and_ttou_under_full_load_fail_no_request_through_the_front() {
         });
         // The old workers retire while the load runs; the master keeps 3 and the front.
         stack.server.wait_for_workers(4, Duration::from_secs(15));
-        load.wait_for(500 * round);
+        load.run_for(500 * round, Duration::from_secs(20));
     }
     stack.server.signal(libc::SIGTTOU);
     stack.server.wait_for_workers(3, Duration::from_secs(15));
-    load.wait_for(500);
-    let counts = load.finish();
-    assert_clean(&counts, "HUP x2 and TTOU", &stack);
+    load.run_for(500, Duration::from_secs(20));
+    let tally = load.finish();
+    assert_clean(&tally, "HUP x2 and TTOU", &stack);
 }
 
 #[test]
@@ -177,8 +150,8 @@ fn max_requests_recycling_fails_no_request_through_the_front() {
     wait_until(Duration::from_secs(30), "four recycled workers", || {
         stack.booted_workers() >= booted + 4
     });
-    let counts = load.finish();
-    assert_clean(&counts, "max_requests", &stack);
+    let tally = load.finish();
+    assert_clean(&tally, "max_requests", &stack);
 }
 
 /// A request stuck in an app thread gets the worker's 504 and the worker is recycled;
@@ -192,35 +165,34 @@ fn request_timeout_recycle_fails_no_other_request_through_the_front() {
         "",
     );
     let booted = stack.booted_workers();
-    let load = TlsLoad::start(&stack.client, stack.front, "/hello", None, 16);
-    load.wait_for(200);
-    let resp = get(&stack.client, stack.front, "/spin").expect("the stuck request's answer");
+    let load = stack.load_with("/hello", None, 16, 1);
+    let resp = get(&stack.config.client, stack.front, "/spin").expect("the stuck request's answer");
     assert_eq!(resp.status, 504);
     wait_until(Duration::from_secs(15), "the replacement worker", || {
         stack.booted_workers() > booted
     });
-    load.wait_for(300);
-    let counts = load.finish();
-    assert_clean(&counts, "request-timeout recycle", &stack);
+    load.run_for(300, Duration::from_secs(20));
+    let tally = load.finish();
+    assert_clean(&tally, "request-timeout recycle", &stack);
 }
 
 #[test]
 fn kill_9_of_the_front_fails_no_request() {
     let stack = Stack::start(&["-w", "2"], "");
-    let load = stack.load(16);
+    // Requests in flight on the killed front's connections are sent again (no byte of
+    // their answer came): the client sees the same as a network blip, never an error.
+    let load = stack.load_with(WELCOME_PATH, Some(WELCOME), 16, 5);
     for _ in 0..2 {
         let pid = stack.front_pid();
         kill(pid, libc::SIGKILL);
         wait_until(Duration::from_secs(15), "the front to be restarted", || {
             stack.front_pid() != pid
         });
-        load.wait_for(500);
+        load.run_for(500, Duration::from_secs(20));
     }
-    let counts = load.finish();
-    // Requests in flight on the killed front's connections are sent again (no byte of
-    // their answer came): the client sees the same as a network blip, never an error.
-    assert!(counts.retried > 0, "{counts:?}");
-    assert_clean(&counts, "kill -9 of the front", &stack);
+    let tally = load.finish();
+    assert!(tally.retried > 0, "{}", tally.summary());
+    assert_clean(&tally, "kill -9 of the front", &stack);
 }
 
 /// 10,000 small pipelined GETs in one send are all answered, in order (issue 11.1).
@@ -304,7 +276,7 @@ fn slow_body_gets_408_and_a_large_one_413_through_the_front() {
     );
     let mut slow = Vec::new();
     for _ in 0..3 {
-        let mut tls = connect(&stack.client, stack.front);
+        let mut tls = connect(&stack.config.client, stack.front);
         write!(
             tls,
             "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nabc"
@@ -322,7 +294,7 @@ fn slow_body_gets_408_and_a_large_one_413_through_the_front() {
     // The workers' limit is 100000: a 150000-byte body is refused by them, a 300000-byte
     // one by the front; either way the client gets 413, not 502.
     for size in [150_000usize, 300_000] {
-        let mut tls = connect(&stack.client, stack.front);
+        let mut tls = connect(&stack.config.client, stack.front);
         write!(
             tls,
             "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n"

@@ -468,49 +468,18 @@ fn json_access_lines_parse_whatever_the_headers_hold() {
 
 #[test]
 fn the_fronts_handshakes_connections_and_upstream_errors_are_counted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = front_support::Certs::new(dir.path());
-    certs.write_leaf(1);
-    let sock = dir.path().join("w.sock");
-    let conf = dir.path().join("rg.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
-             upstream = \"unix:{}\"\naccess_log = \"off\"\nthreads = 1\n\
-             upstream_read_timeout = \"1s\"\n",
-            dir.path().join("server.pem").display(),
-            dir.path().join("server.key").display(),
-            sock.display()
-        ),
-    )
-    .expect("config");
-    let unix = format!("unix:{}", sock.display());
-    let server = Server::start_bin(
-        &custom_app_bin(),
-        &[
-            "-c",
-            conf.to_str().expect("utf8"),
-            "-b",
-            "127.0.0.1:0",
-            "-b",
-            &unix,
-            "--metrics-bind",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    use front_support::MasterFront;
+    let config = MasterFront::write("upstream_read_timeout = \"1s\"");
+    let mut args = config.args();
+    args.extend(["-b", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_bin(&custom_app_bin(), &args, &[]);
     let metrics = metrics_addr(&server);
     wait_until(Duration::from_secs(10), "ready, the front running", || {
         get(metrics, "/readyz").status == 200
     });
-    let front: SocketAddr = server
-        .log()
-        .lines()
-        .filter_map(|l| l.split("Front listening at: https://").nth(1))
-        .find_map(|a| a.trim().parse().ok())
-        .expect("the front's address");
-    let client = front_support::client_config(&certs.ca_pem);
+    let front = MasterFront::address(&server.log()).expect("the front's address");
+    let client = config.client.clone();
     for _ in 0..3 {
         let resp = front_support::get(&client, front, "/hello").expect("through the front");
         assert_eq!(resp.status, 200);

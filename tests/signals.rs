@@ -599,47 +599,19 @@ fn processes_are_titled() {
 
 #[test]
 fn the_master_runs_restarts_and_stops_the_front() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = front_support::Certs::new(dir.path());
-    certs.write_leaf(1);
-    let sock = dir.path().join("w.sock");
-    let conf = dir.path().join("rg.toml");
-    write_config(
-        &conf,
-        &format!(
-            "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
-             upstream = \"unix:{}\"\naccess_log = \"off\"\nthreads = 1\n",
-            dir.path().join("server.pem").display(),
-            dir.path().join("server.key").display(),
-            sock.display()
-        ),
-    );
-    let unix = format!("unix:{}", sock.display());
-    let mut server = Server::start(&[
-        "-c",
-        conf.to_str().unwrap(),
-        "-b",
-        "127.0.0.1:0",
-        "-b",
-        &unix,
-    ]);
-    let front_line = |log: &str, key: &str| {
-        log.lines()
-            .filter_map(|l| l.split(key).nth(1))
-            .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
-            .next_back()
-    };
+    use front_support::MasterFront;
+    let config = MasterFront::write("");
+    let mut args = config.args();
+    args.extend(["-b".to_string(), "127.0.0.1:0".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&args);
     wait_until(Duration::from_secs(10), "the front", || {
-        front_line(&server.log(), "Booting front with pid: ").is_some()
+        MasterFront::pid(&server.log()).is_some()
     });
     let log = server.log();
-    let addr: std::net::SocketAddr = front_line(&log, "Front listening at: https://")
-        .and_then(|a| a.parse().ok())
-        .expect("front address");
-    let first: i32 = front_line(&log, "Booting front with pid: ")
-        .and_then(|p| p.parse().ok())
-        .expect("front pid");
-    let client = front_support::client_config(&certs.ca_pem);
+    let addr = MasterFront::address(&log).expect("front address");
+    let first = MasterFront::pid(&log).expect("front pid");
+    let client = config.client.clone();
     let through_front = || {
         front_support::get(&client, addr, WELCOME_PATH)
             .map(|r| r.status)
@@ -655,17 +627,14 @@ fn the_master_runs_restarts_and_stops_the_front() {
         libc::kill(first, libc::SIGKILL);
     }
     wait_until(Duration::from_secs(10), "the front to be restarted", || {
-        front_line(&server.log(), "Booting front with pid: ")
-            .is_some_and(|p| p != first.to_string())
+        MasterFront::pid(&server.log()).is_some_and(|p| p != first)
     });
     wait_until(
         Duration::from_secs(10),
         "an answer through the new front",
         || through_front() == 200,
     );
-    let second: i32 = front_line(&server.log(), "Booting front with pid: ")
-        .and_then(|p| p.parse().ok())
-        .expect("front pid");
+    let second = MasterFront::pid(&server.log()).expect("front pid");
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
     assert!(!pid_alive(second), "the front outlived the master");

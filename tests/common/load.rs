@@ -3,10 +3,15 @@
 //! answer is read (so, like wrk, every connection always has a request in flight),
 //! reconnecting as urllib3 does after an answer that says `Connection: close`, and
 //! counting every failure: a connect error, a reset, a close with a request in flight,
-//! a timeout, a malformed answer, a non-2xx status. Nothing is retried.
+//! a timeout, a malformed answer, a non-2xx status, a body other than the one expected.
 //!
-//! Generic over the transport ([`Connect`]): plain TCP and unix sockets here; a TLS
-//! client stream (rustls `StreamOwned`) works the same way for the front's tests.
+//! Nothing is retried unless [`Options::attempts`] says so: then a request whose
+//! connection closed before any byte of its answer goes again on a new connection, as
+//! browsers and urllib3 do for idempotent requests (RFC 9110 9.2.2), counted apart in
+//! [`Tally::retried`] (for events that may close connections, as a crash of the front).
+//!
+//! Generic over the transport ([`Connect`]): plain TCP, unix sockets, and TLS to the
+//! front ([`Tls`], a rustls client stream).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -53,6 +58,52 @@ impl Connect for Unix {
     }
 }
 
+/// TLS to the front: a TCP connection with the handshake done, trusting `config`'s CA
+/// for the name `localhost`.
+pub struct Tls {
+    pub addr: SocketAddr,
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+impl Connect for Tls {
+    type Conn = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+    fn connect(&self) -> io::Result<Self::Conn> {
+        let sock = TcpStream::connect(self.addr)?;
+        sock.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        sock.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+        sock.set_nodelay(true)?;
+        let name =
+            rustls::pki_types::ServerName::try_from("localhost").map_err(io::Error::other)?;
+        let conn = rustls::ClientConnection::new(Arc::clone(&self.config), name)
+            .map_err(io::Error::other)?;
+        let mut stream = rustls::StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(stream)
+    }
+}
+
+/// How a load treats what it gets.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Tries per request (1: nothing is retried). A request is tried again only when
+    /// its connection could not be opened, or closed before any byte of its answer.
+    pub attempts: u32,
+    /// The body every answer must carry (`None`: any).
+    pub expect: Option<Vec<u8>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            attempts: 1,
+            expect: None,
+        }
+    }
+}
+
 /// One failed request, and why.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -64,6 +115,8 @@ pub enum Failure {
     Timeout,
     Malformed(String),
     Status(u16),
+    /// A 2xx answer with another body than expected.
+    Body(String),
 }
 
 /// What a load run saw.
@@ -74,6 +127,9 @@ pub struct Tally {
     pub failures: Vec<Failure>,
     /// Connections opened (the first of each client, then one per `Connection: close`).
     pub connections: u64,
+    /// Requests sent again after their connection closed before any byte of the answer
+    /// (only with [`Options::attempts`] above 1).
+    pub retried: u64,
 }
 
 impl Tally {
@@ -89,9 +145,10 @@ impl Tally {
             shown.push(format!("... {} more", self.failures.len() - shown.len()));
         }
         format!(
-            "{} ok, {} failed, {} connections: [{}]",
+            "{} ok, {} failed, {} retried, {} connections: [{}]",
             self.ok,
             self.failures.len(),
+            self.retried,
             self.connections,
             shown.join(", ")
         )
@@ -109,7 +166,18 @@ impl FullRate {
     /// Start `clients` connections, each sending `request` (a complete HTTP/1.1 request
     /// without `Connection: close`) over and over. `head` when the request is a HEAD.
     pub fn start<C: Connect>(connect: C, clients: usize, request: &[u8]) -> FullRate {
+        FullRate::with(connect, clients, request, Options::default())
+    }
+
+    /// [`FullRate::start`] with `options`.
+    pub fn with<C: Connect>(
+        connect: C,
+        clients: usize,
+        request: &[u8],
+        options: Options,
+    ) -> FullRate {
         let connect = Arc::new(connect);
+        let options = Arc::new(options);
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicU64::new(0));
         let head = request.starts_with(b"HEAD ");
@@ -118,8 +186,10 @@ impl FullRate {
                 let connect = Arc::clone(&connect);
                 let stop = Arc::clone(&stop);
                 let answered = Arc::clone(&answered);
-                let request = request.to_vec();
-                std::thread::spawn(move || client(&*connect, &request, head, &stop, &answered))
+                let (request, options) = (request.to_vec(), Arc::clone(&options));
+                std::thread::spawn(move || {
+                    client(&*connect, &request, head, &options, &stop, &answered)
+                })
             })
             .collect();
         FullRate {
@@ -157,6 +227,7 @@ impl FullRate {
             let t = client.join().expect("load client thread");
             total.ok += t.ok;
             total.connections += t.connections;
+            total.retried += t.retried;
             total.failures.extend(t.failures);
         }
         total
@@ -167,57 +238,85 @@ fn client<C: Connect>(
     connect: &C,
     request: &[u8],
     head: bool,
+    options: &Options,
     stop: &AtomicBool,
     answered: &AtomicU64,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut conn: Option<Reader<C::Conn>> = None;
     while !stop.load(Ordering::SeqCst) {
-        let mut reader = match conn.take() {
-            Some(reader) => reader,
-            None => match connect.connect() {
-                Ok(stream) => {
-                    tally.connections += 1;
-                    Reader::new(stream)
-                }
-                Err(e) => {
-                    tally.failures.push(Failure::Connect(e.to_string()));
-                    // Do not spin on a refused port; the failure is counted.
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            },
-        };
-        if let Err(e) = reader.get_mut().write_all(request) {
-            tally.failures.push(Failure::Send(e.to_string()));
-            continue;
-        }
-        let resp = match reader.response(head) {
-            Ok(resp) => resp,
-            Err(e) => {
-                tally.failures.push(match e.kind() {
+        let mut attempt = 1;
+        // One request, tried until answered or out of attempts.
+        let failure = loop {
+            let mut reader = match conn.take() {
+                Some(reader) => reader,
+                None => match connect.connect() {
+                    Ok(stream) => {
+                        tally.connections += 1;
+                        Reader::new(stream)
+                    }
+                    Err(e) => {
+                        // Do not spin on a refused port.
+                        std::thread::sleep(Duration::from_millis(10));
+                        if attempt < options.attempts {
+                            attempt += 1;
+                            tally.retried += 1;
+                            continue;
+                        }
+                        break Some(Failure::Connect(e.to_string()));
+                    }
+                },
+            };
+            let before = reader.received();
+            let resp = match reader
+                .get_mut()
+                .write_all(request)
+                .and_then(|()| reader.get_mut().flush())
+            {
+                Err(e) => Err(Failure::Send(e.to_string())),
+                Ok(()) => reader.response(head).map_err(|e| match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Timeout,
                     io::ErrorKind::UnexpectedEof
                     | io::ErrorKind::ConnectionReset
                     | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::BrokenPipe => Failure::ClosedInFlight(e.to_string()),
                     _ => Failure::Malformed(e.to_string()),
-                });
-                continue;
+                }),
+            };
+            let resp = match resp {
+                Ok(resp) => resp,
+                Err(failure) => {
+                    let unanswered = reader.received() == before
+                        && matches!(failure, Failure::Send(_) | Failure::ClosedInFlight(_));
+                    if unanswered && attempt < options.attempts {
+                        attempt += 1;
+                        tally.retried += 1;
+                        continue;
+                    }
+                    break Some(failure);
+                }
+            };
+            answered.fetch_add(1, Ordering::SeqCst);
+            let closing = resp
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                || resp.version == "HTTP/1.0";
+            if !closing {
+                conn = Some(reader);
             }
+            break if !(200..300).contains(&resp.status) {
+                Some(Failure::Status(resp.status))
+            } else if options.expect.as_ref().is_some_and(|b| *b != resp.body) {
+                Some(Failure::Body(
+                    String::from_utf8_lossy(&resp.body).into_owned(),
+                ))
+            } else {
+                None
+            };
         };
-        answered.fetch_add(1, Ordering::SeqCst);
-        if (200..300).contains(&resp.status) {
-            tally.ok += 1;
-        } else {
-            tally.failures.push(Failure::Status(resp.status));
-        }
-        let closing = resp
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-            || resp.version == "HTTP/1.0";
-        if !closing {
-            conn = Some(reader);
+        match failure {
+            None => tally.ok += 1,
+            Some(failure) => tally.failures.push(failure),
         }
     }
     tally

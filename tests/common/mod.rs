@@ -238,6 +238,8 @@ impl Resp {
 pub struct Reader<R: Read> {
     inner: R,
     buf: Vec<u8>,
+    /// Bytes read from `inner` so far.
+    received: u64,
 }
 
 impl<R: Read> Reader<R> {
@@ -245,6 +247,7 @@ impl<R: Read> Reader<R> {
         Reader {
             inner,
             buf: Vec::new(),
+            received: 0,
         }
     }
 
@@ -253,10 +256,16 @@ impl<R: Read> Reader<R> {
         &mut self.inner
     }
 
+    /// Bytes read from the connection so far (to tell whether any of an answer came).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
     fn fill(&mut self) -> std::io::Result<usize> {
         let mut chunk = [0u8; 16384];
         let n = self.inner.read(&mut chunk)?;
         self.buf.extend_from_slice(&chunk[..n]);
+        self.received += n as u64;
         Ok(n)
     }
 

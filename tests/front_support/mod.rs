@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 
-pub mod load;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -288,6 +286,74 @@ pub fn start_front_launched(
         redirect,
         config,
     }
+}
+
+/// A front under the master (`rgunicorn -c CONF`): a temp directory holding the test
+/// certificate and CONF, whose `[front]` table listens on 127.0.0.1:0 with that
+/// certificate, forwards to the workers' unix socket in the directory, keeps no access
+/// log and runs one event loop, plus `extra` lines (where `{dir}` stands for the
+/// directory). The caller starts the master with [`MasterFront::args`] and finds the
+/// front in its log ([`MasterFront::address`]).
+pub struct MasterFront {
+    pub dir: tempfile::TempDir,
+    pub certs: Certs,
+    pub conf: PathBuf,
+    /// The workers' unix socket, which the front forwards to.
+    pub sock: PathBuf,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl MasterFront {
+    pub fn write(extra: &str) -> MasterFront {
+        let (dir, certs) = dir_with_certs();
+        let sock = dir.path().join("w.sock");
+        let conf = dir.path().join("rg.toml");
+        let text = format!(
+            "[front]\nlisten = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n\
+             upstream = \"unix:{}\"\naccess_log = \"off\"\nthreads = 1\n{}\n",
+            dir.path().join("server.pem").display(),
+            dir.path().join("server.key").display(),
+            sock.display(),
+            extra.replace("{dir}", &dir.path().display().to_string()),
+        );
+        std::fs::write(&conf, text).expect("write config");
+        let client = client_config(&certs.ca_pem);
+        MasterFront {
+            dir,
+            certs,
+            conf,
+            sock,
+            client,
+        }
+    }
+
+    /// `-c CONF -b unix:SOCK`: the master's arguments for this front and its workers.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "-c".into(),
+            self.conf.display().to_string(),
+            "-b".into(),
+            format!("unix:{}", self.sock.display()),
+        ]
+    }
+
+    /// The front's TLS address, once the master's `log` says it listens.
+    pub fn address(log: &str) -> Option<SocketAddr> {
+        last_word_after(log, "Front listening at: https://").and_then(|a| a.parse().ok())
+    }
+
+    /// The pid of the front the master's `log` last started.
+    pub fn pid(log: &str) -> Option<i32> {
+        last_word_after(log, "Booting front with pid: ").and_then(|p| p.parse().ok())
+    }
+}
+
+/// The word after the last `key` in `log`.
+pub fn last_word_after(log: &str, key: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|l| l.split(key).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
+        .next_back()
 }
 
 /// A temporary directory holding a test CA and a leaf for localhost (serial 01).

@@ -14,7 +14,6 @@ use std::time::Duration;
 use crate::common::*;
 use crate::front_support;
 
-mod tls_connect;
 mod upgrade;
 
 /// rgunicorn (or the custom_app example) with a `[front]` table, its workers on a unix

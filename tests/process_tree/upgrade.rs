@@ -2,7 +2,7 @@
 //! sockets to the new master with the workers', so both fronts accept from the same
 //! sockets during the hand-over and whichever master is stopped, the other keeps serving
 //! without a failed request. The full-rate load ([`crate::common::load`], over rustls:
-//! [`super::tls_connect`]) runs through each change, on keep-alive connections and on
+//! [`crate::common::load::Tls`]) runs through each change, on keep-alive connections and on
 //! a new TLS connection per request (so both fronts get clients while both run); counts
 //! and process state are asserted, never speed.
 //!
@@ -13,9 +13,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::tls_connect::Tls;
 use super::{children_of, listening_sockets_of, refused, tls_get, Tree};
-use crate::common::load::{FullRate, Tally};
+use crate::common::load::{FullRate, Tally, Tls};
 use crate::common::*;
 
 /// Keep-alive TLS connections the load keeps busy.
