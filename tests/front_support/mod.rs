@@ -1,6 +1,7 @@
-//! Helpers for tests/front.rs: certificates made at test time (rcgen), the real binaries
-//! started on port 0 and temp unix sockets, a scripted upstream over a unix socket, and a
-//! rustls client.
+//! Helpers for the front's tests (tests/front*.rs, and the master's tests that run a
+//! front): certificates made at test time (rcgen), the real binaries started on port 0
+//! and temp unix sockets, a scripted upstream over a unix socket, a front under the
+//! master ([`MasterFront`]), and a rustls client.
 
 #![allow(dead_code)]
 
