@@ -17,6 +17,8 @@ Scenarios (see issue 6):
             Flask) against nginx -> gunicorn sync -> Flask; RSS per worker with Flask
   7 metrics rgunicorn with --metrics-bind (shared counters on, scraped every second) against
             the same server without it: CPU per request, interleaved (issue 13's target <= 1.03x)
+  8 handshake full TLS handshakes (openssl s_time -new), the front against nginx, ECDSA P-256
+            and RSA 2048: server CPU per handshake (issue 12's target <= 0.4x); handshakes.py
 Runs are interleaved (round-robin over servers, order rotated every round) and reported as
 medians over the rounds.
 """
@@ -40,6 +42,8 @@ import sys
 import threading
 import time
 
+import handshakes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORK = os.path.join(HERE, "work")
@@ -53,6 +57,7 @@ PATH = "/api/v1/welcome/get_welcome_data"
 BODY = b'{"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke Website"}}'
 CTYPE = "application/json; charset=utf-8"
 NCPU = os.cpu_count() or 1
+ALL_SCENARIOS = "plain,tls,churn,memory,python,metrics,handshake"
 CLK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -866,6 +871,8 @@ def fmt_ms(us):
 
 
 def md_sweep(title, sweep_res, servers, concs, note=""):
+    if not servers:
+        return []  # not run (--only)
     lines = [f"### {title}", ""]
     if note:
         lines += [note, ""]
@@ -973,6 +980,7 @@ def targets(res):
         out.append(("idle keep-alive connection < 2 KB", "not measured", None))
     if "python" in res or "python_tls" in res:
         out += python_targets(res)
+    out += handshakes.targets(res.get("handshake", {}))
     return out
 
 
@@ -1057,6 +1065,9 @@ def markdown(res, servers_by_scn):
             L.append(f"| {c} | {v['cpu_ratio_median']:.3f}x | {', '.join(f'{x:.3f}' for x in v['cpu_ratio_per_round'])} "
                      f"| {fmt_rps(v['rps_on'])} | {fmt_rps(v['rps_off'])} |")
         L.append("")
+    if not any(servers_by_scn.get(k) for k in ("plain", "tls", "churn", "churn_tls")):
+        L += handshakes.markdown(res.get("handshake", {}))
+        return "\n".join(L + targets_md(res))
     L += ["### Where the CPU goes (c=64, medians): per request, by process name, and context switches", "",
           "| scenario | server | CPU µs/req by process | context switches/req |", "| --- | --- | --- | ---: |"]
     for scn, title in (("plain", "plain"), ("tls", "TLS"), ("churn", "churn"), ("churn_tls", "churn TLS")):
@@ -1111,14 +1122,21 @@ def markdown(res, servers_by_scn):
             L.append(f"- idle, per process, {s.label}: " + ", ".join(
                 f"{PRETTY.get(p['comm'], p['comm']).replace('workers', 'worker')} {p['rss_kb'] / 1024:.1f} MB" for p in procs))
     L.append("")
-    L += ["### Targets (issues 6 and 9), as measured in this run", "", "| target | measured | met |", "| --- | --- | :---: |"]
+    L += handshakes.markdown(res.get("handshake", {}))
+    return "\n".join(L + targets_md(res))
+
+
+def targets_md(res):
+    L = ["### Targets (issues 6, 9, 12 and 13), as measured in this run", "", "| target | measured | met |", "| --- | --- | :---: |"]
     for t, meas, ok in res["targets"]:
         L.append(f"| {t} | {meas} | {'yes' if ok else ('no' if ok is False else 'n/a')} |")
     L.append("")
-    return "\n".join(L)
+    return L
 
 
 def plot(res, servers_by_scn, path):
+    if not servers_by_scn["plain"] and not servers_by_scn["tls"]:
+        return False  # nothing to draw (--only without plain or tls)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -1208,7 +1226,7 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 3; quick 1)")
     ap.add_argument("--pair-extra", type=int, help="extra rounds of the target pairs alone at c=64/256 (default 4; quick 0)")
     ap.add_argument("--hold", type=int, help="idle keep-alive connections to hold (default 10000; quick 2000)")
-    ap.add_argument("--only", default="plain,tls,churn,memory,python,metrics", help="comma list of scenarios")
+    ap.add_argument("--only", default=ALL_SCENARIOS, help="comma list of scenarios")
     a = ap.parse_args()
     quick = a.quick
     reps = a.reps or (1 if quick else 3)
@@ -1234,7 +1252,7 @@ def main():
     os.makedirs(RUN)
     os.makedirs(RESULTS, exist_ok=True)
     now = dt.datetime.now()
-    custom = bool(a.reps or a.duration or a.hold or a.pair_extra is not None or a.only != "plain,tls,churn,memory,python,metrics")
+    custom = bool(a.reps or a.duration or a.hold or a.pair_extra is not None or a.only != ALL_SCENARIOS)
     mode = "quick" if quick else ("custom" if custom else "full")
     stamp = now.strftime("%Y-%m-%d_%H%M") + ("" if mode == "full" else "_" + mode)
     meta = {"date": now.strftime("%Y-%m-%d %H:%M"), "quick": quick, "mode": mode, "argv": sys.argv[1:], "reps": reps, "duration_s": dur,
@@ -1416,6 +1434,11 @@ def main():
             log(f"  metrics c={c}: CPU/req on/off median {v['cpu_ratio_median']:.3f}x, per round {v['cpu_ratio_per_round']}")
         for s in pair:
             s.stop()
+
+    # ---- scenario 8: full TLS handshakes, the front against nginx
+    if "handshake" in only:
+        log("== scenario 8: full TLS handshakes (openssl s_time -new)")
+        res["handshake"] = handshakes.run(sys.modules[__name__], reps, max(dur, 3))
 
     others = [r["other_cpu_cores"] for scn in ("plain", "tls", "churn", "churn_tls", "python", "python_tls", "metrics")
               for k, d in res.get(scn, {}).items() if not k.startswith("_") for c in d.values() for r in c["runs"]
