@@ -2,11 +2,12 @@
 //! stops; lines a full disk refuses are counted and reported, with one error line per
 //! episode, once the disk has room; a failed reopen is an error line and nothing else.
 
+mod common;
 mod front_support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use front_support::*;
@@ -116,29 +117,7 @@ fn a_failed_reopen_is_one_error_line_and_nothing_else() {
 /// request made while it is full is in the file, whole, or counted in the one report.
 #[test]
 fn access_lines_a_full_disk_refused_are_counted_and_reported_when_it_has_room() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to mount a small filesystem");
-        return;
-    }
-    let probe = tempfile::tempdir().expect("tempdir");
-    // Root in a container may still be refused a mount namespace or a mount.
-    let mounts = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "mount",
-            "-t",
-            "tmpfs",
-        ])
-        .args(["-o", "size=64k", "tmpfs"])
-        .arg(probe.path())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounts {
-        eprintln!("skipped: cannot mount a tmpfs in a mount namespace here");
+    if !common::can_mount_small_tmpfs() {
         return;
     }
     let logs = |dir: &Path| dir.join("logs");

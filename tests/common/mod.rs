@@ -536,3 +536,34 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     // After the command: state is field 3, utime 14 and stime 15 (1-based).
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
+
+/// Whether this test may mount a small tmpfs in a mount namespace of its own: root, and
+/// util-linux's `unshare` allowed to do it (root in a container may still be refused).
+/// Says why not on stderr; the full-disk tests skip then.
+pub fn can_mount_small_tmpfs() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to mount a small filesystem");
+        return false;
+    }
+    let probe = tempfile::tempdir().expect("tempdir");
+    let mounts = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "mount",
+            "-t",
+            "tmpfs",
+        ])
+        .args(["-o", "size=64k", "tmpfs"])
+        .arg(probe.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounts {
+        eprintln!("skipped: cannot mount a tmpfs in a mount namespace here (unshare)");
+    }
+    mounts
+}

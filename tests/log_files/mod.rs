@@ -115,42 +115,12 @@ fn a_failed_usr1_reopen_is_an_error_and_nothing_else() {
 /// /proc/PID/root.
 #[test]
 fn access_lines_a_full_disk_refused_are_counted_and_reported_when_it_has_room() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to mount a small filesystem");
-        return;
-    }
-    let unshare = Command::new("unshare")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !unshare {
-        eprintln!("skipped: needs util-linux's unshare");
+    if !can_mount_small_tmpfs() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).expect("logs dir");
-    // Root in a container may still be refused a mount namespace or a mount.
-    let mounts = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "mount",
-            "-t",
-            "tmpfs",
-        ])
-        .args(["-o", "size=64k", "tmpfs"])
-        .arg(&logs)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounts {
-        eprintln!("skipped: cannot mount a tmpfs in a mount namespace here");
-        return;
-    }
     let script = format!(
         "mount -t tmpfs -o size=64k tmpfs {logs} && exec {bin} \"$@\" \
          --access-logfile {logs}/access.log",
