@@ -253,9 +253,6 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .expect("systemd-socket-activate (apt-get install systemd)");
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -263,6 +260,11 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
             let _ = self.0.wait();
         }
     }
+    // Killed however the test ends: a failed assertion must not leave a server running.
+    let mut child = Kill(
+        cmd.spawn()
+            .expect("systemd-socket-activate (apt-get install systemd)"),
+    );
     let addr = listen.clone();
     // The first connection starts the service (it waits in systemd's socket's backlog).
     let started = Instant::now();
@@ -286,17 +288,17 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
     assert!(started.elapsed() < Duration::from_secs(20));
     for _ in 0..5 {
         if UnixStream::connect(&listen).is_err() {
-            let _ = child.kill();
+            let _ = child.0.kill();
             let mut log = String::new();
-            if let Some(mut err) = child.stderr.take() {
+            if let Some(mut err) = child.0.stderr.take() {
                 let _ = err.read_to_string(&mut log);
             }
             panic!("refused after READY=1:\n{log}");
         }
         assert_eq!(get_unix(&listen, WELCOME_PATH).status, 200);
     }
-    let pid = child.id() as i32; // systemd-socket-activate execs the service in place
-                                 // SAFETY: kill(2) on the process this test started.
+    let pid = child.0.id() as i32; // systemd-socket-activate execs the service in place
+                                   // SAFETY: kill(2) on the process this test started.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     assert_eq!(notified(&notify), "RELOADING=1");
     assert_eq!(notified(&notify), "READY=1");
@@ -306,17 +308,17 @@ fn socket_activation_serves_with_the_services_command_and_notifies_systemd() {
     assert_eq!(notified(&notify), "STOPPING=1");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
             break status;
         }
         assert!(Instant::now() < deadline, "did not stop");
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut log = String::new();
-    if let Some(mut err) = child.stderr.take() {
+    if let Some(mut err) = child.0.stderr.take() {
         let _ = err.read_to_string(&mut log);
     }
-    drop(Kill(child));
+    drop(child);
     assert!(status.success(), "{status}\n{log}");
     assert!(
         log.contains("Using the sockets systemd passed (LISTEN_FDS)"),
