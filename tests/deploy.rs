@@ -32,7 +32,7 @@ fn manifests() -> Vec<PathBuf> {
 
 fn run(cmd: &mut Command, what: &str) -> std::process::Output {
     cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {what} ({e}): .ci/run installs it"))
+        .unwrap_or_else(|e| panic!("cannot run {what} ({e})"))
 }
 
 #[test]
@@ -40,11 +40,11 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_they_ship() {
     let files = manifests();
     assert!(files.len() >= 5, "{files:?}");
     let out = run(
-        Command::new("python3")
+        Command::new(common::tools::python())
             .args(["-m", "kubernetes_validate", "--strict"])
             .arg("--quiet")
             .args(&files),
-        "kubernetes-validate (pip install kubernetes-validate)",
+        "kubernetes-validate",
     );
     assert!(
         out.status.success(),
@@ -55,7 +55,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_they_ship() {
 
     // Every document as JSON, by kind (PyYAML comes with kubernetes-validate).
     let out = run(
-        Command::new("python3")
+        Command::new(common::tools::python())
             .arg("-c")
             .arg("import json, sys, yaml; print(json.dumps([d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d]))")
             .args(&files),

@@ -45,7 +45,7 @@ impl Page {
 
     fn parse(text: &str) -> Page {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/prom_parse.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(common::tools::python())
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -61,7 +61,7 @@ impl Page {
         let out = child.wait_with_output().expect("prom_parse.py");
         assert!(
             out.status.success(),
-            "the Prometheus parser refused the page (pip install prometheus-client, as .ci/run does): {}\n{text}",
+            "the Prometheus parser refused the page: {}\n{text}",
             String::from_utf8_lossy(&out.stderr)
         );
         let samples: Vec<(String, HashMap<String, String>, f64)> =
