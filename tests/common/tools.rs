@@ -29,34 +29,47 @@ fn find_or_make() -> PathBuf {
     }
     let requirements =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tools-requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).expect("tools-requirements.txt");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tools-venv");
+    let dir = venv(Path::new("python3"), &requirements, "tools-venv");
+    let python = dir.join("bin/python");
+    assert!(has_tools(&python), "the tools venv lacks its packages");
+    python
+}
+
+/// A virtualenv of `python` named `name` under target/tmp with the packages of
+/// `requirements`, made once and kept while the requirements and `python` stay the same
+/// (a stamp holds both); a lock keeps two test runs from making it at once.
+pub fn venv(python: &Path, requirements: &Path, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let wanted = format!(
+        "{}\n{}",
+        python.display(),
+        std::fs::read_to_string(requirements)
+            .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()))
+    );
     std::fs::create_dir_all(dir.parent().expect("parent")).expect("target/tmp");
     // Test binaries of one `cargo test` run one after another, but two runs may overlap.
     let lock = std::fs::File::create(dir.with_extension("lock")).expect("lock file");
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
-        .expect("lock the tools venv");
-    let python = dir.join("bin/python");
+        .expect("lock the venv");
     let stamp = dir.join(".rgunicorn-stamp");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
+        return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
     setup(
-        Command::new("python3").args(["-m", "venv"]).arg(&dir),
+        Command::new(python).args(["-m", "venv"]).arg(&dir),
         "python3 -m venv (Debian: apt-get install python3-venv)",
     );
     setup(
-        Command::new(&python)
+        Command::new(dir.join("bin/python"))
             .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
             .arg("-r")
-            .arg(&requirements),
-        "pip install -r tests/python/tools-requirements.txt",
+            .arg(requirements),
+        &format!("pip install -r {}", requirements.display()),
     );
-    assert!(has_tools(&python), "the tools venv lacks its packages");
     std::fs::write(&stamp, wanted).expect("write the venv stamp");
-    python
+    dir
 }
 
 fn setup(cmd: &mut Command, what: &str) {

@@ -36,48 +36,11 @@ pub fn venv() -> &'static Path {
 }
 
 fn make_venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
-    let requirements = manifest_dir().join("tests/python/requirements.txt");
-    let wanted = format!(
-        "{BUILD_EXECUTABLE}\n{}",
-        std::fs::read_to_string(&requirements).expect("tests/python/requirements.txt")
-    );
-    std::fs::create_dir_all(dir.parent().expect("parent")).expect("target/tmp");
-    // Test binaries of one `cargo test` run one after another, but two runs may overlap.
-    let lock = std::fs::File::create(dir.with_extension("lock")).expect("lock file");
-    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("lock the venv");
-    let stamp = dir.join(".rgunicorn-stamp");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    run(Command::new(BUILD_EXECUTABLE)
-        .args(["-m", "venv"])
-        .arg(&dir));
-    run(Command::new(dir.join("bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements));
-    std::fs::write(&stamp, wanted).expect("write the venv stamp");
-    dir
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run a setup command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::common::tools::venv(
+        Path::new(BUILD_EXECUTABLE),
+        &manifest_dir().join("tests/python/requirements.txt"),
+        "python-venv",
+    )
 }
 
 /// rgunicorn as a user starts it: from `cwd`, the tests' virtualenv active (VIRTUAL_ENV and
