@@ -212,19 +212,24 @@ mod tests {
     use super::*;
     use rgunicorn_http::{parse_request_head, parse_response_head, Limits};
 
-    #[test]
-    fn request_strips_and_forwards() {
-        let settings = FrontSettings::default();
-        let raw =
-            b"POST /a?b=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Secret\r\n\
-            X-Secret: 1\r\nX-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\n\
-            X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\nAccept: */*\r\n\r\n";
+    /// The head the front sends the workers for `raw`, from client 192.0.2.7, default settings.
+    fn forwarded(raw: &[u8]) -> String {
         let head = parse_request_head(raw, &Limits::default())
             .expect("valid")
             .expect("complete");
         let mut out = Vec::new();
-        upstream_request(&head, "192.0.2.7".parse().expect("ip"), &settings, &mut out);
-        let text = String::from_utf8(out).expect("utf8");
+        let client = "192.0.2.7".parse().expect("ip");
+        upstream_request(&head, client, &FrontSettings::default(), &mut out);
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn request_strips_and_forwards() {
+        let raw =
+            b"POST /a?b=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Secret\r\n\
+            X-Secret: 1\r\nX-Forwarded-For: 10.0.0.1\r\nX-Real-IP: 6.6.6.6\r\n\
+            X-Forwarded-Proto: http\r\nTransfer-Encoding: chunked\r\nAccept: */*\r\n\r\n";
+        let text = forwarded(raw);
         assert_eq!(
             text,
             "POST /a?b=1 HTTP/1.1\r\nAccept: */*\r\nHost: example.com\r\n\
@@ -236,14 +241,8 @@ mod tests {
 
     #[test]
     fn an_absolute_target_is_forwarded_in_origin_form_with_its_authority() {
-        let settings = FrontSettings::default();
         let raw = b"GET http://h.example?next=/home HTTP/1.1\r\nHost: other.example\r\n\r\n";
-        let head = parse_request_head(raw, &Limits::default())
-            .expect("valid")
-            .expect("complete");
-        let mut out = Vec::new();
-        upstream_request(&head, "192.0.2.7".parse().expect("ip"), &settings, &mut out);
-        let text = String::from_utf8(out).expect("utf8");
+        let text = forwarded(raw);
         assert!(
             text.starts_with("GET /?next=/home HTTP/1.1\r\nHost: h.example\r\n"),
             "{text}"
