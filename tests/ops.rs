@@ -108,6 +108,20 @@ fn workers(server: &Server) -> Vec<i32> {
         .collect()
 }
 
+/// Send `sig` to worker `pid` of a server of two workers, and wait until another has
+/// taken its place and the server is ready again.
+fn replace_worker(server: &Server, metrics: SocketAddr, pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a worker of the server this test started.
+    unsafe { libc::kill(pid, sig) };
+    wait_until(Duration::from_secs(20), "the worker's replacement", || {
+        let now = workers(server);
+        now.len() == 2 && !now.contains(&pid)
+    });
+    wait_until(Duration::from_secs(10), "ready again", || {
+        get(metrics, "/readyz").status == 200
+    });
+}
+
 /// `n` requests, one after another on one keep-alive connection; all must be 200.
 fn send(addr: SocketAddr, n: u64) {
     let mut stream = TcpStream::connect(addr).expect("connect");
@@ -190,19 +204,7 @@ fn counters_move_by_exactly_the_requests_sent_across_a_hup_and_a_worker_kill() {
 
     // A worker killed outright: its slot's counters stay, its replacement adds to them.
     let victim = workers(&server)[0];
-    // SAFETY: kill(2) on a worker of the server this test started.
-    unsafe { libc::kill(victim, libc::SIGKILL) };
-    wait_until(
-        Duration::from_secs(20),
-        "the killed worker's replacement",
-        || {
-            let now = workers(&server);
-            now.len() == 2 && !now.contains(&victim)
-        },
-    );
-    wait_until(Duration::from_secs(10), "ready again", || {
-        get(metrics, "/readyz").status == 200
-    });
+    replace_worker(&server, metrics, victim, libc::SIGKILL);
     send(server.addr, 25);
     let page = Page::scrape(metrics);
     assert_eq!(page.requests(), total + 25.0);
@@ -729,19 +731,7 @@ fn log_lines_are_counted_by_level_in_statsd_and_prometheus_across_a_worker_kill(
         .find_map(|l| Logged::head(l).filter(|(_, level, _)| *level == "WARNING"))
         .and_then(|(pid, _, _)| pid.parse().ok())
         .expect("a worker's warning");
-    // SAFETY: kill(2) on a worker of the server this test started.
-    unsafe { libc::kill(victim, libc::SIGKILL) };
-    wait_until(
-        Duration::from_secs(20),
-        "the killed worker's replacement",
-        || {
-            let now = workers(&server);
-            now.len() == 2 && !now.contains(&victim)
-        },
-    );
-    wait_until(Duration::from_secs(10), "ready again", || {
-        get(metrics, "/readyz").status == 200
-    });
+    replace_worker(&server, metrics, victim, libc::SIGKILL);
     for _ in 0..4 {
         assert_eq!(get(server.addr, "/panic").status, 500);
     }
@@ -751,16 +741,7 @@ fn log_lines_are_counted_by_level_in_statsd_and_prometheus_across_a_worker_kill(
 
     // The master's critical line for a worker that stops beating (--timeout).
     let stuck = workers(&server)[0];
-    // SAFETY: kill(2) on a worker of the server this test started.
-    unsafe { libc::kill(stuck, libc::SIGSTOP) };
-    wait_until(
-        Duration::from_secs(20),
-        "the stuck worker's replacement",
-        || {
-            let now = workers(&server);
-            now.len() == 2 && !now.contains(&stuck)
-        },
-    );
+    replace_worker(&server, metrics, stuck, libc::SIGSTOP);
     let counts = counts_agree(&server, metrics, &mut statsd);
     assert_eq!(counts.workers, [0, 0, 3, 6]);
     assert!(counts.master[0] >= 1, "WORKER TIMEOUT: {counts:?}");
