@@ -2,8 +2,9 @@
 //! the reference Prometheus parser, counters that move by exactly the requests sent
 //! across a HUP and a worker killed with SIGKILL, `/readyz` turning 503 at TERM before
 //! the app's port refuses, the TLS front's handshakes, connections and 504s, gunicorn's
-//! statsd metrics received on a real UDP socket, and JSON access-log lines that a JSON
-//! parser reads whatever the headers held.
+//! statsd metrics received on a real UDP socket, error-log lines counted by level as the
+//! log has them (statsd and the page, across a worker killed), and JSON access-log lines
+//! that a JSON parser reads whatever the headers held.
 
 mod common;
 mod front_support;
@@ -107,6 +108,20 @@ fn workers(server: &Server) -> Vec<i32> {
         .collect()
 }
 
+/// Send `sig` to worker `pid` of a server of two workers, and wait until another has
+/// taken its place and the server is ready again.
+fn replace_worker(server: &Server, metrics: SocketAddr, pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a worker of the server this test started.
+    unsafe { libc::kill(pid, sig) };
+    wait_until(Duration::from_secs(20), "the worker's replacement", || {
+        let now = workers(server);
+        now.len() == 2 && !now.contains(&pid)
+    });
+    wait_until(Duration::from_secs(10), "ready again", || {
+        get(metrics, "/readyz").status == 200
+    });
+}
+
 /// `n` requests, one after another on one keep-alive connection; all must be 200.
 fn send(addr: SocketAddr, n: u64) {
     let mut stream = TcpStream::connect(addr).expect("connect");
@@ -189,19 +204,7 @@ fn counters_move_by_exactly_the_requests_sent_across_a_hup_and_a_worker_kill() {
 
     // A worker killed outright: its slot's counters stay, its replacement adds to them.
     let victim = workers(&server)[0];
-    // SAFETY: kill(2) on a worker of the server this test started.
-    unsafe { libc::kill(victim, libc::SIGKILL) };
-    wait_until(
-        Duration::from_secs(20),
-        "the killed worker's replacement",
-        || {
-            let now = workers(&server);
-            now.len() == 2 && !now.contains(&victim)
-        },
-    );
-    wait_until(Duration::from_secs(10), "ready again", || {
-        get(metrics, "/readyz").status == 200
-    });
+    replace_worker(&server, metrics, victim, libc::SIGKILL);
     send(server.addr, 25);
     let page = Page::scrape(metrics);
     assert_eq!(page.requests(), total + 25.0);
@@ -523,6 +526,26 @@ fn the_fronts_handshakes_connections_and_upstream_errors_are_counted() {
     );
     assert!(page.get("rgunicorn_received_bytes_total{process=\"front\"}") > 0.0);
     assert!(page.get("rgunicorn_sent_bytes_total{process=\"front\"}") > 1000.0);
+    // The front's error line for the 504 (in its own log, nginx's format) is counted as
+    // the front's.
+    let front_lines = |level: &str| {
+        let tag = format!(" [{level}] ");
+        server
+            .log()
+            .lines()
+            .filter(|l| l.as_bytes().get(4) == Some(&b'/') && l.contains(&tag))
+            .count() as f64
+    };
+    let front_log = |level: &str| {
+        page.get(&format!(
+            "rgunicorn_log_messages_total{{level=\"{level}\",process=\"front\"}}"
+        ))
+    };
+    wait_until(Duration::from_secs(5), "the front's error line", || {
+        front_lines("error") == 1.0
+    });
+    assert_eq!(front_log("error"), front_lines("error"));
+    assert_eq!(front_log("warning"), front_lines("warn"));
     // The workers answered the three requests; the slow one's connection was closed by
     // the front before its answer came: no response, and no longer in flight.
     assert_eq!(page.requests(), 3.0);
@@ -530,4 +553,201 @@ fn the_fronts_handshakes_connections_and_upstream_errors_are_counted() {
     wait_until(Duration::from_secs(5), "the held connection closed", || {
         Page::scrape(metrics).get("rgunicorn_open_connections{process=\"front\"}") == 0.0
     });
+}
+
+/// The levels counted, in the order [`Logged`] holds them.
+const LEVELS: [&str; 4] = ["critical", "error", "warning", "exception"];
+
+/// The error log's lines by level ([`LEVELS`]), the master's apart from the workers',
+/// read as an operator would: a line is one that starts `[time] [pid] [LEVEL] ` (a
+/// traceback's further lines belong to it), and an exception is an `ERROR` line
+/// reporting an app's failure (`Error handling request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Logged {
+    master: [u64; 4],
+    workers: [u64; 4],
+}
+
+impl Logged {
+    fn read(server: &Server) -> Logged {
+        let master = server.pid().to_string();
+        let mut counts = Logged {
+            master: [0; 4],
+            workers: [0; 4],
+        };
+        for line in server.log().lines() {
+            let Some((pid, level, message)) = Logged::head(line) else {
+                continue;
+            };
+            let i = match level {
+                "CRITICAL" => 0,
+                "ERROR" if message.starts_with("Error handling request") => 3,
+                "ERROR" => 1,
+                "WARNING" => 2,
+                _ => continue,
+            };
+            if pid == master {
+                counts.master[i] += 1;
+            } else {
+                counts.workers[i] += 1;
+            }
+        }
+        counts
+    }
+
+    /// The pid, level and message of a line's head.
+    fn head(line: &str) -> Option<(&str, &str, &str)> {
+        let (_time, rest) = line.strip_prefix('[')?.split_once("] [")?;
+        let (pid, rest) = rest.split_once("] [")?;
+        let (level, message) = rest.split_once("] ")?;
+        pid.parse::<u32>().ok().map(|_| (pid, level, message))
+    }
+
+    fn total(&self) -> [u64; 4] {
+        [0, 1, 2, 3].map(|i| self.master[i] + self.workers[i])
+    }
+}
+
+/// The `gunicorn.log.*` counters received so far, summed.
+struct StatsdLog {
+    socket: UdpSocket,
+    sums: HashMap<String, f64>,
+}
+
+impl StatsdLog {
+    fn bind() -> StatsdLog {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        StatsdLog {
+            socket,
+            sums: HashMap::new(),
+        }
+    }
+
+    fn target(&self) -> String {
+        self.socket.local_addr().expect("addr").to_string()
+    }
+
+    /// Take in every datagram waiting; the log counters by level.
+    fn counts(&mut self, prefix: &str) -> [u64; 4] {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                let (name, rest) = line.split_once(':').expect("name:value");
+                if let Some((value, "c")) = rest.split_once('|') {
+                    *self.sums.entry(name.to_string()).or_default() +=
+                        value.parse::<f64>().expect("a count");
+                }
+            }
+        }
+        LEVELS.map(|level| {
+            self.sums
+                .get(&format!("{prefix}gunicorn.log.{level}"))
+                .copied()
+                .unwrap_or(0.0) as u64
+        })
+    }
+}
+
+/// Wait until the metrics page (the master's and the workers' apart) and statsd (both
+/// summed) count, level by level, exactly the lines the error log has; those lines.
+fn counts_agree(server: &Server, metrics: SocketAddr, statsd: &mut StatsdLog) -> Logged {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines = Logged::read(server);
+        let page = Page::scrape(metrics);
+        let on_page = |process: &str| {
+            LEVELS.map(|level| {
+                let key = format!(
+                    "rgunicorn_log_messages_total{{level=\"{level}\",process=\"{process}\"}}"
+                );
+                assert!(page.0.contains_key(&key), "{key} is missing: {:?}", page.0);
+                page.get(&key) as u64
+            })
+        };
+        let on_page = Logged {
+            master: on_page("master"),
+            workers: on_page("worker"),
+        };
+        let sent = statsd.counts("site.");
+        if on_page == lines && sent == lines.total() {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log has {lines:?} lines (critical, error, warning, exception), the page \
+             counts {on_page:?}, statsd {sent:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn log_lines_are_counted_by_level_in_statsd_and_prometheus_across_a_worker_kill() {
+    let mut statsd = StatsdLog::bind();
+    let target = statsd.target();
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &[
+            "-w",
+            "2",
+            "--timeout",
+            "2",
+            "--metrics-bind",
+            "127.0.0.1:0",
+            "--statsd-host",
+            &target,
+            "--statsd-prefix",
+            "site",
+        ],
+        &[],
+    );
+    let metrics = metrics_addr(&server);
+    wait_until(Duration::from_secs(10), "ready", || {
+        get(metrics, "/readyz").status == 200
+    });
+    assert_eq!(counts_agree(&server, metrics, &mut statsd).total(), [0; 4]);
+
+    // The workers' lines: warnings (a body longer than its Content-Length) and
+    // exceptions (an app that panics).
+    for _ in 0..3 {
+        assert_eq!(get(server.addr, "/lie?declare=3").status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(get(server.addr, "/panic").status, 500);
+    }
+    let counts = counts_agree(&server, metrics, &mut statsd);
+    assert_eq!(counts.workers, [0, 0, 3, 2]);
+    assert_eq!(counts.master, [0; 4]);
+
+    // The master's error for a worker killed outright: one that logged, whose lines
+    // still count, and whose replacement adds to them.
+    let victim: i32 = server
+        .log()
+        .lines()
+        .find_map(|l| Logged::head(l).filter(|(_, level, _)| *level == "WARNING"))
+        .and_then(|(pid, _, _)| pid.parse().ok())
+        .expect("a worker's warning");
+    replace_worker(&server, metrics, victim, libc::SIGKILL);
+    for _ in 0..4 {
+        assert_eq!(get(server.addr, "/panic").status, 500);
+    }
+    let counts = counts_agree(&server, metrics, &mut statsd);
+    assert_eq!(counts.workers, [0, 0, 3, 6]);
+    assert_eq!(counts.master, [0, 1, 0, 0], "was sent SIGKILL");
+
+    // The master's critical line for a worker that stops beating (--timeout).
+    let stuck = workers(&server)[0];
+    replace_worker(&server, metrics, stuck, libc::SIGSTOP);
+    let counts = counts_agree(&server, metrics, &mut statsd);
+    assert_eq!(counts.workers, [0, 0, 3, 6]);
+    assert!(counts.master[0] >= 1, "WORKER TIMEOUT: {counts:?}");
+    let page = Page::scrape(metrics);
+    assert!(
+        !page.0.keys().any(|k| k.contains("process=\"front\"")),
+        "no front, no front counts"
+    );
 }

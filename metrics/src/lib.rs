@@ -8,10 +8,12 @@
 //!   per worker (its heartbeat too), handed out by the master and reused by the next
 //!   worker, so counters survive a worker's restart and a HUP.
 //! - [`record`]: what the worker and the front call on their hot paths.
+//! - [`log_lines`]: error-log lines by level, counted by whichever process writes them.
 //! - [`snapshot`]: the table read once and summed: what the views below render.
 //! - [`prometheus`], [`statsd`], [`health`]: the views.
 
 pub mod health;
+pub mod log_lines;
 pub mod prometheus;
 pub mod record;
 pub mod snapshot;

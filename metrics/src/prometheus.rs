@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::health;
+use crate::log_lines::Logged;
 use crate::record::Method;
 use crate::snapshot::Snapshot;
 use crate::table::{Restart, BOUNDS_US, CLASSES};
@@ -243,6 +244,27 @@ pub fn render(snap: &Snapshot, version: &str, out: &mut String) {
 
     family(
         out,
+        "rgunicorn_log_messages_total",
+        "counter",
+        "Error-log lines at warning level and above, by process and level (exception: an app's error with its traceback, written as ERROR).",
+    );
+    let mut processes = vec![("master", snap.master_log_lines), ("worker", t.log_lines)];
+    if front {
+        processes.push(("front", snap.front.log_lines));
+    }
+    for (process, lines) in processes {
+        for level in Logged::ALL {
+            let _ = writeln!(
+                out,
+                "rgunicorn_log_messages_total{{process=\"{process}\",level=\"{}\"}} {}",
+                level.name(),
+                lines[level as usize]
+            );
+        }
+    }
+
+    family(
+        out,
         "rgunicorn_ready",
         "gauge",
         "1 when /readyz answers 200: every worker booted, the front running, not stopping.",
@@ -288,6 +310,8 @@ mod tests {
         assert!(page.contains("rgunicorn_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(page.contains("rgunicorn_http_request_duration_seconds_sum 0.00105\n"));
         assert!(page.contains("rgunicorn_worker_restarts_total{reason=\"crash\"} 0\n"));
+        assert!(page
+            .contains("rgunicorn_log_messages_total{process=\"worker\",level=\"exception\"} 0\n"));
         assert!(
             !page.contains("process=\"front\"") && !page.contains("rgunicorn_front_"),
             "no front metrics without a front"

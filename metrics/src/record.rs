@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::log_lines::LogCells;
 use crate::table::{FrontCells, WorkerCells, BOUNDS_US, CLASSES};
 
 /// The request methods counted apart; every other method is `Other`.
@@ -146,6 +147,11 @@ impl Recorder {
     /// is gone. It is no longer in flight (and no response is counted).
     pub fn abandoned(&self) {
         sub(&self.cells.in_flight, 1);
+    }
+
+    /// Where this worker counts its error-log lines ([`crate::log_lines::count_into`]).
+    pub fn log_cells(&self) -> &'static LogCells {
+        self.cells.log()
     }
 
     /// How many app threads this worker runs (0: the app runs on the event loop).

@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::log_lines::LEVELS;
 use crate::table::{monotonic_ms, Restart, SlotId, Table, BUCKETS, CLASSES, METHODS, STATUSES};
 
 /// Counters summed over every slot.
@@ -18,6 +19,8 @@ pub struct Totals {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub accepted: u64,
+    /// Error-log lines by level ([`crate::log_lines::Logged`]).
+    pub log_lines: [u64; LEVELS],
 }
 
 impl Default for Totals {
@@ -30,6 +33,7 @@ impl Default for Totals {
             bytes_in: 0,
             bytes_out: 0,
             accepted: 0,
+            log_lines: [0; LEVELS],
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct FrontView {
     pub upstream_errors: [u64; 2],
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub log_lines: [u64; LEVELS],
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,6 +83,8 @@ pub struct Snapshot {
     /// The worker timeout (0 = not judged).
     pub worker_timeout_ms: u64,
     pub restarts: [u64; Restart::ALL.len()],
+    /// The master's error-log lines by level (the workers' are in `totals`).
+    pub master_log_lines: [u64; LEVELS],
     pub workers: Vec<WorkerView>,
     pub totals: Totals,
     pub front: FrontView,
@@ -109,6 +116,7 @@ impl Snapshot {
             target_workers: get(&h.target_workers),
             draining: get(&h.draining) != 0,
             worker_timeout_ms: get(&h.worker_timeout_ms),
+            master_log_lines: h.log.read(),
             ..Snapshot::default()
         };
         for (i, cell) in h.restarts.iter().enumerate() {
@@ -132,6 +140,9 @@ impl Snapshot {
             t.bytes_in += get(&w.bytes_in);
             t.bytes_out += get(&w.bytes_out);
             t.accepted += get(&w.accepted);
+            for (sum, n) in t.log_lines.iter_mut().zip(w.log.read()) {
+                *sum += n;
+            }
             let pid = get(&w.pid);
             if pid == 0 || pid == u64::MAX {
                 continue; // free, or claimed for a fork not yet done
@@ -158,6 +169,7 @@ impl Snapshot {
             upstream_errors: [0, 1].map(|i| get(&f.upstream_errors[i])),
             bytes_in: get(&f.bytes_in),
             bytes_out: get(&f.bytes_out),
+            log_lines: f.log.read(),
         };
         snap
     }
@@ -185,6 +197,7 @@ mod tests {
         ra.started();
         ra.answered(Method::Get, 200, Duration::from_micros(50), true);
         ra.started();
+        table.worker(a).log().lines[1].fetch_add(2, Relaxed);
         rb.started();
         rb.answered(Method::Post, 503, Duration::from_millis(3), true);
         let snap = Snapshot::read(&table);
@@ -198,6 +211,7 @@ mod tests {
             "a gone worker's requests still count"
         );
         assert_eq!(snap.in_flight(), 0, "its in-flight request does not");
+        assert_eq!(snap.totals.log_lines, [0, 2, 0, 0], "nor do its log lines");
         assert_eq!(snap.workers.len(), 1);
         assert_eq!(snap.totals.statuses[403], 1, "status 503");
         assert_eq!(snap.totals.requests[Method::Post as usize][4], 1);

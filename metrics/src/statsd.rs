@@ -7,11 +7,15 @@
 //! as one sample per histogram bucket that moved, the mean of that bucket's requests,
 //! with the sample rate `1/n` for its `n` requests. A statsd server then counts every
 //! request, and its sum and mean of durations are exact (percentiles are as fine as the
-//! buckets). `gunicorn.workers` is a gauge of the live workers. Lines are packed into
+//! buckets). `gunicorn.workers` is a gauge of the live workers. `gunicorn.log.<level>`
+//! (critical, error, warning, exception) counts the error-log lines of the master and
+//! the workers, as gunicorn's logger counts its own; the TLS front's lines (its own log,
+//! nginx's part in a gunicorn set-up) are not in them. Lines are packed into
 //! datagrams of at most [`DATAGRAM`] bytes, newline-separated, as statsd servers accept.
 
 use std::fmt::Write;
 
+use crate::log_lines::Logged;
 use crate::snapshot::Snapshot;
 use crate::table::BUCKETS;
 
@@ -57,6 +61,14 @@ pub fn lines(before: &Snapshot, now: &Snapshot, prefix: &str) -> Vec<String> {
             let _ = write!(line, "|@{}", 1.0 / count as f64);
         }
         out.push(line);
+    }
+    for level in Logged::ALL {
+        let i = level as usize;
+        let lines = |s: &Snapshot| s.master_log_lines[i] + s.totals.log_lines[i];
+        let delta = lines(now).saturating_sub(lines(before));
+        if delta > 0 {
+            out.push(format!("{prefix}gunicorn.log.{}:{delta}|c", level.name()));
+        }
     }
     out.push(format!("{prefix}gunicorn.workers:{}|g", now.workers.len()));
     out
@@ -107,6 +119,9 @@ mod tests {
         now.totals.duration_us[0] = 150;
         now.totals.duration_count[5] = 1;
         now.totals.duration_us[5] = 4_000;
+        now.master_log_lines = [1, 2, 0, 0];
+        now.totals.log_lines = [0, 1, 4, 2];
+        now.front.log_lines = [0, 7, 7, 0]; // the front's are not gunicorn's
         now.workers.push(WorkerView {
             slot: SlotId(0),
             pid: 1,
@@ -127,6 +142,10 @@ mod tests {
                 "p.gunicorn.request.status.404:1|c",
                 "p.gunicorn.request.duration:0.050|ms|@0.3333333333333333",
                 "p.gunicorn.request.duration:4.000|ms",
+                "p.gunicorn.log.critical:1|c",
+                "p.gunicorn.log.error:3|c",
+                "p.gunicorn.log.warning:4|c",
+                "p.gunicorn.log.exception:2|c",
                 "p.gunicorn.workers:1|g",
             ]
         );

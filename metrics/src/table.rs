@@ -3,7 +3,8 @@
 //! has written reads as 0 and no process needs to initialise anything.
 //!
 //! - The master's cells ([`Header`]): its own heartbeat, how many workers it wants,
-//!   whether it is stopping, and the count of worker restarts by reason.
+//!   whether it is stopping, the count of worker restarts by reason, and its error-log
+//!   lines by level ([`crate::log_lines`]; the front and every worker slot count theirs).
 //! - The front's cells ([`FrontCells`]): one block all of its event loops add to.
 //! - One [`WorkerCells`] per worker slot. The master claims a free slot before each
 //!   fork and releases it when it reaps the worker; the next worker takes it and goes on
@@ -21,6 +22,8 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use crate::log_lines::LogCells;
 
 /// Worker slots: the most workers alive at once, retiring ones included (a HUP briefly
 /// doubles them). Untouched slots cost no memory.
@@ -113,6 +116,7 @@ pub struct Header {
     /// One past the highest slot ever claimed: readers look no further.
     pub(crate) high_water: AtomicU64,
     pub(crate) restarts: [AtomicU64; Restart::ALL.len()],
+    pub(crate) log: LogCells,
 }
 
 /// The TLS front's cells; every event loop of the front adds to them.
@@ -128,6 +132,7 @@ pub struct FrontCells {
     pub(crate) upstream_errors: [AtomicU64; 2],
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) log: LogCells,
 }
 
 /// One worker slot.
@@ -153,6 +158,7 @@ pub struct WorkerCells {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) accepted: AtomicU64,
+    pub(crate) log: LogCells,
 }
 
 #[repr(C)]
@@ -216,6 +222,11 @@ impl Table {
 
     pub fn worker(&self, slot: SlotId) -> &'static WorkerCells {
         &self.layout.workers[slot.0 as usize]
+    }
+
+    /// Where the master counts its error-log lines.
+    pub fn master_log(&self) -> &'static LogCells {
+        &self.layout.header.log
     }
 
     // The master's side.
@@ -341,6 +352,19 @@ impl WorkerCells {
     /// How many app threads the worker runs (0 for an app that runs on the loop).
     pub fn set_threads(&self, n: usize) {
         self.threads.store(n as u64, Relaxed);
+    }
+
+    /// Where the worker in this slot counts its error-log lines (a counter: the slot's
+    /// next worker goes on adding to it).
+    pub fn log(&self) -> &LogCells {
+        &self.log
+    }
+}
+
+impl FrontCells {
+    /// Where the front counts its error-log lines.
+    pub fn log(&self) -> &LogCells {
+        &self.log
     }
 }
 

@@ -33,6 +33,8 @@ impl Arbiter {
         heartbeat: &Slot,
         age: u64,
     ) -> ! {
+        // Its own log lines go to its slot, not to the master's cells.
+        rgunicorn_metrics::log_lines::count_into(cfg.metrics.map(|r| r.log_cells()));
         // Only the master unlinks unix socket files: dropping these here just closes.
         self.listeners.clear();
         drop(self.front.take());

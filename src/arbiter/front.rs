@@ -181,6 +181,8 @@ impl Front {
     /// In the forked child: keep only the front's sockets, die with the master, serve.
     fn run_in_child(&mut self, master: Pid, config_file: Option<PathBuf>) -> i32 {
         super::title::set("rgunicorn: front");
+        // Its log lines are the front's, not the master's.
+        rgunicorn_metrics::log_lines::count_into(self.metrics.map(|cells| cells.log()));
         let Some(listeners) = self.listeners.take() else {
             return exit::BOOT_ERROR;
         };

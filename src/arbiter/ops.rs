@@ -9,6 +9,8 @@
 //!   the workers and the front, so `/readyz` says 503 through the whole drain.
 //! - On HUP a changed `metrics_bind` is bound anew (the old address stays if the new
 //!   one cannot be bound) and the process restarted on it; statsd follows its settings.
+//! - The master counts its error-log lines into its cells while anything counts (at
+//!   start and after each HUP); its forked children name their own cells.
 
 use std::io;
 use std::os::unix::net::UnixListener;
@@ -19,7 +21,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use rgunicorn_metrics::Table;
+use rgunicorn_metrics::{log_lines, Table};
 use rgunicorn_process::privileges::{self, Account};
 use rgunicorn_process::{exit, fds, parent, signals as roles, Forked, Signals};
 use rgunicorn_workers::{log_error, log_info, log_warning};
@@ -88,8 +90,14 @@ impl Ops {
             statsd_from: (None, String::new()),
             stopping: false,
         };
+        ops.count_log_lines(settings);
         ops.follow_statsd(settings);
         Ok(ops)
+    }
+
+    /// The master's error-log lines are counted while the counters are kept.
+    fn count_log_lines(&self, settings: &OpsSettings) {
+        log_lines::count_into(settings.counting().then(|| self.table.master_log()));
     }
 
     fn follow_statsd(&mut self, settings: &OpsSettings) {
@@ -144,6 +152,7 @@ impl Ops {
 
     /// HUP: follow the new settings.
     pub(super) fn reload(&mut self, settings: &OpsSettings) {
+        self.count_log_lines(settings);
         self.follow_statsd(settings);
         let current = self.served.as_ref().map(|s| s.bind.clone());
         if current == settings.metrics_bind {

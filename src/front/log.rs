@@ -10,6 +10,8 @@
 //! workers count theirs): one error line when the access log starts failing, and the
 //! count and reason once it can be written again (the error log's own losses are said in
 //! it the same way). Nothing is dropped for a full buffer: a full buffer is written.
+//! Warn and error lines are counted into the front's cells of the master's shared table
+//! (`rgunicorn_log_messages_total{process="front"}`); a standalone front counts nothing.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -18,6 +20,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use rgunicorn_http::date::{unix_now, Civil};
+use rgunicorn_metrics::log_lines::{self, Logged};
 use rgunicorn_process::log_lines::{LineLog, Report};
 
 thread_local! {
@@ -43,6 +46,16 @@ impl Level {
             Level::Warn => "warn",
             Level::Error => "error",
         }
+    }
+}
+
+/// Count a warn or error line into the front's cells of the shared table, when the
+/// master that forked the front counts (`rgunicorn_metrics::log_lines`).
+fn count(level: Level) {
+    match level {
+        Level::Warn => log_lines::count(Logged::Warning),
+        Level::Error => log_lines::count(Logged::Error),
+        Level::Info => {}
     }
 }
 
@@ -196,9 +209,11 @@ impl Logger {
     }
 
     pub fn log(&self, level: Level, message: &str) {
+        count(level);
         let report = self.error.write(error_line(level, message).as_bytes());
         // The error log cannot say that it fails; once it works again, it says what it lost.
         if let Report::Recovered(note) = report {
+            count(Level::Warn);
             self.error.write(error_line(Level::Warn, &note).as_bytes());
         }
     }

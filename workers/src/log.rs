@@ -2,6 +2,12 @@
 //! (gunicorn's `access_log_format` atoms), written by a logger thread so a slow disk
 //! never stalls the event loop.
 //!
+//! Every error-log line at warning level or above is counted by level into the shared
+//! table when the process counts (`rgunicorn_metrics::log_lines`, gunicorn's statsd
+//! `gunicorn.log.<level>`): before the `--log-level` filter, as gunicorn counts, so an
+//! error is counted even when the level hides its line. [`log_exception!`] writes an
+//! `ERROR` line counted as an exception (gunicorn's `log.exception`).
+//!
 //! A line that cannot be written (a full disk, a writer thread that fell behind) is
 //! dropped, never waited for, and counted: the error log says once when the access log
 //! starts failing, and how many lines were lost (and why) once it can be written again.
@@ -14,6 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rgunicorn_metrics::log_lines::{self, Logged};
 use rgunicorn_process::log_lines::{LineLog, Lost, Report};
 
 use crate::clock::Civil;
@@ -55,6 +62,7 @@ impl ErrorLog {
     /// Write one line; first, if lines were lost, the note that says so.
     fn emit(&mut self, line: &str) {
         if let Some(note) = self.lost.note("error-log") {
+            log_lines::count(Logged::Warning);
             let note = format!(
                 "{} [{}] [WARNING] {note}\n",
                 Civil::now().error_log_time(),
@@ -117,6 +125,7 @@ pub fn reopen() -> io::Result<()> {
                 LogTarget::Stdout | LogTarget::Stderr => "-".to_string(),
             };
             let err = io::Error::new(err.kind(), format!("{what}: {err}"));
+            log_lines::count(Logged::Error);
             let line = format!(
                 "{} [{}] [ERROR] cannot reopen the error log {err}; still writing to the old file\n",
                 Civil::now().error_log_time(),
@@ -135,8 +144,32 @@ pub fn enabled(level: LogLevel) -> bool {
     }
 }
 
+/// The counter a line at `level` goes to (none below warning).
+fn counted_as(level: LogLevel) -> Option<Logged> {
+    match level {
+        LogLevel::Critical => Some(Logged::Critical),
+        LogLevel::Error => Some(Logged::Error),
+        LogLevel::Warning => Some(Logged::Warning),
+        LogLevel::Info | LogLevel::Debug => None,
+    }
+}
+
 /// Write one error-log line: `[2026-11-27 00:57:07 +0000] [PID] [LEVEL] message`.
 pub fn write(level: LogLevel, message: fmt::Arguments) {
+    if let Some(what) = counted_as(level) {
+        log_lines::count(what);
+    }
+    write_line(level, message);
+}
+
+/// Write an `ERROR` line that reports an exception (an app that raised or panicked, with
+/// its traceback when it has one), counted as one.
+pub fn write_exception(message: fmt::Arguments) {
+    log_lines::count(Logged::Exception);
+    write_line(LogLevel::Error, message);
+}
+
+fn write_line(level: LogLevel, message: fmt::Arguments) {
     if !enabled(level) {
         return;
     }
@@ -177,6 +210,9 @@ macro_rules! log_info { ($($t:tt)*) => { $crate::log::write($crate::config::LogL
 macro_rules! log_warning { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Warning, format_args!($($t)*)) } }
 #[macro_export]
 macro_rules! log_error { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Error, format_args!($($t)*)) } }
+/// An `ERROR` line counted as an exception (gunicorn's `log.exception`).
+#[macro_export]
+macro_rules! log_exception { ($($t:tt)*) => { $crate::log::write_exception(format_args!($($t)*)) } }
 #[macro_export]
 macro_rules! log_critical { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Critical, format_args!($($t)*)) } }
 

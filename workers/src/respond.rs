@@ -67,7 +67,7 @@ pub fn try_call_app(app: &dyn App, environ: &Environ, mut input: Input) -> Optio
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            crate::log_error!(
+            crate::log_exception!(
                 "Error handling request {} {}: app panicked: {what}",
                 environ.method,
                 environ.raw_uri

@@ -83,7 +83,7 @@ impl Loader {
             .and_then(|f| f.call1((err.value(py), err.traceback(py))))
             .and_then(|t| t.extract::<String>())
             .unwrap_or_else(|_| format!("{}: {}", error_name(py, err), err.value(py)));
-        crate::log_error!("{what}\n{}", text.trim_end());
+        crate::log_exception!("{what}\n{}", text.trim_end());
     }
 }
 
