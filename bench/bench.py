@@ -570,10 +570,67 @@ def define_python_tls_servers(have_rg_py, cert):
     return out
 
 
+# The Flask app called in a loop in one Python process: no server, no socket, hot caches. What
+# no server can go below; a server's CPU per request minus this is what the server adds.
+FLASK_ALONE = r"""
+import io, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+from flask_app import app
+base = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/welcome/get_welcome_data", "QUERY_STRING": "",
+        "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "443", "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1", "wsgi.version": (1, 0), "wsgi.url_scheme": "https",
+        "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
+def start_response(status, headers, exc_info=None):
+    pass
+def call():
+    environ = dict(base)
+    environ["wsgi.input"] = io.BytesIO(b"")
+    body = app(environ, start_response)
+    b"".join(body)
+    getattr(body, "close", lambda: None)()
+for _ in range(3000):
+    call()
+per_call = []
+for _ in range(7):
+    t = time.perf_counter()
+    for _ in range(3000):
+        call()
+    per_call.append((time.perf_counter() - t) / 3000 * 1e6)
+print(round(statistics.median(per_call), 1))
+"""
+
+
+def flask_alone():
+    """µs per call of the bench's Flask app, called directly in a loop (median of 7 x 3000)."""
+    try:
+        r = subprocess.run([py("python"), "-c", FLASK_ALONE, APPS], capture_output=True, text=True, timeout=120)
+        return {"us_per_call": float(r.stdout.strip())} if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
+    except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+
+
 def worker_rss(server, procs):
     """Median RSS (KB) of a server's worker processes: every process of its tree but the root(s)."""
     ws = [p["rss_kb"] for p in procs or [] if p["pid"] not in server.roots and "nginx" not in p["comm"]]
     return statistics.median(ws) if ws else None
+
+
+def md_flask_alone(res):
+    """What each HTTPS stack adds to the Flask app's own cost, per request (server CPU, c=64)."""
+    alone = res.get("flask_alone", {}).get("us_per_call")
+    tls = res.get("python_tls", {})
+    if not alone:
+        return []
+    L = [f"The Flask app alone, called in a loop in one Python process (no server, hot caches): "
+         f"**{alone:.0f} µs per call**. Server CPU per request at c=64, and what each stack adds to that:", ""]
+    for key, label in (("py-rgunicorn-front-flask", "rgunicorn front + workers"), ("py-reference", "nginx + gunicorn sync")):
+        med = tls.get(key, {}).get("64", {}).get("median", {})
+        cpu = med.get("server_cpu_us_per_req")
+        if cpu:
+            L.append(f"- {label}: {cpu:.0f} µs, of which {cpu - alone:.0f} µs beyond the app; load generator "
+                     f"{med['wrk_cpu_cores'] * 1e6 / med['rps']:.0f} µs/req on the same cores"
+                     if med.get("wrk_cpu_cores") and med.get("rps") else f"- {label}: {cpu:.0f} µs")
+    return L + [""]
 
 
 def python_targets(res):
@@ -1057,6 +1114,7 @@ def markdown(res, servers_by_scn):
                       f"{m['machine']['cores']} workers each", res.get("python", {}), servers_by_scn["python"], m["concs_python"])
         L += md_sweep("6. Python, HTTPS: the reference stack rebuilt against the reference", res.get("python_tls", {}),
                       servers_by_scn["python_tls"], m["concs_python"])
+        L += md_flask_alone(res)
     if res.get("metrics_cost"):
         L += ["### 7. Metrics on against off (same binary, interleaved pairs)", "",
               "| concurrency | CPU/req on ÷ off, median | per round | req/s on | req/s off |",
@@ -1226,7 +1284,8 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 3; quick 1)")
     ap.add_argument("--pair-extra", type=int, help="extra rounds of the target pairs alone at c=64/256 (default 4; quick 0)")
     ap.add_argument("--hold", type=int, help="idle keep-alive connections to hold (default 10000; quick 2000)")
-    ap.add_argument("--only", default=ALL_SCENARIOS, help="comma list of scenarios")
+    ap.add_argument("--only", default=ALL_SCENARIOS,
+                    help="comma list of scenarios (python is python-plain and python-tls)")
     a = ap.parse_args()
     quick = a.quick
     reps = a.reps or (1 if quick else 3)
@@ -1390,32 +1449,37 @@ def main():
             s.stop()
 
     # ---- scenario 6: Python WSGI apps (plain, then HTTPS), each pair interleaved
-    if "python" in only:
+    if only & {"python", "python-plain", "python-tls"}:
         have_rg_py, why = rgunicorn_has_python() if have_rg else (False, "rgunicorn not built")
         if not have_rg_py:
             meta["skipped"].append(f"rgunicorn Python scenarios: no Python support ({why})")
             log("SKIP rgunicorn Python scenarios: " + meta["skipped"][-1])
-        log("== scenario 6: Python WSGI apps, plain")
-        pys = bring_up(define_python_servers(have_rg_py), "python")
-        servers_by_scn["python"] = pys
-        servers_by_scn["all"] += pys
-        res["python"] = sweep(pys, concs_python, reps, dur, tag="python", pair=("py-rgunicorn-flask", "py-granian-flask"),
-                              pair_extra=pair_extra // 2)
-        record_load(res["python"], pys, max(concs_python))
-        for s in pys:
-            load = res["python"].get(s.key, {}).get(str(max(concs_python)), {}).get("median", {})
-            memr["worker_rss"][s.key] = {"idle_kb": worker_rss(s, memr["idle_procs"].get(s.key)),
-                                         "load_kb": worker_rss(s, load.get("mem_under_load_procs"))}
-            s.stop()
-        log("== scenario 6: Python, HTTPS")
-        pytls = bring_up(define_python_tls_servers(have_rg_py, cert), "tls")
-        servers_by_scn["python_tls"] = pytls
-        servers_by_scn["all"] += pytls
-        res["python_tls"] = sweep(pytls, concs_python, reps, dur, tag="python-tls",
-                                  pair=("py-rgunicorn-front-flask", "py-reference"))
-        record_load(res["python_tls"], pytls, max(concs_python))
-        for s in pytls:
-            s.stop()
+        if only & {"python", "python-plain"}:
+            log("== scenario 6: Python WSGI apps, plain")
+            pys = bring_up(define_python_servers(have_rg_py), "python")
+            servers_by_scn["python"] = pys
+            servers_by_scn["all"] += pys
+            res["python"] = sweep(pys, concs_python, reps, dur, tag="python", pair=("py-rgunicorn-flask", "py-granian-flask"),
+                                  pair_extra=pair_extra // 2)
+            record_load(res["python"], pys, max(concs_python))
+            for s in pys:
+                load = res["python"].get(s.key, {}).get(str(max(concs_python)), {}).get("median", {})
+                memr["worker_rss"][s.key] = {"idle_kb": worker_rss(s, memr["idle_procs"].get(s.key)),
+                                             "load_kb": worker_rss(s, load.get("mem_under_load_procs"))}
+                s.stop()
+        if only & {"python", "python-tls"}:
+            log("== scenario 6: Python, HTTPS")
+            pytls = bring_up(define_python_tls_servers(have_rg_py, cert), "tls")
+            servers_by_scn["python_tls"] = pytls
+            servers_by_scn["all"] += pytls
+            res["python_tls"] = sweep(pytls, concs_python, reps, dur, tag="python-tls",
+                                      pair=("py-rgunicorn-front-flask", "py-reference"),
+                                      pair_extra=pair_extra // 2)
+            record_load(res["python_tls"], pytls, max(concs_python))
+            for s in pytls:
+                s.stop()
+            res["flask_alone"] = flask_alone()
+            log(f"  the Flask app alone: {res['flask_alone']}")
 
     # ---- scenario 7: the shared counters' cost
     if "metrics" in only and have_rg:

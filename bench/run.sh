@@ -2,7 +2,7 @@
 # rgunicorn benchmark (issue 6): rgunicorn beside nginx, gunicorn and granian on this machine.
 #
 #   bench/run.sh            # full run (~13 min on 2 cores): every scenario, 3 interleaved rounds
-#   bench/run.sh --only python    # the Python WSGI scenario (issue 9) alone
+#   bench/run.sh --only python    # the Python WSGI scenario (issue 9) alone (python-plain, python-tls: one half)
 #   bench/run.sh --quick    # about a minute: fewer points, one round
 #   bench/run.sh --only plain,tls --reps 5 --duration 5    # any bench.py option passes through
 #
