@@ -98,6 +98,10 @@ pub struct Options {
     pub attempts: u32,
     /// The body every answer must carry (`None`: any).
     pub expect: Option<Vec<u8>>,
+    /// A client stops at its first refused connect, counted in [`Tally::refused`] and
+    /// not as a failure: for a server that stops listening (a client then goes
+    /// elsewhere), where only what happened before the refusal counts.
+    pub stop_when_refused: bool,
 }
 
 impl Default for Options {
@@ -105,6 +109,7 @@ impl Default for Options {
         Options {
             attempts: 1,
             expect: None,
+            stop_when_refused: false,
         }
     }
 }
@@ -135,6 +140,8 @@ pub struct Tally {
     /// Requests sent again after their connection closed before any byte of the answer
     /// (only with [`Options::attempts`] above 1).
     pub retried: u64,
+    /// Clients stopped by a refused connect (only with [`Options::stop_when_refused`]).
+    pub refused: u64,
 }
 
 impl Tally {
@@ -150,10 +157,11 @@ impl Tally {
             shown.push(format!("... {} more", self.failures.len() - shown.len()));
         }
         format!(
-            "{} ok, {} failed, {} retried, {} connections: [{}]",
+            "{} ok, {} failed, {} retried, {} refused, {} connections: [{}]",
             self.ok,
             self.failures.len(),
             self.retried,
+            self.refused,
             self.connections,
             shown.join(", ")
         )
@@ -187,6 +195,16 @@ impl FullRate {
     /// `GET path` with a Host header.
     pub fn get<C: Connect>(connect: C, clients: usize, path: &str) -> FullRate {
         FullRate::start(connect, clients, &get_request(path, false))
+    }
+
+    /// [`FullRate::get`] with `options`.
+    pub fn get_with<C: Connect>(
+        connect: C,
+        clients: usize,
+        path: &str,
+        options: Options,
+    ) -> FullRate {
+        FullRate::with(connect, clients, &get_request(path, false), options)
     }
 
     /// `GET path` from `kept` keep-alive clients and `fresh` clients that send every
@@ -248,6 +266,7 @@ impl FullRate {
             total.ok += t.ok;
             total.connections += t.connections;
             total.retried += t.retried;
+            total.refused += t.refused;
             total.failures.extend(t.failures);
         }
         total
@@ -286,6 +305,13 @@ fn client<C: Connect>(
                     Ok(stream) => {
                         tally.connections += 1;
                         Reader::new(stream)
+                    }
+                    Err(e)
+                        if options.stop_when_refused
+                            && e.kind() == io::ErrorKind::ConnectionRefused =>
+                    {
+                        tally.refused += 1;
+                        return tally;
                     }
                     Err(e) => {
                         // Do not spin on a refused port.
