@@ -55,16 +55,17 @@ impl Stack {
 
     /// `conns` clients at full rate; nothing retried unless `attempts` says so.
     fn load_with(&self, path: &str, expect: Option<&str>, conns: usize, attempts: u32) -> FullRate {
-        let load = FullRate::with(
+        let load = FullRate::get_with(
             Tls {
                 addr: self.front,
                 config: self.config.client.clone(),
             },
             conns,
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+            path,
             Options {
                 attempts,
                 expect: expect.map(|b| b.as_bytes().to_vec()),
+                ..Options::default()
             },
         );
         load.run_for(200, Duration::from_secs(20));

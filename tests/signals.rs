@@ -1,6 +1,7 @@
 //! The master's contract (SIGNALS.md), with the real binaries, real signals and real
 //! sockets on loopback: reload and upgrade under load, liveness, recycling, boot
-//! failures, and every signal row. Load loops are bounded in count and time.
+//! failures, and every signal row. The load is [`common::load`]'s, at full rate on
+//! keep-alive and on new connections; its counts are asserted, never its speed.
 
 mod common;
 mod front_support;
@@ -12,22 +13,35 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::load::{FullRate, Tally, Tcp};
 use common::*;
+
+/// Keep-alive clients, and clients sending each request on a new connection.
+const KEPT: usize = 2;
+const FRESH: usize = 2;
+/// Answers to see before and after an event.
+const AROUND: u64 = 500;
 
 fn pid_alive(pid: i32) -> bool {
     is_running(pid)
 }
 
-fn assert_clean(counts: &LoadCounts, log: &str) {
-    eprintln!(
-        "load: {} ok, {} failed, {} keep-alive retries",
-        counts.ok, counts.failed, counts.retried
-    );
-    assert!(counts.ok > 0, "no request succeeded\n{log}");
-    assert_eq!(
-        counts.failed, 0,
-        "failed requests: {:?}\n{log}",
-        counts.errors
+/// `GET WELCOME_PATH` at full rate from [`KEPT`] and [`FRESH`] clients, once
+/// [`AROUND`] answers have come.
+fn full_load(server: &Server) -> FullRate {
+    let load = FullRate::get_kept_and_fresh(Tcp(server.addr), KEPT, FRESH, WELCOME_PATH);
+    load.run_for(AROUND, Duration::from_secs(20));
+    load
+}
+
+/// Not one failed request, and at least `least` answered.
+fn assert_clean(tally: &Tally, least: u64, log: &str) {
+    eprintln!("load: {}", tally.summary());
+    assert!(tally.failures.is_empty(), "{}\n{log}", tally.summary());
+    assert!(
+        tally.ok >= least,
+        "too few answers: {}\n{log}",
+        tally.summary()
     );
 }
 
@@ -61,18 +75,17 @@ fn hup_under_load_replaces_every_worker_without_failures() {
     write_config(&conf, "workers = 2\n");
     let server = Server::start(&["-c", conf.to_str().unwrap(), "-w", "2"]);
     let old = server.wait_for_workers(2, Duration::from_secs(10));
-    let load = Load::start(server.addr, WELCOME_PATH, 2, 2);
-    std::thread::sleep(Duration::from_millis(500));
+    let load = full_load(&server);
     write_config(&conf, "workers = 2\nmax_requests = 100000\n");
     server.signal(libc::SIGHUP);
     wait_until(Duration::from_secs(15), "the old workers to exit", || {
         old.iter().all(|p| !pid_alive(*p))
     });
     let new = server.wait_for_workers(2, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(500));
-    let counts = load.finish();
+    load.run_for(AROUND, Duration::from_secs(20));
+    let tally = load.finish();
     let log = server.log();
-    assert_clean(&counts, &log);
+    assert_clean(&tally, 2 * AROUND, &log);
     assert!(new.iter().all(|p| !old.contains(p)), "{old:?} -> {new:?}");
     assert!(log.contains("Handling signal: hup"), "{log}");
     assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
@@ -210,13 +223,13 @@ fn max_requests_recycles_under_load_without_failures() {
         "10",
     ]);
     let before = server.wait_for_workers(2, Duration::from_secs(10));
-    let load = Load::start(server.addr, WELCOME_PATH, 2, 2);
+    let load = FullRate::get_kept_and_fresh(Tcp(server.addr), KEPT, FRESH, WELCOME_PATH);
     wait_until(Duration::from_secs(20), "a few recycles", || {
         server.log().matches("Autorestarting worker").count() >= 4
     });
-    let counts = load.finish();
+    let tally = load.finish();
     let log = server.log();
-    assert_clean(&counts, &log);
+    assert_clean(&tally, 1, &log);
     let after = server.wait_for_workers(2, Duration::from_secs(10));
     assert!(after.iter().all(|p| !before.contains(p)), "{log}");
 }
@@ -441,8 +454,7 @@ fn usr2_upgrades_without_failures() {
     let pidfile = dir.path().join("rg.pid");
     let mut server = Server::start(&["-w", "2", "--pid", pidfile.to_str().unwrap()]);
     let old_workers = server.wait_for_workers(2, Duration::from_secs(10));
-    let load = Load::start(server.addr, WELCOME_PATH, 2, 2);
-    std::thread::sleep(Duration::from_millis(300));
+    let load = full_load(&server);
     server.signal(libc::SIGUSR2);
     let second = dir.path().join("rg.pid.2");
     wait_until(Duration::from_secs(15), "the new master's pidfile", || {
@@ -457,7 +469,7 @@ fn usr2_upgrades_without_failures() {
     wait_until(Duration::from_secs(15), "the new workers", || {
         server.log().matches("Booting worker with pid").count() >= 4
     });
-    std::thread::sleep(Duration::from_millis(300));
+    load.run_for(AROUND, Duration::from_secs(20));
     server.signal(libc::SIGWINCH);
     wait_until(Duration::from_secs(15), "the old workers to stop", || {
         old_workers.iter().all(|p| !pid_alive(*p))
@@ -470,8 +482,8 @@ fn usr2_upgrades_without_failures() {
         "the new master to own PIDFILE",
         || std::fs::read_to_string(&pidfile).is_ok_and(|t| t.trim() == new_master.to_string()),
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let counts = load.finish();
+    load.run_for(AROUND, Duration::from_secs(20));
+    let tally = load.finish();
     let log = server.log();
     assert!(pid_alive(new_master), "{log}");
     assert_eq!(get(server.addr, WELCOME_PATH).status, 200);
@@ -482,7 +494,7 @@ fn usr2_upgrades_without_failures() {
     wait_until(Duration::from_secs(15), "the new master to stop", || {
         !pid_alive(new_master)
     });
-    assert_clean(&counts, &log);
+    assert_clean(&tally, 3 * AROUND, &log);
 }
 
 fn status_field(pid: i32, key: &str) -> String {

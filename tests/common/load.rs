@@ -11,7 +11,12 @@
 //! [`Tally::retried`] (for events that may close connections, as a crash of the front).
 //!
 //! Generic over the transport ([`Connect`]): plain TCP, unix sockets, and TLS to the
-//! front ([`Tls`], a rustls client stream).
+//! front ([`Tls`], a rustls client stream). A load may mix keep-alive clients with
+//! clients that open a new connection for every request ([`FullRate::get_kept_and_fresh`]),
+//! so an event meets both the connections it finds open and those it must accept.
+//!
+//! The clients stop when the load is finished or dropped: a test that fails halfway
+//! leaves none running.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -93,6 +98,10 @@ pub struct Options {
     pub attempts: u32,
     /// The body every answer must carry (`None`: any).
     pub expect: Option<Vec<u8>>,
+    /// A client stops at its first refused connect, counted in [`Tally::refused`] and
+    /// not as a failure: for a server that stops listening (a client then goes
+    /// elsewhere), where only what happened before the refusal counts.
+    pub stop_when_refused: bool,
 }
 
 impl Default for Options {
@@ -100,6 +109,7 @@ impl Default for Options {
         Options {
             attempts: 1,
             expect: None,
+            stop_when_refused: false,
         }
     }
 }
@@ -130,6 +140,8 @@ pub struct Tally {
     /// Requests sent again after their connection closed before any byte of the answer
     /// (only with [`Options::attempts`] above 1).
     pub retried: u64,
+    /// Clients stopped by a refused connect (only with [`Options::stop_when_refused`]).
+    pub refused: u64,
 }
 
 impl Tally {
@@ -145,10 +157,11 @@ impl Tally {
             shown.push(format!("... {} more", self.failures.len() - shown.len()));
         }
         format!(
-            "{} ok, {} failed, {} retried, {} connections: [{}]",
+            "{} ok, {} failed, {} retried, {} refused, {} connections: [{}]",
             self.ok,
             self.failures.len(),
             self.retried,
+            self.refused,
             self.connections,
             shown.join(", ")
         )
@@ -163,8 +176,8 @@ pub struct FullRate {
 }
 
 impl FullRate {
-    /// Start `clients` connections, each sending `request` (a complete HTTP/1.1 request
-    /// without `Connection: close`) over and over. `head` when the request is a HEAD.
+    /// Start `clients` connections, each sending `request` (a complete HTTP/1.1 request)
+    /// over and over, on a new connection after an answer that says `Connection: close`.
     pub fn start<C: Connect>(connect: C, clients: usize, request: &[u8]) -> FullRate {
         FullRate::with(connect, clients, request, Options::default())
     }
@@ -176,20 +189,51 @@ impl FullRate {
         request: &[u8],
         options: Options,
     ) -> FullRate {
+        FullRate::spawn(connect, vec![request.to_vec(); clients], options)
+    }
+
+    /// `GET path` with a Host header.
+    pub fn get<C: Connect>(connect: C, clients: usize, path: &str) -> FullRate {
+        FullRate::start(connect, clients, &get_request(path, false))
+    }
+
+    /// [`FullRate::get`] with `options`.
+    pub fn get_with<C: Connect>(
+        connect: C,
+        clients: usize,
+        path: &str,
+        options: Options,
+    ) -> FullRate {
+        FullRate::with(connect, clients, &get_request(path, false), options)
+    }
+
+    /// `GET path` from `kept` keep-alive clients and `fresh` clients that send every
+    /// request on a new connection (`Connection: close`), counted together.
+    pub fn get_kept_and_fresh<C: Connect>(
+        connect: C,
+        kept: usize,
+        fresh: usize,
+        path: &str,
+    ) -> FullRate {
+        let mut requests = vec![get_request(path, false); kept];
+        requests.extend(vec![get_request(path, true); fresh]);
+        FullRate::spawn(connect, requests, Options::default())
+    }
+
+    /// One client per request in `requests`, each sending its own over and over.
+    fn spawn<C: Connect>(connect: C, requests: Vec<Vec<u8>>, options: Options) -> FullRate {
         let connect = Arc::new(connect);
         let options = Arc::new(options);
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicU64::new(0));
-        let head = request.starts_with(b"HEAD ");
-        let clients = (0..clients)
-            .map(|_| {
+        let clients = requests
+            .into_iter()
+            .map(|request| {
                 let connect = Arc::clone(&connect);
                 let stop = Arc::clone(&stop);
                 let answered = Arc::clone(&answered);
-                let (request, options) = (request.to_vec(), Arc::clone(&options));
-                std::thread::spawn(move || {
-                    client(&*connect, &request, head, &options, &stop, &answered)
-                })
+                let options = Arc::clone(&options);
+                std::thread::spawn(move || client(&*connect, &request, &options, &stop, &answered))
             })
             .collect();
         FullRate {
@@ -197,12 +241,6 @@ impl FullRate {
             answered,
             clients,
         }
-    }
-
-    /// `GET path` with a Host header.
-    pub fn get<C: Connect>(connect: C, clients: usize, path: &str) -> FullRate {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        FullRate::start(connect, clients, request.as_bytes())
     }
 
     /// Answers received so far, of any status.
@@ -220,28 +258,41 @@ impl FullRate {
         }
     }
 
-    pub fn finish(self) -> Tally {
+    pub fn finish(mut self) -> Tally {
         self.stop.store(true, Ordering::SeqCst);
         let mut total = Tally::default();
-        for client in self.clients {
+        for client in std::mem::take(&mut self.clients) {
             let t = client.join().expect("load client thread");
             total.ok += t.ok;
             total.connections += t.connections;
             total.retried += t.retried;
+            total.refused += t.refused;
             total.failures.extend(t.failures);
         }
         total
     }
 }
 
+impl Drop for FullRate {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `GET path` with a Host header, and `Connection: close` when `close`.
+fn get_request(path: &str, close: bool) -> Vec<u8> {
+    let close = if close { "Connection: close\r\n" } else { "" };
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{close}\r\n").into_bytes()
+}
+
 fn client<C: Connect>(
     connect: &C,
     request: &[u8],
-    head: bool,
     options: &Options,
     stop: &AtomicBool,
     answered: &AtomicU64,
 ) -> Tally {
+    let head = request.starts_with(b"HEAD ");
     let mut tally = Tally::default();
     let mut conn: Option<Reader<C::Conn>> = None;
     while !stop.load(Ordering::SeqCst) {
@@ -254,6 +305,13 @@ fn client<C: Connect>(
                     Ok(stream) => {
                         tally.connections += 1;
                         Reader::new(stream)
+                    }
+                    Err(e)
+                        if options.stop_when_refused
+                            && e.kind() == io::ErrorKind::ConnectionRefused =>
+                    {
+                        tally.refused += 1;
+                        return tally;
                     }
                     Err(e) => {
                         // Do not spin on a refused port.

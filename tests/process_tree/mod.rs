@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::load::{FullRate, Options, Tcp};
 use crate::common::*;
 use crate::front_support;
 
@@ -412,94 +413,20 @@ fn the_front_restarts_at_once_backs_off_in_a_crash_loop_and_its_port_stays_bound
     assert_eq!(tree.wait_exit(Duration::from_secs(20)), Some(0));
 }
 
-/// What a keep-alive client saw through a stop.
-#[derive(Debug, Default)]
-struct Outcomes {
-    ok: u64,
-    /// Connects refused: the client goes elsewhere (and stops here).
-    refused: u64,
-    /// A reused connection closed before any byte of the answer: HTTP/1.1's idle-close
-    /// race, which clients retry (the worker side of issue 10 removes it).
-    retried: u64,
-    /// Anything else: an accepted connection reset, a bad answer.
-    other: Vec<String>,
-}
-
-/// A socket that counts the bytes read from it.
-struct Counted {
-    sock: TcpStream,
-    read: usize,
-}
-
-impl std::io::Read for Counted {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.sock.read(buf)?;
-        self.read += n;
-        Ok(n)
-    }
-}
-
-/// A client sending `GET path` on one keep-alive connection at a time, reconnecting when
-/// the server closes it, until a connect is refused or `stop` is set.
-fn keep_alive_client(
-    addr: SocketAddr,
-    path: &str,
-    stop: &std::sync::atomic::AtomicBool,
-) -> Outcomes {
-    let mut seen = Outcomes::default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let mut conn: Option<Counted> = None;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let reused = conn.is_some();
-        let mut counted = match conn.take() {
-            Some(counted) => counted,
-            None => match TcpStream::connect(addr) {
-                Ok(sock) => {
-                    let _ = sock.set_read_timeout(Some(Duration::from_secs(15)));
-                    Counted { sock, read: 0 }
-                }
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    seen.refused += 1;
-                    break;
-                }
-                Err(e) => {
-                    seen.other.push(format!("connect: {e}"));
-                    break;
-                }
-            },
-        };
-        let before = counted.read;
-        let sent = counted.sock.write_all(request.as_bytes());
-        match sent.and_then(|()| front_support::read_response(&mut counted, false)) {
-            Ok(resp) if resp.status == 200 => {
-                seen.ok += 1;
-                let closing = resp
-                    .header("connection")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-                if !closing {
-                    conn = Some(counted);
-                }
-            }
-            Ok(resp) => seen.other.push(format!("status {}", resp.status)),
-            Err(_) if reused && counted.read == before => seen.retried += 1,
-            Err(e) => seen.other.push(e.to_string()),
-        }
-    }
-    seen
-}
+/// Keep-alive clients through a stop.
+const CLIENTS: usize = 4;
 
 #[test]
 fn term_under_load_refuses_new_connections_at_once_while_requests_finish() {
     let mut server = Server::start_bin(&custom_app_bin(), &["-w", "2"], &[]);
     let addr = server.addr;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || keep_alive_client(addr, "/hello", &stop))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Each client stops at its refusal: it would go elsewhere.
+    let options = Options {
+        stop_when_refused: true,
+        ..Options::default()
+    };
+    let load = FullRate::get_with(Tcp(addr), CLIENTS, "/hello", options);
+    load.run_for(300, Duration::from_secs(20));
     let slow = std::thread::spawn(move || get(addr, "/slow?ms=3000"));
     std::thread::sleep(Duration::from_millis(500));
     server.signal(libc::SIGTERM);
@@ -514,20 +441,12 @@ fn term_under_load_refuses_new_connections_at_once_while_requests_finish() {
     );
     let resp = slow.join().expect("the slow request");
     assert_eq!((resp.status, resp.text().as_str()), (200, "slow done\n"));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut all = Outcomes::default();
-    for client in clients {
-        let seen = client.join().expect("client");
-        all.ok += seen.ok;
-        all.refused += seen.refused;
-        all.retried += seen.retried;
-        all.other.extend(seen.other);
-    }
-    eprintln!("keep-alive clients through TERM: {all:?}");
-    assert!(all.ok > 0, "{all:?}");
+    let tally = load.finish();
+    eprintln!("keep-alive clients through TERM: {}", tally.summary());
+    assert!(tally.ok > 0, "{}", tally.summary());
     // Every client was refused in the end, and none was accepted and then reset.
-    assert_eq!(all.refused, 4, "{all:?}");
-    assert!(all.other.is_empty(), "{all:?}");
+    assert_eq!(tally.refused, CLIENTS as u64, "{}", tally.summary());
+    assert!(tally.failures.is_empty(), "{}", tally.summary());
     assert_eq!(server.wait_exit(Duration::from_secs(15)).code(), Some(0));
 }
 
