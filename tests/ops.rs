@@ -248,17 +248,21 @@ fn statuses_methods_busy_threads_and_a_restart_at_max_requests_are_counted() {
         &[],
     );
     let metrics = metrics_addr(&server);
-    // One request holds an app thread: busy 1, idle 1.
+    // One request holds an app thread: busy 1, idle 1, read from the same page (a second
+    // scrape may come after the request ended, on a slow enough machine).
     let mut slow = TcpStream::connect(server.addr).expect("connect");
     slow.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("send");
-    wait_until(Duration::from_secs(5), "a busy app thread", || {
-        let page = Page::scrape(metrics);
-        page.get("rgunicorn_app_threads{state=\"busy\"}") == 1.0
-            && page.get("rgunicorn_http_requests_in_flight") == 1.0
-    });
-    let page = Page::scrape(metrics);
-    assert_eq!(page.get("rgunicorn_app_threads{state=\"idle\"}"), 1.0);
+    wait_until(
+        Duration::from_secs(5),
+        "one busy and one idle app thread",
+        || {
+            let page = Page::scrape(metrics);
+            page.get("rgunicorn_app_threads{state=\"busy\"}") == 1.0
+                && page.get("rgunicorn_app_threads{state=\"idle\"}") == 1.0
+                && page.get("rgunicorn_http_requests_in_flight") == 1.0
+        },
+    );
     let mut answer = Vec::new();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
