@@ -162,7 +162,21 @@ impl Server {
     }
 
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect");
+        let stream = match TcpStream::connect(self.addr) {
+            Ok(stream) => stream,
+            Err(err) => panic!(
+                "connect to {}: {err} (the master's {}):\n{}",
+                self.addr,
+                std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+                    .ok()
+                    .and_then(|s| s
+                        .lines()
+                        .find(|l| l.starts_with("State:"))
+                        .map(str::to_string))
+                    .unwrap_or_else(|| "process is gone".to_string()),
+                self.log()
+            ),
+        };
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
