@@ -116,12 +116,7 @@ impl Server {
 
     /// The master's live children (the workers), from /proc.
     pub fn worker_pids(&self) -> Vec<i32> {
-        let path = format!("/proc/{0}/task/{0}/children", self.pid());
-        let mut pids: Vec<i32> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
+        let mut pids = children_of(self.pid());
         pids.sort();
         pids
     }
@@ -186,16 +181,41 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let workers = self.worker_pids();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for pid in workers {
-            // SAFETY: kill(2) on processes this test started.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+        stop_master(&mut self.child);
+    }
+}
+
+/// A process's live children (forked by its main thread), from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Kill a master this test started, and its children (workers, the front), never a
+/// stranger: pids wrap at 32768 on these machines and the tests start thousands, so a
+/// child's pid read before the master dies may be another process's right after.
+/// Stopped first, the master neither reaps nor respawns, so its children's pids stay
+/// theirs (alive or zombies) until it is killed.
+pub fn stop_master(master: &mut std::process::Child) {
+    if !matches!(master.try_wait(), Ok(None)) {
+        return; // exited and reaped: its children are no longer ours to find
+    }
+    let pid = master.id() as i32;
+    // SAFETY: kill(2) on this test's own child, not reaped yet.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    for child in children_of(pid) {
+        // SAFETY: kill(2) on children of the stopped master, which cannot reap them.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
         }
     }
+    let _ = master.kill();
+    let _ = master.wait();
 }
 
 fn collect_lines(from: impl Read, sink: &Mutex<String>) {

@@ -48,11 +48,9 @@ impl FileLogged {
     }
 
     fn worker(&self) -> i32 {
-        let pid = self.pid();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .find_map(|p| p.parse().ok())
+        children_of(self.pid())
+            .into_iter()
+            .next()
             .expect("a worker")
     }
 
@@ -66,13 +64,7 @@ impl FileLogged {
 
 impl Drop for FileLogged {
     fn drop(&mut self) {
-        let worker = self.worker();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // SAFETY: kill(2) on a process this test started.
-        unsafe {
-            libc::kill(worker, libc::SIGKILL);
-        }
+        stop_master(&mut self.child);
     }
 }
 

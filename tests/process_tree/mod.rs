@@ -151,15 +151,7 @@ impl Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        let children = self.children();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for pid in children {
-            // SAFETY: kill(2) on processes this test started.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
+        stop_master(&mut self.child);
         let _ = &self.dir;
     }
 }
@@ -179,15 +171,6 @@ fn write_tree_config(conf: &Path, sock: &Path, binds: &[&str], top: &str, front:
         sock.display()
     );
     std::fs::write(conf, text).expect("write config");
-}
-
-/// A process's live children, from /proc.
-fn children_of(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 /// One GET over a fresh TLS connection; the status, or why there was none.

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{children_of, listening_sockets_of, refused, tls_get, Tree};
+use super::{listening_sockets_of, refused, tls_get, Tree};
 use crate::common::load::{FullRate, Tally, Tls};
 use crate::common::*;
 
