@@ -26,18 +26,40 @@ const WORKERS: usize = 2;
 /// The master a USR2 started, stopped (with everything it started) when dropped.
 struct NewMaster {
     pid: i32,
+    /// When it started (/proc/PID/stat): with the pid, what tells it from a process that
+    /// got its pid after it exited (it is not this test's child, so nothing here reaps it).
+    started: Option<u64>,
 }
 
 impl Drop for NewMaster {
     fn drop(&mut self) {
-        let children = children_of(self.pid);
-        for pid in std::iter::once(self.pid).chain(children) {
-            // SAFETY: kill(2) on processes this test started.
+        if self.started.is_none() || start_time(self.pid) != self.started {
+            return; // gone: the pid is no longer its
+        }
+        // Stopped, it neither reaps nor respawns: its children's pids stay theirs.
+        // SAFETY: kill(2) on the master this test's USR2 started (pid and start time).
+        unsafe {
+            libc::kill(self.pid, libc::SIGSTOP);
+        }
+        for pid in children_of(self.pid).into_iter().chain([self.pid]) {
+            // SAFETY: kill(2) on the stopped master's children, then on it.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
     }
+}
+
+/// A process's start time, in clock ticks after boot (/proc/PID/stat, field 22).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which ends at the last ')': state is field 3.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 fn start(front: &str) -> (Tree, SocketAddr) {
@@ -104,7 +126,10 @@ fn usr2(tree: &Tree) -> NewMaster {
         .last(started)
         .and_then(|p| p.trim_end_matches(')').parse().ok())
         .expect("new master pid");
-    NewMaster { pid }
+    NewMaster {
+        pid,
+        started: start_time(pid),
+    }
 }
 
 /// USR2, then wait until the new master runs its workers and its front, and its front
