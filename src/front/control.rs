@@ -148,9 +148,10 @@ fn run(
         });
     }
     log.info(&format!(
-        "front listening on {} ({} event loops), {}, upstream {}{}",
+        "front listening on {} ({} event loop{}), {}, upstream {}{}",
         tls_addr.map_or_else(|| runtime.settings.listen.to_string(), |a| a.to_string()),
         loops.len(),
+        if loops.len() == 1 { "" } else { "s" },
         runtime.certificates,
         runtime.settings.upstream,
         redirect_addr

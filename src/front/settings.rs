@@ -97,7 +97,7 @@ pub struct FrontSettings {
     pub graceful_timeout: Duration,
     /// `worker_connections`: client connections per event loop; accepting pauses beyond.
     pub worker_connections: usize,
-    /// `threads`: event loops (default: the number of cores).
+    /// `threads`: event loops (default: half the cores, at least one).
     pub threads: usize,
     /// `server_header`: the `Server` the client sees (`""` to send none).
     pub server_header: Option<String>,
@@ -159,8 +159,13 @@ impl Default for FrontSettings {
     }
 }
 
+/// Half the cores, at least one. A loop that is kept busy finds many clients ready in each
+/// pass, and the requests of one pass cross to the workers in one `send`; spread over as many
+/// loops as cores, each loop idles between single requests and pays the hop, a wake-up and
+/// a context switch for each (DESIGN.md, "The TLS front": 1.5-2x the throughput on 2
+/// cores with one loop). The workers, on the other half, need the cores more.
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// The `[front]` table as written: types checked by serde, every key known
