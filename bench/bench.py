@@ -1249,6 +1249,12 @@ def versions():
             return None
     v = {}
     v["rgunicorn"] = run(["git", "-C", ROOT, "log", "-1", "--format=%h %cI"])
+    # A run of uncommitted code says so: the commit alone would name code that was not run.
+    dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "src", "workers",
+                            "http", "metrics", "process", "Cargo.toml", "Cargo.lock"],
+                           capture_output=True, timeout=10).returncode
+    if v["rgunicorn"] and dirty == 1:
+        v["rgunicorn"] += " with uncommitted changes"
     v["rustc"] = run(["rustc", "--version"])
     v["nginx"] = (run(["nginx", "-v"]) or "").replace("nginx version: ", "")
     v["wrk"] = (run(["wrk", "--version"]) or "").split(" [")[0]
