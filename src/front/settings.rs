@@ -624,6 +624,12 @@ mod tests {
         assert_eq!(s.max_temp_file_size, 1 << 30);
         assert_eq!(s.server_header.as_deref(), Some("rgunicorn-front"));
         assert!(s.redirect_http.is_none());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            s.threads,
+            (cores / 2).max(1),
+            "half the cores, at least one"
+        );
     }
 
     #[test]
