@@ -6,7 +6,6 @@
 //! `rgunicorn_http`'s, borrowed from the buffers they were parsed in.
 
 use std::io::Write;
-use std::net::IpAddr;
 
 use rgunicorn_http::date::with_http_date;
 use rgunicorn_http::{
@@ -40,7 +39,7 @@ fn stops_here(fields: &Fields<'_>, has_connection: bool, name: &str) -> bool {
 /// Append the head forwarded to the workers for `head` from `client` to `out`.
 pub fn upstream_request(
     head: &RequestHead<'_>,
-    client: IpAddr,
+    client: &str,
     settings: &FrontSettings,
     out: &mut Vec<u8>,
 ) {
@@ -79,7 +78,6 @@ pub fn upstream_request(
     push_header(out, "Host", host.as_bytes());
     // nginx's $proxy_add_x_forwarded_for: what the client sent, then the client. The
     // workers take the last entry (added here), never one a client could forge.
-    let client = client.to_string();
     out.extend_from_slice(b"X-Forwarded-For: ");
     for value in forwarded_for {
         out.extend_from_slice(value);
@@ -218,8 +216,7 @@ mod tests {
             .expect("valid")
             .expect("complete");
         let mut out = Vec::new();
-        let client = "192.0.2.7".parse().expect("ip");
-        upstream_request(&head, client, &FrontSettings::default(), &mut out);
+        upstream_request(&head, "192.0.2.7", &FrontSettings::default(), &mut out);
         String::from_utf8(out).expect("utf8")
     }
 

@@ -16,7 +16,6 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 use rgunicorn_http::date::{unix_now, Civil};
@@ -139,7 +138,7 @@ fn append(path: &std::path::Path) -> std::io::Result<File> {
 
 /// What one finished request leaves in the access log.
 pub struct AccessEntry<'a> {
-    pub remote: IpAddr,
+    pub remote: &'a str,
     pub request_line: &'a str,
     pub status: u16,
     pub body_bytes: u64,
@@ -237,7 +236,8 @@ impl Logger {
         }
         PENDING.with(|pending| {
             let mut buf = pending.borrow_mut();
-            let _ = write!(buf, "{} - - [", entry.remote);
+            buf.extend_from_slice(entry.remote.as_bytes());
+            buf.extend_from_slice(b" - - [");
             CLF_TIME.with(|cache| {
                 let mut cache = cache.borrow_mut();
                 let now = unix_now();

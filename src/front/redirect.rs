@@ -140,7 +140,7 @@ impl Redirect {
 
     fn log(&self, ctx: &Ctx<'_>, info: &RequestInfo, status: u16, body_bytes: u64) {
         ctx.log.access(&AccessEntry {
-            remote: self.peer.ip(),
+            remote: &self.peer.ip().to_string(),
             request_line: info.request_line(),
             status,
             body_bytes,

@@ -189,6 +189,9 @@ pub struct Session {
     pub exchanges: VecDeque<Exchange>,
     reading: Reading,
     peer: IpAddr,
+    /// The client's address as text, written once per connection: it goes into each
+    /// request's forwarded headers and access line.
+    peer_text: String,
     /// Exchanges the front answered itself after sending them upstream (a body that
     /// stalled): the relay tells their upstream connections to forget them.
     pub detached: Vec<(Key, u64)>,
@@ -201,6 +204,7 @@ impl Session {
             // The handshake counts against the header timeout, as nginx's does.
             reading: Reading::Head { since: now },
             peer,
+            peer_text: peer.to_string(),
             detached: Vec::new(),
         }
     }
@@ -310,7 +314,7 @@ impl Session {
             },
         };
         let mut forwarded = Vec::with_capacity(512);
-        headers::upstream_request(&head, self.peer, settings, &mut forwarded);
+        headers::upstream_request(&head, &self.peer_text, settings, &mut forwarded);
         let (head_len, head_request, version) = (head.head_len, head.is_head(), head.version);
         let (keep_alive, expect_continue) = (head.keep_alive, head.expect_continue);
         let idempotent = idempotent(head.method);
@@ -468,7 +472,7 @@ impl Session {
             };
             x.body_sent = headers::error_response(status, x.head_request, settings, output);
             x.status = status;
-            log_access(log, self.peer, &x);
+            log_access(log, &self.peer_text, &x);
             // An error page always closes: nothing queued after it is answered.
             self.exchanges.clear();
             self.reading = Reading::Stopped;
@@ -589,7 +593,7 @@ impl Session {
         let Some(x) = self.exchanges.pop_front() else {
             return;
         };
-        log_access(log, self.peer, &x);
+        log_access(log, &self.peer_text, &x);
         if x.close_after {
             self.exchanges.clear();
             self.reading = Reading::Stopped;
@@ -605,7 +609,7 @@ impl Session {
     /// the client got is all it gets, and the connection closes.
     pub fn cut_short(&mut self, log: &Logger) {
         if let Some(x) = self.exchanges.pop_front() {
-            log_access(log, self.peer, &x);
+            log_access(log, &self.peer_text, &x);
         }
         self.exchanges.clear();
         self.reading = Reading::Stopped;
@@ -616,7 +620,7 @@ impl Session {
         if let Some(x) = self.exchanges.front() {
             if matches!(x.answer, Answer::Awaiting | Answer::Body(_)) {
                 log.access(&AccessEntry {
-                    remote: self.peer,
+                    remote: &self.peer_text,
                     request_line: x.info.request_line(),
                     status: if x.status == 0 { 499 } else { x.status },
                     body_bytes: x.body_sent,
@@ -699,7 +703,7 @@ fn idempotent(method: &str) -> bool {
     )
 }
 
-fn log_access(log: &Logger, peer: IpAddr, x: &Exchange) {
+fn log_access(log: &Logger, peer: &str, x: &Exchange) {
     log.access(&AccessEntry {
         remote: peer,
         request_line: x.info.request_line(),
