@@ -188,10 +188,9 @@ pub enum Missed {
 pub struct Session {
     pub exchanges: VecDeque<Exchange>,
     reading: Reading,
-    peer: IpAddr,
-    /// The client's address as text, written once per connection: it goes into each
+    /// The client's address, written as text once per connection: it goes into each
     /// request's forwarded headers and access line.
-    peer_text: String,
+    peer: String,
     /// Exchanges the front answered itself after sending them upstream (a body that
     /// stalled): the relay tells their upstream connections to forget them.
     pub detached: Vec<(Key, u64)>,
@@ -203,8 +202,7 @@ impl Session {
             exchanges: VecDeque::new(),
             // The handshake counts against the header timeout, as nginx's does.
             reading: Reading::Head { since: now },
-            peer,
-            peer_text: peer.to_string(),
+            peer: peer.to_string(),
             detached: Vec::new(),
         }
     }
@@ -314,7 +312,7 @@ impl Session {
             },
         };
         let mut forwarded = Vec::with_capacity(512);
-        headers::upstream_request(&head, &self.peer_text, settings, &mut forwarded);
+        headers::upstream_request(&head, &self.peer, settings, &mut forwarded);
         let (head_len, head_request, version) = (head.head_len, head.is_head(), head.version);
         let (keep_alive, expect_continue) = (head.keep_alive, head.expect_continue);
         let idempotent = idempotent(head.method);
@@ -472,7 +470,7 @@ impl Session {
             };
             x.body_sent = headers::error_response(status, x.head_request, settings, output);
             x.status = status;
-            log_access(log, &self.peer_text, &x);
+            log_access(log, &self.peer, &x);
             // An error page always closes: nothing queued after it is answered.
             self.exchanges.clear();
             self.reading = Reading::Stopped;
@@ -573,7 +571,6 @@ impl Session {
 
     /// The response for `id` is complete.
     pub fn on_end(&mut self, id: u64, output: &mut Output, log: &Logger, now: Instant) {
-        let peer = self.peer;
         let Some(x) = self.first(id) else {
             return;
         };
@@ -582,18 +579,23 @@ impl Session {
         }
         x.answer = Answer::Done;
         x.answered_by_upstream = true;
-        if x.body.in_progress() {
-            // The workers answered before the whole body came (a 408 or 413 of theirs).
-            if x.status == 408 {
-                log.info(&format!("client {peer} timed out sending the request body"));
-            }
+        // The workers answered before the whole body came (a 408 or 413 of theirs).
+        let cut_off = x.body.in_progress();
+        let timed_out = cut_off && x.status == 408;
+        if cut_off {
             x.body = RequestBody::Abandoned;
             x.close_after = true;
+        }
+        if timed_out {
+            log.info(&format!(
+                "client {} timed out sending the request body",
+                self.peer
+            ));
         }
         let Some(x) = self.exchanges.pop_front() else {
             return;
         };
-        log_access(log, &self.peer_text, &x);
+        log_access(log, &self.peer, &x);
         if x.close_after {
             self.exchanges.clear();
             self.reading = Reading::Stopped;
@@ -609,7 +611,7 @@ impl Session {
     /// the client got is all it gets, and the connection closes.
     pub fn cut_short(&mut self, log: &Logger) {
         if let Some(x) = self.exchanges.pop_front() {
-            log_access(log, &self.peer_text, &x);
+            log_access(log, &self.peer, &x);
         }
         self.exchanges.clear();
         self.reading = Reading::Stopped;
@@ -620,7 +622,7 @@ impl Session {
         if let Some(x) = self.exchanges.front() {
             if matches!(x.answer, Answer::Awaiting | Answer::Body(_)) {
                 log.access(&AccessEntry {
-                    remote: &self.peer_text,
+                    remote: &self.peer,
                     request_line: x.info.request_line(),
                     status: if x.status == 0 { 499 } else { x.status },
                     body_bytes: x.body_sent,
