@@ -652,6 +652,77 @@ fn the_master_runs_restarts_and_stops_the_front() {
     assert!(!pid_alive(second), "the front outlived the master");
 }
 
+/// Each thread of `pid`: (thread id, name, scheduling policy), from /proc.
+fn thread_policies(pid: i32) -> Vec<(i32, String, u32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc task list");
+    tasks
+        .map(|task| {
+            let path = task.expect("task entry").path();
+            let tid = path.file_name().and_then(|n| n.to_str()).expect("tid");
+            let stat = std::fs::read_to_string(path.join("stat")).expect("task stat");
+            let name = std::fs::read_to_string(path.join("comm")).expect("task comm");
+            // Fields after the name's closing parenthesis start at field 3 (state); the
+            // policy is field 41.
+            let after = stat.rsplit_once(") ").expect("stat format").1;
+            let policy = after.split(' ').nth(41 - 3).expect("policy field");
+            (
+                tid.parse().expect("tid"),
+                name.trim().to_string(),
+                policy.parse().expect("policy"),
+            )
+        })
+        .collect()
+}
+
+/// Every event loop runs under SCHED_BATCH (rgunicorn_process::sched): the worker's loop
+/// thread and the front's loops. The master, the front's main thread and the app threads
+/// keep the normal policy.
+#[test]
+fn the_event_loops_run_under_sched_batch_and_nothing_else_does() {
+    use front_support::MasterFront;
+    const NORMAL: u32 = libc::SCHED_OTHER as u32;
+    const BATCH: u32 = libc::SCHED_BATCH as u32;
+    let config = MasterFront::write("");
+    let args = config.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    wait_until(Duration::from_secs(10), "the front", || {
+        MasterFront::pid(&server.log()).is_some()
+    });
+    let front = MasterFront::pid(&server.log()).expect("front pid");
+    // The master's children: its one worker and the front.
+    let workers: Vec<i32> = server
+        .wait_for_workers(2, Duration::from_secs(10))
+        .into_iter()
+        .filter(|pid| *pid != front)
+        .collect();
+    wait_until(Duration::from_secs(10), "the front's loop thread", || {
+        thread_policies(front).len() > 1
+    });
+    assert!(thread_policies(server.pid()).iter().all(|t| t.2 == NORMAL));
+    for worker in &workers {
+        // The built-in app is inline: the worker is its loop thread.
+        assert_eq!(
+            thread_policies(*worker),
+            vec![(*worker, "rgunicorn: work".into(), BATCH)]
+        );
+    }
+    for (tid, name, policy) in thread_policies(front) {
+        let expected = if tid == front { NORMAL } else { BATCH };
+        assert_eq!(policy, expected, "front thread {name}");
+    }
+
+    let threaded = Server::start_bin(&custom_app_bin(), &["-w", "1", "--threads", "2"], &[]);
+    let worker = threaded.wait_for_workers(1, Duration::from_secs(10))[0];
+    wait_until(Duration::from_secs(10), "the app threads", || {
+        thread_policies(worker).len() == 3
+    });
+    for (tid, name, policy) in thread_policies(worker) {
+        let expected = if tid == worker { BATCH } else { NORMAL };
+        assert_eq!(policy, expected, "worker thread {name}");
+    }
+}
+
 #[test]
 fn workers_exit_when_the_master_dies() {
     let server = Server::start(&["-w", "2"]);

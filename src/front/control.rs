@@ -134,9 +134,17 @@ fn run(
             receiver,
         )?;
         let ended = ended.clone();
+        let loop_log = log.clone();
         let thread = std::thread::Builder::new()
             .name(format!("front-{i}"))
             .spawn(move || {
+                if let Err(err) = rgunicorn_process::sched::batch_this_thread() {
+                    if i == 0 {
+                        loop_log.info(&format!(
+                            "event loops keep the normal scheduling policy: {err}"
+                        ));
+                    }
+                }
                 let exit = event_loop.run();
                 let _ = ended.wake();
                 exit

@@ -153,6 +153,10 @@ impl Worker {
         if let Some(metrics) = cfg.metrics {
             metrics.set_threads(pool.as_ref().map_or(0, Pool::threads));
         }
+        // Only now, so that the app threads spawned above keep the normal policy.
+        if let Err(err) = rgunicorn_process::sched::batch_this_thread() {
+            crate::log_debug!("event loop keeps the normal scheduling policy: {err}");
+        }
         let worker = Worker {
             poll,
             listeners: mio_listeners,
