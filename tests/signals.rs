@@ -696,31 +696,36 @@ fn the_event_loops_run_under_sched_batch_and_nothing_else_does() {
         .into_iter()
         .filter(|pid| *pid != front)
         .collect();
-    wait_until(Duration::from_secs(10), "the front's loop thread", || {
-        thread_policies(front).len() > 1
-    });
+    // A loop sets its policy as it starts, so each process is given time to settle: `pid`'s
+    // main thread under `loop_policy`, its `threads - 1` others under `others`.
+    let settles = |pid: i32, threads: usize, loop_policy: u32, others: u32| {
+        let what = format!("{threads} threads of {pid}: main {loop_policy}, others {others}");
+        wait_until(Duration::from_secs(10), &what, || {
+            let found = thread_policies(pid);
+            found.len() == threads
+                && found.iter().all(|(tid, _, policy)| {
+                    *policy == if *tid == pid { loop_policy } else { others }
+                })
+        });
+    };
     assert!(thread_policies(server.pid()).iter().all(|t| t.2 == NORMAL));
+    // The built-in app is inline: a worker is its loop thread alone.
     for worker in &workers {
-        // The built-in app is inline: the worker is its loop thread.
-        assert_eq!(
-            thread_policies(*worker),
-            vec![(*worker, "rgunicorn: work".into(), BATCH)]
-        );
+        settles(*worker, 1, BATCH, BATCH);
     }
-    for (tid, name, policy) in thread_policies(front) {
-        let expected = if tid == front { NORMAL } else { BATCH };
-        assert_eq!(policy, expected, "front thread {name}");
-    }
+    // The front's main thread and its one loop (`threads = 1`).
+    settles(front, 2, NORMAL, BATCH);
 
+    // A threaded app: the worker's main thread is the loop, the two others run the app.
     let threaded = Server::start_bin(&custom_app_bin(), &["-w", "1", "--threads", "2"], &[]);
     let worker = threaded.wait_for_workers(1, Duration::from_secs(10))[0];
-    wait_until(Duration::from_secs(10), "the app threads", || {
-        thread_policies(worker).len() == 3
-    });
-    for (tid, name, policy) in thread_policies(worker) {
-        let expected = if tid == worker { BATCH } else { NORMAL };
-        assert_eq!(policy, expected, "worker thread {name}");
-    }
+    settles(worker, 3, BATCH, NORMAL);
+    let names: Vec<String> = thread_policies(worker).into_iter().map(|t| t.1).collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("app-")).count(),
+        2,
+        "{names:?}"
+    );
 }
 
 #[test]
