@@ -230,8 +230,12 @@ struct LoopGone;
 /// Take jobs until the pool stops; every blocking wait runs inside `idle.during`.
 fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &dyn Idle) {
     loop {
-        let mut next = None;
-        idle.during(&mut || next = jobs.recv().ok());
+        // A job already queued is taken before letting go (a Python thread keeps the GIL),
+        // so a busy thread runs request after request without handing the GIL over.
+        let mut next = jobs.try_recv().ok();
+        if next.is_none() {
+            idle.during(&mut || next = jobs.recv().ok());
+        }
         let Some(job) = next else {
             return;
         };
