@@ -661,10 +661,7 @@ fn thread_policies(pid: i32) -> Vec<(i32, String, u32)> {
             let tid = path.file_name().and_then(|n| n.to_str()).expect("tid");
             let stat = std::fs::read_to_string(path.join("stat")).expect("task stat");
             let name = std::fs::read_to_string(path.join("comm")).expect("task comm");
-            // Fields after the name's closing parenthesis start at field 3 (state); the
-            // policy is field 41.
-            let after = stat.rsplit_once(") ").expect("stat format").1;
-            let policy = after.split(' ').nth(41 - 3).expect("policy field");
+            let policy = stat_field(&stat, 41).expect("policy field");
             (
                 tid.parse().expect("tid"),
                 name.trim().to_string(),

@@ -233,16 +233,19 @@ pub fn worker_count(args: &[&str]) -> usize {
         .unwrap_or(1)
 }
 
+/// Field `n` of a /proc `stat` file's text, numbered from 1 as proc(5) does, for `n` >= 3:
+/// the fields after the command name, which ends at the last ')' (a name may hold spaces).
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)
+}
+
 pub fn is_running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the command name in parentheses; Z is a zombie.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .map(|rest| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    // Field 3 is the state letter; Z is a zombie.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat_field(&stat, 3).is_some_and(|state| state != "Z"))
 }
 
 /// One parsed HTTP response.
@@ -433,14 +436,13 @@ pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) 
 /// CPU time (user + system, in clock ticks) a process has used.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    // After the command: state is field 3, utime 14 and stime 15 (1-based).
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    // utime is field 14, stime 15.
+    let ticks = |n| -> u64 {
+        stat_field(&stat, n)
+            .and_then(|f| f.parse().ok())
+            .expect("cpu time")
+    };
+    ticks(14) + ticks(15)
 }
 
 /// Whether this test may mount a small tmpfs in a mount namespace of its own: root, and

@@ -53,13 +53,7 @@ impl Drop for NewMaster {
 /// A process's start time, in clock ticks after boot (/proc/PID/stat, field 22).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which ends at the last ')': state is field 3.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    stat_field(&stat, 22)?.parse().ok()
 }
 
 fn start(front: &str) -> (Tree, SocketAddr) {
