@@ -388,6 +388,74 @@ fn assert_no_failures(what: &str, tally: &Tally, server: &Server) {
     assert!(tally.ok > 100, "{what}: {}", tally.summary());
 }
 
+/// The app thread (Python's `threading.get_ident()`) that answered each of `count`
+/// requests for `path`, sent `clients` at a time.
+fn answering_threads(server: &Server, clients: usize, count: usize, path: &str) -> Vec<String> {
+    let addr = server.addr;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(move || {
+                    (0..count / clients)
+                        .map(|_| {
+                            let resp = get(addr, path);
+                            assert_eq!(resp.status, 200);
+                            // `pid thread total`
+                            let text = resp.text();
+                            text.split(' ').nth(1).expect("thread").to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("client"))
+            .collect()
+    })
+}
+
+#[test]
+fn python_app_threads_overlap_waits_and_one_thread_runs_a_busy_app() {
+    let server = start(&apps(), &["-w", "1", "--threads", "4", "pep3333:raw"], &[]);
+    // Requests that wait (sleep, without the GIL) run side by side on the four threads:
+    // one after another they would take 6 s.
+    let began = Instant::now();
+    let threads = answering_threads(&server, 4, 4, "/work?ms=1500");
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}\n{}", server.log());
+    let distinct: std::collections::HashSet<&String> = threads.iter().collect();
+    assert_eq!(distinct.len(), 4, "{threads:?}");
+
+    // Requests that only compute hold the GIL throughout: one thread runs them one after
+    // another instead of four threads taking the GIL from each other every 5 ms (the
+    // others come in only when it waits, or a job runs long).
+    let threads = answering_threads(&server, 8, 800, "/work");
+    let mut counts = std::collections::HashMap::new();
+    for t in &threads {
+        *counts.entry(t).or_insert(0usize) += 1;
+    }
+    let most = counts.values().copied().max().unwrap_or(0);
+    assert!(
+        most * 10 >= threads.len() * 7,
+        "{counts:?}\n{}",
+        server.log()
+    );
+
+    // Stopping, the threads that stood by finish the queue with the others and leave: the
+    // worker exits at once, not after the graceful timeout.
+    let mut server = server;
+    let stopping = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(40)).code(), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}\n{}",
+        stopping.elapsed(),
+        server.log()
+    );
+}
+
 #[test]
 fn python_threads_under_full_load_survive_hup_max_requests_and_term() {
     let args = ["-w", "2", "--threads", "8", "pep3333:raw"];
