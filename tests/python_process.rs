@@ -416,7 +416,7 @@ fn answering_threads(server: &Server, clients: usize, count: usize, path: &str) 
 }
 
 #[test]
-fn python_app_threads_overlap_waits_and_one_thread_runs_a_busy_app() {
+fn python_app_threads_overlap_their_waits_and_leave_at_once_on_term() {
     let mut server = start(&apps(), &["-w", "1", "--threads", "4", "pep3333:raw"], &[]);
     // Requests that wait (sleep, without the GIL) run side by side on the four threads:
     // one after another they would take 6 s.
@@ -426,23 +426,6 @@ fn python_app_threads_overlap_waits_and_one_thread_runs_a_busy_app() {
     assert!(took < Duration::from_secs(4), "{took:?}\n{}", server.log());
     let distinct: std::collections::HashSet<&String> = threads.iter().collect();
     assert_eq!(distinct.len(), 4, "{threads:?}");
-
-    // Requests that only compute hold the GIL throughout: one thread runs them one after
-    // another instead of four threads taking the GIL from each other every 5 ms (the
-    // others come in only when it waits, or a job runs long).
-    let threads = answering_threads(&server, 8, 800, "/work");
-    let mut counts = std::collections::HashMap::new();
-    for t in &threads {
-        *counts.entry(t).or_insert(0usize) += 1;
-    }
-    let most = counts.values().copied().max().unwrap_or(0);
-    assert!(
-        most * 10 >= threads.len() * 7,
-        "{counts:?}\n{}",
-        server.log()
-    );
-
-    // Stopping, the threads that stood by finish the queue with the others and leave.
     term_exits_promptly(&mut server);
 }
 

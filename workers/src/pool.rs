@@ -18,16 +18,12 @@ use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::app::{App, Body, ChunkStream, Environ, Idle, Input, Response};
 use crate::respond::{cut_short, error_response, try_call_app};
-use gate::{Gate, Turn};
 use rgunicorn_metrics::Recorder;
-
-mod gate;
 
 /// Chunks of a streamed body an app thread may produce ahead of the client.
 const STREAM_AHEAD: usize = 4;
@@ -142,7 +138,6 @@ pub struct Pool {
     jobs: Option<Sender<Job>>,
     msgs: Receiver<Msg>,
     threads: Vec<JoinHandle<()>>,
-    shared: Arc<Shared>,
 }
 
 /// Shared by every app thread.
@@ -151,8 +146,6 @@ struct Shared {
     wake: Arc<Wake>,
     /// Where busy and idle threads are counted (utilisation), when metrics are on.
     metrics: Option<Recorder>,
-    /// Who may take jobs, for an app that runs one call at a time (see [`gate`]).
-    gate: Option<Gate>,
 }
 
 impl Pool {
@@ -167,39 +160,22 @@ impl Pool {
         // Unbounded, yet bounded by construction: each job in flight has at most one
         // `Done`, one `StreamReady` per chunk its stream channel holds, and one `StreamEnd`.
         let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<Msg>();
-        let gate = match app.one_at_a_time() {
-            Some(hand_over) if threads > 1 => {
-                let jobs = job_rx.clone();
-                Some(Gate::new(
-                    threads,
-                    hand_over,
-                    Box::new(move || !jobs.is_empty()),
-                ))
-            }
-            _ => None,
-        };
-        let shared = Arc::new(Shared {
-            app,
-            wake,
-            metrics,
-            gate,
-        });
+        let shared = Arc::new(Shared { app, wake, metrics });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = job_rx.clone();
             let tx = msg_tx.clone();
-            let thread_shared = Arc::clone(&shared);
+            let shared = Arc::clone(&shared);
             handles.push(
                 thread::Builder::new()
                     .name(format!("app-{i}"))
-                    .spawn(move || app_thread(i, rx, tx, thread_shared))?,
+                    .spawn(move || app_thread(rx, tx, shared))?,
             );
         }
         Ok(Pool {
             jobs: Some(job_tx),
             msgs: msg_rx,
             threads: handles,
-            shared,
         })
     }
 
@@ -212,14 +188,10 @@ impl Pool {
     /// connections (each has at most one in flight), so this only fails if every thread
     /// has died.
     pub fn submit(&self, job: Job) -> Result<(), PoolGone> {
-        let sent = match &self.jobs {
+        match &self.jobs {
             Some(tx) => tx.try_send(job).map_err(|_| PoolGone),
             None => Err(PoolGone),
-        };
-        if let Some(gate) = &self.shared.gate {
-            gate.queued();
         }
-        sent
     }
 
     /// The next message from the threads, if one is waiting.
@@ -241,51 +213,32 @@ impl Pool {
     /// Stop taking jobs and wait for the threads to finish the ones they hold.
     pub fn shutdown(mut self) {
         self.jobs = None;
-        if let Some(gate) = &self.shared.gate {
-            gate.close();
-        }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
     }
 }
 
-fn app_thread(me: usize, jobs: Receiver<Job>, msgs: Sender<Msg>, shared: Arc<Shared>) {
+fn app_thread(jobs: Receiver<Job>, msgs: Sender<Msg>, shared: Arc<Shared>) {
     let app = Arc::clone(&shared.app);
-    app.run_thread(&mut |idle| serve_jobs(me, &jobs, &msgs, &shared, idle));
+    app.run_thread(&mut |idle| serve_jobs(&jobs, &msgs, &shared, idle));
 }
 
 /// The loop is gone (its end of the message channel closed): the thread stops.
 struct LoopGone;
 
-/// Take jobs until the pool stops (thread `me`, when the [`gate`] says it may); every
-/// blocking wait runs inside `idle.during`.
-fn serve_jobs(
-    me: usize,
-    jobs: &Receiver<Job>,
-    msgs: &Sender<Msg>,
-    shared: &Shared,
-    idle: &dyn Idle,
-) {
-    let gate = shared.gate.as_ref();
-    if let Some(gate) = gate {
-        stand_by(gate, idle);
-    }
+/// Take jobs until the pool stops; every blocking wait runs inside `idle.during`.
+fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &dyn Idle) {
     loop {
         // A job already queued is taken before letting go (a Python thread keeps the GIL),
         // so a busy thread runs request after request without handing the GIL over.
         let mut next = jobs.try_recv().ok();
         if next.is_none() {
-            if let Some(gate) = gate.filter(|g| g.step_back()) {
-                stand_by(gate, idle);
-                continue;
-            }
             idle.during(&mut || next = jobs.recv().ok());
         }
         let Some(job) = next else {
             return;
         };
-        let in_job = gate.map(|gate| JobSpan::begin(gate, me));
         let busy = shared.metrics.map(Busy::new);
         let Job {
             ticket,
@@ -317,51 +270,6 @@ fn serve_jobs(
         if link.finish(early, response, environ, busy).is_err() {
             return;
         }
-        drop(in_job);
-        if let Some(gate) = gate.filter(|g| g.step_back_after_job()) {
-            stand_by(gate, idle);
-        }
-    }
-}
-
-/// Wait for a turn to take jobs (see [`gate`]). As the lookout, this thread waits for
-/// the app's lock (the GIL) while a job runs, and how soon it gets it tells whether the
-/// job let go of it.
-fn stand_by(gate: &Gate, idle: &dyn Idle) {
-    let mut lookout = false;
-    loop {
-        let mut turn = Turn::Take;
-        let mut let_go = Instant::now();
-        // This thread holds the lock here (it has just started, stepped back, or looked
-        // and stayed out): it lets go of it for the wait.
-        idle.during(&mut || {
-            turn = gate.wait(lookout, true);
-            let_go = Instant::now();
-        });
-        if turn == Turn::Take || gate.looked(let_go.elapsed()) {
-            return;
-        }
-        lookout = true;
-    }
-}
-
-/// A thread's job, as the [`gate`] counts it: from taking it until its answer (and any
-/// stream it pulls) is handed over, whichever way the thread leaves the job.
-struct JobSpan<'g> {
-    gate: &'g Gate,
-    me: usize,
-}
-
-impl<'g> JobSpan<'g> {
-    fn begin(gate: &'g Gate, me: usize) -> JobSpan<'g> {
-        gate.begin(me);
-        JobSpan { gate, me }
-    }
-}
-
-impl Drop for JobSpan<'_> {
-    fn drop(&mut self) {
-        self.gate.end(self.me);
     }
 }
 

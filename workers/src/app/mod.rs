@@ -236,14 +236,6 @@ pub trait App: Send + Sync + 'static {
     /// Handle one request. A panic here becomes a 500 and the worker keeps serving.
     fn call(&self, environ: &Environ, input: &mut Input) -> Response;
 
-    /// For an app whose calls run one at a time however many threads make them (Python's
-    /// GIL): how long one thread may keep the app's lock before a waiting thread forces it
-    /// to hand it over (CPython's switch interval). Then one app thread takes jobs while
-    /// the app keeps running, and another only when it waits (see `pool::gate`).
-    fn one_at_a_time(&self) -> Option<std::time::Duration> {
-        None
-    }
-
     /// Runs one app thread's whole life (threaded apps only). `serve` takes and runs jobs
     /// until the pool stops, and wraps every wait (for the next job, for the loop to take a
     /// streamed chunk) in [`Idle::during`]. An app with per-thread state overrides this:

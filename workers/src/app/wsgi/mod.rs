@@ -70,22 +70,6 @@ impl App for WsgiApp {
         Mode::Threaded
     }
 
-    fn one_at_a_time(&self) -> Option<std::time::Duration> {
-        // The GIL: a thread waiting for it forces a hand-over after the switch interval.
-        let interval = Python::attach(|py| -> PyResult<f64> {
-            py.import("sys")?
-                .getattr("getswitchinterval")?
-                .call0()?
-                .extract()
-        });
-        Some(
-            interval
-                .ok()
-                .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
-                .unwrap_or(std::time::Duration::from_millis(5)),
-        )
-    }
-
     fn call(&self, environ: &Environ, input: &mut Input) -> Response {
         let input = std::mem::replace(input, Input::Empty);
         // The app thread is attached already (run_thread): this nests for free.
