@@ -2,7 +2,8 @@
 //! 4 once, nothing bound), HUP serving edited code (and refusing broken code), `--preload`
 //! (one import in the master, CPython's fork protocol, HUP keeps the code), `--chdir` and
 //! `--pythonpath`, the virtualenv rule, `print()` reaching the log when a worker stops,
-//! `--reload`, and the app threads under full load through HUP, max_requests and TERM.
+//! `--reload`, the app threads overlapping requests that wait, and under full load through
+//! HUP, max_requests and TERM (each worker gone well inside the graceful timeout).
 #![cfg(feature = "python")]
 
 mod common;
