@@ -389,29 +389,21 @@ fn assert_no_failures(what: &str, tally: &Tally, server: &Server) {
     assert!(tally.ok > 100, "{what}: {}", tally.summary());
 }
 
-/// The app thread (Python's `threading.get_ident()`) that answered each of `count`
-/// requests for `path`, sent `clients` at a time.
-fn answering_threads(server: &Server, clients: usize, count: usize, path: &str) -> Vec<String> {
+/// Send `n` requests for `path` at once, one connection each: the app thread (Python's
+/// `threading.get_ident()`) that answered each.
+fn answering_threads(server: &Server, n: usize, path: &str) -> Vec<String> {
     let addr = server.addr;
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                s.spawn(move || {
-                    (0..count / clients)
-                        .map(|_| {
-                            let resp = get(addr, path);
-                            assert_eq!(resp.status, 200);
-                            // `pid thread total`
-                            let text = resp.text();
-                            text.split(' ').nth(1).expect("thread").to_string()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
+        let clients: Vec<_> = (0..n).map(|_| s.spawn(move || get(addr, path))).collect();
+        clients
             .into_iter()
-            .flat_map(|h| h.join().expect("client"))
+            .map(|client| {
+                let resp = client.join().expect("client");
+                assert_eq!(resp.status, 200);
+                // `pid thread total`
+                let text = resp.text();
+                text.split(' ').nth(1).expect("thread").to_string()
+            })
             .collect()
     })
 }
@@ -422,7 +414,7 @@ fn python_app_threads_overlap_their_waits_and_leave_at_once_on_term() {
     // Requests that wait (sleep, without the GIL) run side by side on the four threads:
     // one after another they would take 6 s.
     let began = Instant::now();
-    let threads = answering_threads(&server, 4, 4, "/work?ms=1500");
+    let threads = answering_threads(&server, 4, "/work?ms=1500");
     let took = began.elapsed();
     assert!(took < Duration::from_secs(4), "{took:?}\n{}", server.log());
     let distinct: std::collections::HashSet<&String> = threads.iter().collect();
