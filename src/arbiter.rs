@@ -374,7 +374,7 @@ impl Arbiter {
     /// Fork the front when it is configured, not running, and its restart is due.
     fn start_front_if_due(&mut self) {
         if let Some(front) = self.front.as_mut() {
-            front.start_if_due(&mut self.signals, self.settings.config_file.clone());
+            front.start_if_due(&mut self.signals, &self.args);
         }
     }
 

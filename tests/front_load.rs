@@ -126,6 +126,11 @@ fn hup_and_ttou_under_full_load_fail_no_request_through_the_front() {
         stack.server.wait_for_workers(4, Duration::from_secs(15));
         load.run_for(500 * round, Duration::from_secs(20));
     }
+    // The master forwards HUP to the front, which loads the configuration from the
+    // master's arguments as the master does.
+    wait_until(Duration::from_secs(10), "the front's two reloads", || {
+        stack.front_log().matches("HUP: reloaded").count() == 2
+    });
     stack.server.signal(libc::SIGTTOU);
     stack.server.wait_for_workers(3, Duration::from_secs(15));
     load.run_for(500, Duration::from_secs(20));

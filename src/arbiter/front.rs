@@ -17,7 +17,7 @@
 //!   takes them instead of binding ([`Front::bind`]): both fronts accept from the same
 //!   sockets until one master is stopped, and the other's front keeps them.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -25,6 +25,7 @@ use nix::unistd::Pid;
 use rgunicorn_process::{exit, fds, parent, signals as roles, Forked, Signals};
 
 use super::upgrade::FrontFds;
+use crate::config::{self, Command};
 use crate::front::{self, FrontError, FrontListeners, FrontSettings};
 use crate::listeners::{self, ListenError};
 use rgunicorn_workers::{log_error, log_info, log_warning};
@@ -144,9 +145,11 @@ impl Front {
         }
     }
 
-    /// Fork the front if it is not running and its start is due. `config_file` is what
-    /// the front re-reads on HUP for its new settings.
-    pub fn start_if_due(&mut self, signals: &mut Signals, config_file: Option<PathBuf>) {
+    /// Fork the front if it is not running and its start is due. `args` are the master's:
+    /// on HUP the front loads the configuration from them as the master does, so what
+    /// the master derives for it (which answers it logs, whether the workers run app
+    /// threads) follows a changed config too.
+    pub fn start_if_due(&mut self, signals: &mut Signals, args: &[OsString]) {
         let State::Waiting { due } = self.state else {
             return;
         };
@@ -157,7 +160,7 @@ impl Front {
         // SAFETY: the master is single-threaded, and the child leaves through
         // process::exit, never returning into the master's code.
         match unsafe { signals.fork(&roles::FRONT) } {
-            Ok(Forked::Child) => std::process::exit(self.run_in_child(master, config_file)),
+            Ok(Forked::Child) => std::process::exit(self.run_in_child(master, args)),
             Ok(Forked::Parent(pid)) => {
                 log_info!("Booting front with pid: {pid}");
                 self.state = State::Running {
@@ -179,7 +182,7 @@ impl Front {
     }
 
     /// In the forked child: keep only the front's sockets, die with the master, serve.
-    fn run_in_child(&mut self, master: Pid, config_file: Option<PathBuf>) -> i32 {
+    fn run_in_child(&mut self, master: Pid, args: &[OsString]) -> i32 {
         super::title::set("rgunicorn: front");
         // Its log lines are the front's, not the master's.
         rgunicorn_metrics::log_lines::count_into(self.metrics.map(|cells| cells.log()));
@@ -208,10 +211,11 @@ impl Front {
         if let Some(cells) = self.metrics {
             front::metrics::install(rgunicorn_metrics::FrontRecorder::new(cells));
         }
-        let first = self.settings.clone();
-        let reload = move || match &config_file {
-            Some(path) => front::settings_from_file(path),
-            None => Ok(first.clone()),
+        let reload = move || match config::load(args, &|key| std::env::var(key).ok()) {
+            Ok(Command::Run(s) | Command::CheckConfig(s) | Command::PrintConfig(s)) => s
+                .front
+                .ok_or_else(|| "the configuration no longer has a [front] table".to_string()),
+            Err(err) => Err(err.to_string()),
         };
         front::serve_with_reload(self.settings.clone(), listeners, &reload)
     }
