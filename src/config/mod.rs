@@ -19,6 +19,7 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+use rgunicorn_workers::app::AppSpec;
 use rgunicorn_workers::WorkerConfig;
 
 use crate::front::FrontSettings;
@@ -325,6 +326,9 @@ pub fn load(
         if settings.worker.access_log.is_some() && !table.contains_key("access_log") {
             front.log_upstream_answers = false;
         }
+        // A Python app runs on app threads, which answer a connection's requests in turn.
+        front.upstream_app_threads =
+            matches!(AppSpec::parse(&settings.worker.app), Ok(AppSpec::Python(_)));
         settings.front = Some(front);
         settings.front_table = Some(table);
     }

@@ -557,6 +557,24 @@ fn the_front_leaves_the_workers_answers_to_their_access_log() {
     assert!(s.front.expect("front").log_upstream_answers);
 }
 
+/// Workers running a Python app answer on app threads: the front is told, so it sends
+/// them short batches. The APP may come from the command line or the file.
+#[test]
+fn the_front_knows_when_the_workers_run_a_python_app() {
+    let front = TestFront::new();
+    let file = config_file(&front.table);
+    let path = file.path().to_str().unwrap();
+    let s = settings(&["-c", path], &[]);
+    assert!(!s.front.expect("front").upstream_app_threads);
+    let s = settings(&["-c", path, "echo"], &[]);
+    assert!(!s.front.expect("front").upstream_app_threads);
+    let s = settings(&["-c", path, "myproject.app:app"], &[]);
+    assert!(s.front.expect("front").upstream_app_threads);
+    let python = config_file(&format!("wsgi_app = \"mysite.wsgi\"\n{}", front.table));
+    let s = settings(&["-c", python.path().to_str().unwrap()], &[]);
+    assert!(s.front.expect("front").upstream_app_threads);
+}
+
 #[test]
 fn python_app_settings() {
     let s = settings(

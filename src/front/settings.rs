@@ -111,6 +111,11 @@ pub struct FrontSettings {
     /// false when the workers keep an access log and `access_log` was not given, so each
     /// request is logged once.
     pub log_upstream_answers: bool,
+    /// Whether the workers run their app on app threads, answering each connection's
+    /// requests one after another: the front then sends them short batches (see
+    /// `relay::dispatch::THREADED_BATCH`). The master sets it for a Python app; `false`
+    /// otherwise and for `rgunicorn-front` alone, which cannot know.
+    pub upstream_app_threads: bool,
     pub error_log: LogTarget,
     /// `user`: drop to this user (and its group) after binding, when started as root.
     pub user: Option<String>,
@@ -152,6 +157,7 @@ impl Default for FrontSettings {
             access_log: LogTarget::Stdout,
             access_log_buffer: 64 * 1024,
             log_upstream_answers: true,
+            upstream_app_threads: false,
             error_log: LogTarget::Stderr,
             user: None,
             limits: Limits::default(),

@@ -41,7 +41,7 @@ impl Relay {
                     None => match self.pick_upstream(fresh, ctx) {
                         Ok(Some(up)) => {
                             if !alone {
-                                self.start_batch(up);
+                                self.start_batch(up, ctx);
                             }
                             up
                         }
@@ -95,8 +95,8 @@ impl Relay {
     }
 
     /// `up` takes its first request of this pass: others of the pass may join it.
-    pub(super) fn start_batch(&mut self, up: Key) {
-        let mut limit = self.batch;
+    pub(super) fn start_batch(&mut self, up: Key, ctx: &Ctx<'_>) {
+        let mut limit = self.batch.min(batch_bound(ctx));
         if limit == 1 {
             // Now and then, two: to learn whether the workers answer batches at once.
             self.probes = self.probes.wrapping_add(1);
@@ -119,8 +119,8 @@ impl Relay {
     /// A batch is answered: answers that began in fewer reads than half the requests mean
     /// the workers answer a batch at once (inline apps): batch more. Otherwise they answer
     /// one by one (app threads, one request of a connection at a time): batch less.
-    pub(super) fn learn(&mut self, done: Batch) {
-        self.batch = next_batch(self.batch, done);
+    pub(super) fn learn(&mut self, done: Batch, ctx: &Ctx<'_>) {
+        self.batch = next_batch(self.batch, done, batch_bound(ctx));
     }
 
     /// A pooled connection, or a new one; `Ok(None)` when the workers' backlog is full.
@@ -185,14 +185,33 @@ impl Relay {
     }
 }
 
-/// The batch size after `done` was answered (see [`Relay::learn`]).
-fn next_batch(current: usize, done: Batch) -> usize {
-    if done.requests < 2 {
-        current
-    } else if done.reads * 2 <= done.requests {
-        (current * 2).min(MAX_DEPTH)
+/// The most requests of one pass on one connection for workers that run their app on app
+/// threads. They answer a connection's requests one after another, so a request in a
+/// batch waits for those before it, possibly while other threads are idle. A slow app's
+/// answers, coming one by one, teach [`next_batch`] to send one request per connection,
+/// but a loaded front reads late and finds several answers at once, which looks like an
+/// inline app: it then learnt batches of 8 and more, and the requests at their ends made
+/// the tail. Four keeps most of the sends a fast app's batches save; two cost such an app
+/// a quarter of its throughput (DESIGN.md, "Batches for app threads").
+pub const THREADED_BATCH: usize = 4;
+
+/// How many requests of one pass may share a connection, at most.
+fn batch_bound(ctx: &Ctx<'_>) -> usize {
+    if ctx.rt.settings.upstream_app_threads {
+        THREADED_BATCH
     } else {
-        (current / 2).max(1)
+        MAX_DEPTH
+    }
+}
+
+/// The batch size after `done` was answered (see [`Relay::learn`]), at most `bound`.
+fn next_batch(current: usize, done: Batch, bound: usize) -> usize {
+    if done.requests < 2 {
+        current.min(bound)
+    } else if done.reads * 2 <= done.requests {
+        (current * 2).min(bound)
+    } else {
+        (current / 2).clamp(1, bound)
     }
 }
 
@@ -211,12 +230,24 @@ mod tests {
     #[test]
     fn batches_grow_when_answered_at_once_and_shrink_when_answered_one_by_one() {
         // An inline app: 8 answers in one read.
-        assert_eq!(next_batch(8, answered(8, 1)), 16);
-        assert_eq!(next_batch(MAX_DEPTH, answered(8, 2)), MAX_DEPTH);
+        assert_eq!(next_batch(8, answered(8, 1), MAX_DEPTH), 16);
+        assert_eq!(next_batch(MAX_DEPTH, answered(8, 2), MAX_DEPTH), MAX_DEPTH);
         // App threads: one read per answer.
-        assert_eq!(next_batch(8, answered(8, 8)), 4);
-        assert_eq!(next_batch(1, answered(2, 2)), 1);
+        assert_eq!(next_batch(8, answered(8, 8), MAX_DEPTH), 4);
+        assert_eq!(next_batch(1, answered(2, 2), MAX_DEPTH), 1);
         // A lone request says nothing either way.
-        assert_eq!(next_batch(4, answered(1, 1)), 4);
+        assert_eq!(next_batch(4, answered(1, 1), MAX_DEPTH), 4);
+    }
+
+    #[test]
+    fn workers_on_app_threads_get_short_batches_however_their_answers_come() {
+        // Four answers read at once, as a late front finds them: no longer batches.
+        assert_eq!(next_batch(4, answered(4, 1), THREADED_BATCH), 4);
+        // The learner's starting size is brought down at once.
+        assert_eq!(next_batch(MAX_DEPTH / 2, answered(1, 1), THREADED_BATCH), 4);
+        assert_eq!(next_batch(MAX_DEPTH / 2, answered(4, 4), THREADED_BATCH), 4);
+        // Answers one by one still bring it to one.
+        assert_eq!(next_batch(4, answered(4, 4), THREADED_BATCH), 2);
+        assert_eq!(next_batch(2, answered(2, 2), THREADED_BATCH), 1);
     }
 }

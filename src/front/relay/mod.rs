@@ -342,7 +342,7 @@ impl Relay {
             }
         } else if up.inflight.is_empty() && !matches!(up.phase, Phase::Idle { .. }) {
             let done = std::mem::take(&mut up.batch);
-            self.learn(done);
+            self.learn(done, ctx);
             self.park(key, ctx);
         }
     }
