@@ -555,16 +555,25 @@ def define_python_servers(have_rg_py):
 
 def define_python_tls_servers(have_rg_py, cert):
     """Scenario 6, HTTPS: the reference stack rebuilt (front + workers + the Flask app) against
-    the reference (nginx TLS -> gunicorn sync -> Flask over a unix socket)."""
+    the reference (nginx TLS -> gunicorn sync -> Flask over a unix socket). The stack runs
+    twice, with rgunicorn's default threads and with one app thread per worker (gunicorn
+    sync's one request at a time), interleaved, so the default can be judged in one run."""
     crt, key = cert
     out = []
     if have_rg_py:
-        def rg(p):
-            sock = os.path.join(RUN, "rgunicorn-flask-upstream.sock")
-            conf = rgunicorn_front_conf(p, sock, crt, key, name="rgunicorn-front-flask",
-                                        extra=f'chdir = "{APPS}"\nwsgi_app = "flask_app:app"')
-            return [("rgunicorn-front-flask", [RGUNICORN, "-c", conf], PY_ENV)]
-        out.append(("py-rgunicorn-front-flask", "rgunicorn front + workers + Flask (TLS)", "rgunicorn", rg))
+        def rg_with(threads):
+            def rg(p):
+                name = "rgunicorn-front-flask" + ("" if threads is None else f"-t{threads}")
+                sock = os.path.join(RUN, f"{name}-upstream.sock")
+                extra = f'chdir = "{APPS}"\nwsgi_app = "flask_app:app"'
+                if threads is not None:
+                    extra += f"\nthreads = {threads}"
+                conf = rgunicorn_front_conf(p, sock, crt, key, name=name, extra=extra)
+                return [(name, [RGUNICORN, "-c", conf], PY_ENV)]
+            return rg
+        out.append(("py-rgunicorn-front-flask", "rgunicorn front + workers + Flask (TLS)", "rgunicorn",
+                    rg_with(None)))
+        out.append(("py-rgunicorn-front-flask-t1", "the same, --threads 1", "rgunicorn", rg_with(1)))
     out.append(("py-reference", "nginx TLS -> gunicorn sync + Flask (reference)", "reference",
                 reference_stack("ref-py", cert)))
     return out
@@ -631,6 +640,27 @@ def md_flask_alone(res):
                      f"{med['wrk_cpu_cores'] * 1e6 / med['rps']:.0f} µs/req on the same cores"
                      if med.get("wrk_cpu_cores") and med.get("rps") else f"- {label}: {cpu:.0f} µs")
     return L + [""]
+
+
+def md_threads(res):
+    """The HTTPS Flask stack with one app thread per worker against its default, round by round."""
+    tls = res.get("python_tls", {})
+    a, b = tls.get("py-rgunicorn-front-flask-t1", {}), tls.get("py-rgunicorn-front-flask", {})
+    L = []
+    for c in sorted(set(a) & set(b), key=int):
+        ra = {r["round"]: r for r in a[c].get("runs", []) if "error" not in r}
+        rb = {r["round"]: r for r in b[c].get("runs", []) if "error" not in r}
+        rounds = sorted(k for k in ra if k in rb and rb[k]["rps"])
+        if not rounds:
+            continue
+        rps = [ra[k]["rps"] / rb[k]["rps"] for k in rounds]
+        p99 = [(ra[k]["lat_p99_us"] / 1000, rb[k]["lat_p99_us"] / 1000) for k in rounds]
+        L.append(f"- c={c}: req/s {', '.join(f'{x:.2f}x' for x in rps)} (median {statistics.median(rps):.2f}x); "
+                 f"p99 {', '.join(f'{x:.0f}/{y:.0f}' for x, y in p99)} ms")
+    if not L:
+        return []
+    return ["`--threads 1` against the default threads, the same stack, per round "
+            "(req/s ratio; p99 with one thread / with the default):", ""] + L + [""]
 
 
 def python_targets(res):
@@ -1115,6 +1145,7 @@ def markdown(res, servers_by_scn):
         L += md_sweep("6. Python, HTTPS: the reference stack rebuilt against the reference", res.get("python_tls", {}),
                       servers_by_scn["python_tls"], m["concs_python"])
         L += md_flask_alone(res)
+        L += md_threads(res)
     if res.get("metrics_cost"):
         L += ["### 7. Metrics on against off (same binary, interleaved pairs)", "",
               "| concurrency | CPU/req on ÷ off, median | per round | req/s on | req/s off |",
