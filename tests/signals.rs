@@ -212,6 +212,35 @@ fn request_timeout_answers_504_and_recycles() {
     assert_eq!(get(server.addr, "/hello").status, 200);
 }
 
+/// `--request-timeout` counts the app's time, from when a thread takes the request, not
+/// the time it waited for one: with one thread, three requests of 0.7 s each take 2.1 s
+/// in all, and every one is answered by the same worker. (Counted from the dispatch, the
+/// third had waited 1.4 s before it started: a 504, and the worker recycled.)
+#[test]
+fn request_timeout_counts_from_when_a_thread_takes_the_request() {
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &["-w", "1", "--threads", "1", "--request-timeout", "1"],
+        &[],
+    );
+    let before = server.wait_for_workers(1, Duration::from_secs(10));
+    let addr = server.addr;
+    let clients: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(addr, "/slow?ms=700")))
+        .collect();
+    for client in clients {
+        let resp = client.join().expect("client thread");
+        assert_eq!(resp.status, 200, "{}", server.log());
+        assert_eq!(resp.body, b"slow done\n");
+    }
+    assert_eq!(server.worker_pids(), before, "{}", server.log());
+    assert!(
+        !server.log().contains("request timeout"),
+        "{}",
+        server.log()
+    );
+}
+
 #[test]
 fn max_requests_recycles_under_load_without_failures() {
     let server = Server::start(&[

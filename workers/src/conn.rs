@@ -20,7 +20,7 @@ use crate::config::WorkerConfig;
 use crate::environ::{self, ConnInfo};
 use crate::http::{ChunkedDecoder, Framing, Version};
 use crate::log::AccessLog;
-use crate::pool::{Job, Ticket};
+use crate::pool::{Job, Taken, Ticket};
 use crate::respond::{
     call_app, error_response, write_response, BodySource, Exchange, ResponseContext,
 };
@@ -106,11 +106,10 @@ enum State {
     Head { started: Instant },
     /// The rest of a request body.
     Body(Box<Pending>),
-    /// An app thread's answer to the request it took at `since`; `ctx` and `started`
-    /// frame that answer.
+    /// An app thread's answer to the request (the thread marks the connection's
+    /// [`Taken`] when it takes it); `ctx` and `started` frame that answer.
     App {
         ticket: Ticket,
-        since: Instant,
         ctx: ResponseContext,
         started: Instant,
     },
@@ -144,6 +143,8 @@ pub struct Conn {
     method: Method,
     /// The worker's counters, when metrics are on.
     metrics: Option<Recorder>,
+    /// When an app thread took this connection's current request (threaded apps only).
+    taken: Option<Taken>,
 }
 
 /// What one read gave.
@@ -172,6 +173,7 @@ impl Conn {
             last_active: Instant::now(),
             method: Method::Other,
             metrics,
+            taken: None,
         }
     }
 
@@ -245,15 +247,16 @@ impl Conn {
         response: Response,
         cx: &mut Context,
     ) -> Outcome {
-        let (since, ctx, started) = match self.state {
+        let (ctx, started) = match self.state {
             State::App {
                 ticket: t,
-                since,
                 ctx,
                 started,
-            } if t == ticket => (since, ctx, started),
+            } if t == ticket => (ctx, started),
             _ => return Outcome::Open,
         };
+        // A streamed body keeps the app's clock running from when its thread took it.
+        let since = self.taken_at().unwrap_or_else(Instant::now);
         self.respond(&environ, response, ctx, started, Some((ticket, since)), cx);
         self.environ = environ;
         self.drive(cx)
@@ -273,10 +276,14 @@ impl Conn {
         self.drive(cx)
     }
 
-    /// Whether an app thread has held this connection's request `limit` or longer.
+    /// Whether an app thread has held this connection's request `limit` or longer. A
+    /// request still waiting for a free thread has not started: it cannot overrun.
     pub fn app_overran(&self, now: Instant, limit: Duration) -> bool {
         let since = match &self.state {
-            State::App { since, .. } => *since,
+            State::App { .. } => match self.taken_at() {
+                Some(at) => at,
+                None => return false,
+            },
             State::Stream(s) => match s.app {
                 Some((_, since)) => since,
                 None => return false,
@@ -284,6 +291,11 @@ impl Conn {
             _ => return false,
         };
         now.saturating_duration_since(since) >= limit
+    }
+
+    /// When an app thread took the current request, if one did.
+    fn taken_at(&self) -> Option<Instant> {
+        self.taken.as_ref().and_then(Taken::at)
     }
 
     /// Give up on the app thread's answer (see [`Conn::app_overran`]): a 504 when no
@@ -585,14 +597,16 @@ impl Conn {
                 };
                 self.state = State::App {
                     ticket,
-                    since: Instant::now(),
                     ctx,
                     started,
                 };
+                let taken = self.taken.get_or_insert_with(Taken::default);
+                taken.reset();
                 Step::Dispatch(Job {
                     ticket,
                     environ,
                     input,
+                    taken: taken.clone(),
                 })
             }
             Mode::Inline => {

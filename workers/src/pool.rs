@@ -15,9 +15,10 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
@@ -74,6 +75,42 @@ pub struct Job {
     pub ticket: Ticket,
     pub environ: Environ,
     pub input: Input,
+    /// Marked when a thread takes the job.
+    pub taken: Taken,
+}
+
+/// When an app thread took a connection's current job: marked by the thread, read by the
+/// loop for `--request-timeout`, which counts the app's time from there, not the time the
+/// job waited for a free thread. One per connection, reset for each of its requests
+/// (they reach the threads one at a time).
+#[derive(Clone, Default)]
+pub struct Taken(Arc<AtomicU64>);
+
+impl Taken {
+    /// A new job of the connection, not taken yet.
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// The job is taken now.
+    pub fn mark(&self) {
+        let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.0.store(nanos + 1, Ordering::Release);
+    }
+
+    /// When the job was taken, if it was.
+    pub fn at(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(epoch() + Duration::from_nanos(n - 1)),
+        }
+    }
+}
+
+/// What [`Taken`] counts from: the first use in this process.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// What an app thread tells the event loop.
@@ -239,11 +276,13 @@ fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &
         let Some(job) = next else {
             return;
         };
+        job.taken.mark();
         let busy = shared.metrics.map(Busy::new);
         let Job {
             ticket,
             environ,
             input,
+            taken: _,
         } = job;
         let link = Link {
             ticket,

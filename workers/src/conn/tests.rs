@@ -67,9 +67,11 @@ fn the_504_follows_an_earlier_pipelined_answer_still_unsent() {
     let first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst";
     conn.out.extend_from_slice(first);
     let ticket = Ticket { key: 0, seq: 2 };
+    let taken = Taken::default();
+    taken.mark();
+    conn.taken = Some(taken);
     conn.state = State::App {
         ticket,
-        since: Instant::now(),
         ctx: ResponseContext {
             version: Version::Http11,
             is_head: false,
@@ -89,6 +91,32 @@ fn the_504_follows_an_earlier_pipelined_answer_still_unsent() {
     // The app's answer, should it ever come, is dropped.
     conn.answered(ticket, Environ::default(), ok("late"), &mut cx);
     assert!(!conn.out.windows(4).any(|w| w == b"late"));
+}
+
+/// `--request-timeout` counts from when a thread takes the request: one still queued
+/// behind busy threads has not started and cannot overrun, however long it waits.
+#[test]
+fn a_request_waiting_for_a_thread_does_not_overrun() {
+    let (mut conn, mut client) = pair();
+    let mut cx = context(Mode::Threaded);
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let job = dispatched(conn.drive(&mut cx));
+    let later = Instant::now() + Duration::from_secs(3600);
+    assert!(!conn.app_overran(later, Duration::from_secs(1)));
+    job.taken.mark();
+    assert!(conn.app_overran(later, Duration::from_secs(1)));
+    assert!(!conn.app_overran(Instant::now(), Duration::from_secs(1)));
+    // The next request of the connection starts unmarked again.
+    conn.answered(job.ticket, job.environ, ok("a"), &mut cx);
+    client
+        .write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    conn.readable = true;
+    let next = dispatched(conn.drive(&mut cx));
+    assert!(next.taken.at().is_none());
+    assert!(!conn.app_overran(later, Duration::from_secs(1)));
 }
 
 #[test]
