@@ -49,6 +49,17 @@ fn ok(body: &str) -> crate::app::Response {
     crate::app::Response::new(200, Vec::new(), crate::app::Body::Bytes(body.into()))
 }
 
+/// A connection of a threaded app that has received `GET /a` and handed it to the threads.
+fn one_request_on_app_threads() -> (Conn, mio::net::UnixStream, Context, Job) {
+    let (mut conn, mut client) = pair();
+    let mut cx = context(Mode::Threaded);
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let job = dispatched(conn.drive(&mut cx));
+    (conn, client, cx, job)
+}
+
 fn dispatched(outcome: Outcome) -> Job {
     match outcome {
         Outcome::Dispatched(job) => job,
@@ -97,12 +108,7 @@ fn the_504_follows_an_earlier_pipelined_answer_still_unsent() {
 /// behind busy threads has not started and cannot overrun, however long it waits.
 #[test]
 fn a_request_waiting_for_a_thread_does_not_overrun() {
-    let (mut conn, mut client) = pair();
-    let mut cx = context(Mode::Threaded);
-    client
-        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let job = dispatched(conn.drive(&mut cx));
+    let (mut conn, mut client, mut cx, job) = one_request_on_app_threads();
     let later = Instant::now() + Duration::from_secs(3600);
     assert!(!conn.app_overran(later, Duration::from_secs(1)));
     job.taken.mark();
@@ -121,12 +127,7 @@ fn a_request_waiting_for_a_thread_does_not_overrun() {
 
 #[test]
 fn an_answer_for_an_earlier_ticket_is_not_taken_for_the_current_one() {
-    let (mut conn, mut client) = pair();
-    let mut cx = context(Mode::Threaded);
-    client
-        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let job = dispatched(conn.drive(&mut cx));
+    let (mut conn, mut client, mut cx, job) = one_request_on_app_threads();
     let stale = Ticket {
         key: job.ticket.key,
         seq: job.ticket.seq - 1,
