@@ -240,6 +240,12 @@ impl ConfigError {
     }
 }
 
+/// Whether workers serving `app` run it on app threads (a Python app), which answer each
+/// connection's requests in turn: the front then sends them short batches.
+pub fn runs_app_threads(app: &str) -> bool {
+    AppSpec::parse(app).is_ok_and(|spec| spec.is_python())
+}
+
 /// Parse and validate everything. `args` includes argv[0]; `env` looks up environment
 /// variables (the master passes `std::env::var`, tests a fake). Reads the config file and
 /// resolves user and group names, nothing else: calling it again on SIGHUP is safe.
@@ -326,9 +332,7 @@ pub fn load(
         if settings.worker.access_log.is_some() && !table.contains_key("access_log") {
             front.log_upstream_answers = false;
         }
-        // A Python app runs on app threads, which answer a connection's requests in turn.
-        front.upstream_app_threads =
-            matches!(AppSpec::parse(&settings.worker.app), Ok(AppSpec::Python(_)));
+        front.upstream_app_threads = runs_app_threads(&settings.worker.app);
         settings.front = Some(front);
         settings.front_table = Some(table);
     }

@@ -573,6 +573,16 @@ fn the_front_knows_when_the_workers_run_a_python_app() {
     let python = config_file(&format!("wsgi_app = \"mysite.wsgi\"\n{}", front.table));
     let s = settings(&["-c", python.path().to_str().unwrap()], &[]);
     assert!(s.front.expect("front").upstream_app_threads);
+    // rgunicorn-front alone, with the same files: it has only the file's wsgi_app.
+    let alone = |file: &tempfile::NamedTempFile| {
+        crate::front::settings_from_file(file.path())
+            .expect("front settings")
+            .upstream_app_threads
+    };
+    assert!(alone(&python));
+    assert!(!alone(&file));
+    let builtin = config_file(&format!("wsgi_app = \"echo\"\n{}", front.table));
+    assert!(!alone(&builtin));
 }
 
 #[test]

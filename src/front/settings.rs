@@ -113,8 +113,8 @@ pub struct FrontSettings {
     pub log_upstream_answers: bool,
     /// Whether the workers run their app on app threads, answering each connection's
     /// requests one after another: the front then sends them short batches (see
-    /// `relay::dispatch::THREADED_BATCH`). The master sets it for a Python app; `false`
-    /// otherwise and for `rgunicorn-front` alone, which cannot know.
+    /// `relay::dispatch::THREADED_BATCH`). The master sets it for a Python APP;
+    /// `rgunicorn-front -c FILE` alone for a Python `wsgi_app` in FILE.
     pub upstream_app_threads: bool,
     pub error_log: LogTarget,
     /// `user`: drop to this user (and its group) after binding, when started as root.
