@@ -354,3 +354,45 @@ fn a_slow_request_holds_up_no_other_client() {
     );
     assert_eq!(waiter.join().expect("waiter"), "conn=1 req=1");
 }
+
+/// Workers running a Python app answer a connection's requests one by one, on app
+/// threads: a pass's requests then share a connection 4 at most, however the answers come
+/// back. `rgunicorn-front` alone knows it from its file's `wsgi_app` (here added, then
+/// read on HUP). With a built-in app there, the eight share one connection.
+#[test]
+fn workers_on_app_threads_get_batches_of_at_most_four() {
+    let scripted = Scripted::start("threads = 1");
+    let (upstream, front, config) = (&scripted.upstream, &scripted.front, &scripted.client);
+    let text = std::fs::read_to_string(&front.config).expect("read config");
+    std::fs::write(
+        &front.config,
+        format!("wsgi_app = \"myproject.app:app\"\n{text}"),
+    )
+    .expect("write config");
+    front.proc.signal(libc::SIGHUP);
+    assert!(front
+        .proc
+        .wait_line("HUP: reloaded", Duration::from_secs(10))
+        .is_some());
+    let mut clients: Vec<Tls> = (0..8).map(|_| connect(config, front.addr)).collect();
+    let writes = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, tls)| (tls, request(&format!("/count?t{i}"))))
+        .collect();
+    in_one_pass(front, writes);
+    for tls in &mut clients {
+        assert_eq!(read_response(tls, false).expect("answer").status, 200);
+    }
+    let mut per_conn = std::collections::BTreeMap::<usize, usize>::new();
+    for i in 0..8 {
+        *per_conn
+            .entry(wait_seen(upstream, &format!("/count?t{i}")).conn)
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_conn.values().copied().collect::<Vec<_>>(),
+        [4, 4],
+        "eight requests of one pass, by connection: {per_conn:?}"
+    );
+}
