@@ -1,5 +1,6 @@
 //! `rgunicorn-front -c conf/rgunicorn.toml`: the TLS front alone, for workers that run
-//! elsewhere. Reads the `[front]` table of the config file (re-read on HUP), binds, serves.
+//! elsewhere. Reads the `[front]` table of the config file and its `wsgi_app` (re-read on
+//! HUP), binds, serves.
 //!
 //! It answers like `rgunicorn`: `-v` prints the version; a bad flag or configuration is
 //! one line on stderr and exit 2; `--check-config` says nothing when all is well; a
@@ -43,7 +44,7 @@ fn run() -> i32 {
         Ok(args) => args,
         Err(err) => return usage(&err),
     };
-    let settings = match rgunicorn::front::settings_from_file(&args.config) {
+    let settings = match rgunicorn::config::front_alone(&args.config) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("rgunicorn-front: error: {err}");
@@ -74,7 +75,7 @@ fn run() -> i32 {
     };
     let path = args.config.clone();
     rgunicorn::front::serve_with_reload(settings, listeners, &move || {
-        rgunicorn::front::settings_from_file(&path)
+        rgunicorn::config::front_alone(&path)
     })
 }
 

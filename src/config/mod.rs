@@ -240,10 +240,16 @@ impl ConfigError {
     }
 }
 
-/// Whether workers serving `app` run it on app threads (a Python app), which answer each
-/// connection's requests in turn: the front then sends them short batches.
-pub fn runs_app_threads(app: &str) -> bool {
-    AppSpec::parse(app).is_ok_and(|spec| spec.is_python())
+/// The front alone (`rgunicorn-front -c FILE`, re-read on HUP): FILE's `[front]` table,
+/// and, from FILE's `wsgi_app`, whether the workers started from the same file run their
+/// app on app threads (it cannot know the APP of workers given one on their command line).
+pub fn front_alone(path: &std::path::Path) -> Result<FrontSettings, String> {
+    let table = crate::front::read_config_file(path)?;
+    let mut settings = crate::front::settings_from_config(path, &table)?;
+    if let Some(toml::Value::String(app)) = table.get("wsgi_app") {
+        settings.upstream_app_threads = AppSpec::names_python(app);
+    }
+    Ok(settings)
 }
 
 /// Parse and validate everything. `args` includes argv[0]; `env` looks up environment
@@ -332,7 +338,7 @@ pub fn load(
         if settings.worker.access_log.is_some() && !table.contains_key("access_log") {
             front.log_upstream_answers = false;
         }
-        front.upstream_app_threads = runs_app_threads(&settings.worker.app);
+        front.upstream_app_threads = AppSpec::names_python(&settings.worker.app);
         settings.front = Some(front);
         settings.front_table = Some(table);
     }

@@ -575,7 +575,7 @@ fn the_front_knows_when_the_workers_run_a_python_app() {
     assert!(s.front.expect("front").upstream_app_threads);
     // rgunicorn-front alone, with the same files: it has only the file's wsgi_app.
     let alone = |file: &tempfile::NamedTempFile| {
-        crate::front::settings_from_file(file.path())
+        super::front_alone(file.path())
             .expect("front settings")
             .upstream_app_threads
     };

@@ -241,22 +241,21 @@ pub fn serve_with_reload(
     control::serve(settings, listeners, reload)
 }
 
-/// Read the `[front]` table of a TOML config file (what `rgunicorn-front -c` does). The
-/// file's `wsgi_app`, if any, says what the workers started from it run.
-pub fn settings_from_file(path: &std::path::Path) -> Result<FrontSettings, String> {
+/// Read a TOML config file whole (what `rgunicorn-front -c` reads).
+pub fn read_config_file(path: &std::path::Path) -> Result<toml::Table, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| format!("config file {}: {}", path.display(), e.message()))?;
+    text.parse()
+        .map_err(|e: toml::de::Error| format!("config file {}: {}", path.display(), e.message()))
+}
+
+/// The `[front]` table of the config file `path` read as `table`.
+pub fn settings_from_config(
+    path: &std::path::Path,
+    table: &toml::Table,
+) -> Result<FrontSettings, String> {
     match table.get("front") {
-        Some(toml::Value::Table(front)) => {
-            let mut settings = FrontSettings::from_table(front)?;
-            if let Some(toml::Value::String(app)) = table.get("wsgi_app") {
-                settings.upstream_app_threads = crate::config::runs_app_threads(app);
-            }
-            Ok(settings)
-        }
+        Some(toml::Value::Table(front)) => FrontSettings::from_table(front),
         Some(_) => Err(format!(
             "config file {}: front must be a table ([front])",
             path.display()

@@ -114,7 +114,7 @@ pub struct FrontSettings {
     /// Whether the workers run their app on app threads, answering each connection's
     /// requests one after another: the front then sends them short batches (see
     /// `relay::dispatch::THREADED_BATCH`). The master sets it for a Python APP;
-    /// `rgunicorn-front -c FILE` alone for a Python `wsgi_app` in FILE.
+    /// `rgunicorn-front -c FILE` alone for a Python `wsgi_app` in FILE (`config::front_alone`).
     pub upstream_app_threads: bool,
     pub error_log: LogTarget,
     /// `user`: drop to this user (and its group) after binding, when started as root.

@@ -112,6 +112,12 @@ impl AppSpec {
         matches!(self, AppSpec::Python(_))
     }
 
+    /// Whether the APP `text` is a Python app, which workers run on app threads (they
+    /// answer each connection's requests in turn: the TLS front sends them short batches).
+    pub fn names_python(text: &str) -> bool {
+        AppSpec::parse(text).is_ok_and(|spec| spec.is_python())
+    }
+
     /// Make the app. For a Python app this starts the interpreter in this process (if it
     /// is not running yet) and imports the module: call it in a worker after the fork, or
     /// in the master only under `--preload`.
