@@ -303,8 +303,22 @@ fn pipelined_requests_cross_to_the_workers_together() {
 #[test]
 fn requests_of_one_pass_share_a_connection() {
     let scripted = Scripted::start("threads = 1");
+    let per_conn = requests_by_connection(&scripted, 4);
+    assert_eq!(
+        per_conn.len(),
+        1,
+        "four requests of one pass used {per_conn:?}"
+    );
+}
+
+/// `n` clients' requests in one pass, each answered 200: how many the upstream took on
+/// each of its connections.
+fn requests_by_connection(
+    scripted: &Scripted,
+    n: usize,
+) -> std::collections::BTreeMap<usize, usize> {
     let (upstream, front, config) = (&scripted.upstream, &scripted.front, &scripted.client);
-    let mut clients: Vec<Tls> = (0..4).map(|_| connect(config, front.addr)).collect();
+    let mut clients: Vec<Tls> = (0..n).map(|_| connect(config, front.addr)).collect();
     let writes = clients
         .iter_mut()
         .enumerate()
@@ -314,10 +328,13 @@ fn requests_of_one_pass_share_a_connection() {
     for tls in &mut clients {
         assert_eq!(read_response(tls, false).expect("answer").status, 200);
     }
-    let conns: std::collections::BTreeSet<usize> = (0..4)
-        .map(|i| wait_seen(upstream, &format!("/count?c{i}")).conn)
-        .collect();
-    assert_eq!(conns.len(), 1, "four requests of one pass used {conns:?}");
+    let mut per_conn = std::collections::BTreeMap::new();
+    for i in 0..n {
+        *per_conn
+            .entry(wait_seen(upstream, &format!("/count?c{i}")).conn)
+            .or_default() += 1;
+    }
+    per_conn
 }
 
 /// Requests of different clients may share an upstream connection, but never queue
@@ -362,7 +379,7 @@ fn a_slow_request_holds_up_no_other_client() {
 #[test]
 fn workers_on_app_threads_get_batches_of_at_most_four() {
     let scripted = Scripted::start("threads = 1");
-    let (upstream, front, config) = (&scripted.upstream, &scripted.front, &scripted.client);
+    let front = &scripted.front;
     let text = std::fs::read_to_string(&front.config).expect("read config");
     std::fs::write(
         &front.config,
@@ -374,22 +391,7 @@ fn workers_on_app_threads_get_batches_of_at_most_four() {
         .proc
         .wait_line("HUP: reloaded", Duration::from_secs(10))
         .is_some());
-    let mut clients: Vec<Tls> = (0..8).map(|_| connect(config, front.addr)).collect();
-    let writes = clients
-        .iter_mut()
-        .enumerate()
-        .map(|(i, tls)| (tls, request(&format!("/count?t{i}"))))
-        .collect();
-    in_one_pass(front, writes);
-    for tls in &mut clients {
-        assert_eq!(read_response(tls, false).expect("answer").status, 200);
-    }
-    let mut per_conn = std::collections::BTreeMap::<usize, usize>::new();
-    for i in 0..8 {
-        *per_conn
-            .entry(wait_seen(upstream, &format!("/count?t{i}")).conn)
-            .or_default() += 1;
-    }
+    let per_conn = requests_by_connection(&scripted, 8);
     assert_eq!(
         per_conn.values().copied().collect::<Vec<_>>(),
         [4, 4],
