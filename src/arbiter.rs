@@ -45,6 +45,7 @@ use boot::{BootRetry, BootVerdict};
 use health::{jitter, judge, rss_bytes, Death, Ending, Health, Verdict};
 use heartbeat::Slot;
 use rgunicorn_metrics::{Recorder, Restart, Table};
+use rgunicorn_workers::app::Mode;
 use rgunicorn_workers::{log_error, log_info, log_warning, App};
 use stop::{signal_name, Stop};
 use upgrade::Inherited;
@@ -165,6 +166,9 @@ pub fn run(settings: Settings, app: Option<Arc<dyn App>>, hooks: Option<Arc<dyn 
             None
         }
     };
+    if let (Some(front), Some(app)) = (front.as_mut(), &app) {
+        front.serve_embedded(app.mode() == Mode::Threaded);
+    }
     let pidfile = match &settings.pidfile {
         Some(path) => {
             // After USR2 the old master still owns PIDFILE: write PIDFILE.2 until it is gone.

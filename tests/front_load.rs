@@ -115,6 +115,13 @@ fn kill(pid: i32, signal: i32) {
 fn hup_and_ttou_under_full_load_fail_no_request_through_the_front() {
     let stack = Stack::start(&["-w", "3"], "");
     stack.server.wait_for_workers(4, Duration::from_secs(10));
+    // The built-in app runs inline: the front's batches are not bounded for app threads.
+    assert!(
+        stack.front_log().contains("front listening on")
+            && !stack.front_log().contains("app threads"),
+        "{}",
+        stack.front_log()
+    );
     let load = stack.load(24);
     for round in 1..=2 {
         let booted = stack.booted_workers();
@@ -169,6 +176,14 @@ fn request_timeout_recycle_fails_no_other_request_through_the_front() {
         "/hello",
         &["-w", "1", "--request-timeout", "1"],
         "",
+    );
+    // The embedded app runs on app threads: the front was told, whatever the APP says.
+    assert!(
+        stack
+            .front_log()
+            .contains("(app threads: batches of at most 4)"),
+        "{}",
+        stack.front_log()
     );
     let booted = stack.booted_workers();
     let load = stack.load_with("/hello", None, 16, 1);

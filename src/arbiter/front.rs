@@ -45,6 +45,9 @@ pub struct Front {
     restarts: Restarts,
     /// The front's cells in the shared table, when the master counts (issue 13).
     metrics: Option<&'static rgunicorn_metrics::table::FrontCells>,
+    /// Whether the app this program embeds runs on app threads; it wins over what the
+    /// configuration's APP says, at start and on every reload.
+    embedded_app_threads: Option<bool>,
 }
 
 /// Where the front is, as the master sees it.
@@ -112,6 +115,7 @@ impl Front {
             },
             restarts: Restarts::default(),
             metrics: None,
+            embedded_app_threads: None,
         })
     }
 
@@ -211,13 +215,27 @@ impl Front {
         if let Some(cells) = self.metrics {
             front::metrics::install(rgunicorn_metrics::FrontRecorder::new(cells));
         }
+        let embedded = self.embedded_app_threads;
         let reload = move || match config::load(args, &|key| std::env::var(key).ok()) {
-            Ok(Command::Run(s) | Command::CheckConfig(s) | Command::PrintConfig(s)) => s
-                .front
-                .ok_or_else(|| "the configuration no longer has a [front] table".to_string()),
+            Ok(Command::Run(s) | Command::CheckConfig(s) | Command::PrintConfig(s)) => {
+                let mut front = s
+                    .front
+                    .ok_or_else(|| "the configuration no longer has a [front] table".to_string())?;
+                if let Some(app_threads) = embedded {
+                    front.upstream_app_threads = app_threads;
+                }
+                Ok(front)
+            }
             Err(err) => Err(err.to_string()),
         };
         front::serve_with_reload(self.settings.clone(), listeners, &reload)
+    }
+
+    /// The workers run the app this program embeds, on app threads or not: the front's
+    /// batches follow that rather than the configuration's APP.
+    pub fn serve_embedded(&mut self, app_threads: bool) {
+        self.embedded_app_threads = Some(app_threads);
+        self.settings.upstream_app_threads = app_threads;
     }
 
     /// Have the front count into `cells` (from its next start on).

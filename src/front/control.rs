@@ -22,6 +22,7 @@ use rgunicorn_process::{parent, signals as roles, Signals};
 use super::context::WAKER;
 use super::event_loop::{Control, EventLoop, Exit};
 use super::log::Logger;
+use super::relay::THREADED_BATCH;
 use super::settings::FrontSettings;
 use super::{tls, FrontListeners, Runtime};
 
@@ -156,12 +157,17 @@ fn run(
         });
     }
     log.info(&format!(
-        "front listening on {} ({} event loop{}), {}, upstream {}{}",
+        "front listening on {} ({} event loop{}), {}, upstream {}{}{}",
         tls_addr.map_or_else(|| runtime.settings.listen.to_string(), |a| a.to_string()),
         loops.len(),
         if loops.len() == 1 { "" } else { "s" },
         runtime.certificates,
         runtime.settings.upstream,
+        if runtime.settings.upstream_app_threads {
+            format!(" (app threads: batches of at most {THREADED_BATCH})")
+        } else {
+            String::new()
+        },
         redirect_addr
             .map(|a| format!(", redirecting http on {a}"))
             .unwrap_or_default()

@@ -113,7 +113,8 @@ pub struct FrontSettings {
     pub log_upstream_answers: bool,
     /// Whether the workers run their app on app threads, answering each connection's
     /// requests one after another: the front then sends them short batches (see
-    /// `relay::dispatch::THREADED_BATCH`). The master sets it for a Python APP;
+    /// `relay::dispatch::THREADED_BATCH`). The master sets it for a Python APP, or from
+    /// the mode of the app a program embeds;
     /// `rgunicorn-front -c FILE` alone for a Python `wsgi_app` in FILE (`config::front_alone`).
     pub upstream_app_threads: bool,
     pub error_log: LogTarget,

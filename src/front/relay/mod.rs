@@ -10,6 +10,7 @@
 //! - When a worker closes a connection before answering a request: [`failure`].
 
 mod dispatch;
+pub use dispatch::THREADED_BATCH;
 mod failure;
 
 use std::net::SocketAddr;
