@@ -645,18 +645,14 @@ def md_flask_alone(res):
 def md_threads(res):
     """The HTTPS Flask stack with one app thread per worker against its default, round by round."""
     tls = res.get("python_tls", {})
-    a, b = tls.get("py-rgunicorn-front-flask-t1", {}), tls.get("py-rgunicorn-front-flask", {})
+    pair = ("py-rgunicorn-front-flask-t1", "py-rgunicorn-front-flask")
+    raw = {k: {c: d.get("runs", []) for c, d in tls.get(k, {}).items()} for k in pair}
+    concs = sorted(set(raw[pair[0]]) & set(raw[pair[1]]), key=int)
     L = []
-    for c in sorted(set(a) & set(b), key=int):
-        ra = {r["round"]: r for r in a[c].get("runs", []) if "error" not in r}
-        rb = {r["round"]: r for r in b[c].get("runs", []) if "error" not in r}
-        rounds = sorted(k for k in ra if k in rb and rb[k]["rps"])
-        if not rounds:
-            continue
-        rps = [ra[k]["rps"] / rb[k]["rps"] for k in rounds]
-        p99 = [(ra[k]["lat_p99_us"] / 1000, rb[k]["lat_p99_us"] / 1000) for k in rounds]
-        L.append(f"- c={c}: req/s {', '.join(f'{x:.2f}x' for x in rps)} (median {statistics.median(rps):.2f}x); "
-                 f"p99 {', '.join(f'{x:.0f}/{y:.0f}' for x, y in p99)} ms")
+    for c, p in paired_ratios(raw, pair, concs).items():
+        L.append(f"- c={c}: req/s {', '.join(f'{x:.2f}x' for x in p['rps_ratio_per_round'])} "
+                 f"(median {p['rps_ratio_median']:.2f}x); "
+                 f"p99 {', '.join(f'{x:.0f}/{y:.0f}' for x, y in p['p99_ms_per_round'])} ms")
     if not L:
         return []
     return ["`--threads 1` against the default threads, the same stack, per round "
@@ -861,7 +857,8 @@ def round_order(servers, rnd, pair):
 
 
 def paired_ratios(raw, pair, concs):
-    """rps(A)/rps(B) per round and concurrency for the pair (A, B), and the median per concurrency."""
+    """rps(A)/rps(B) per round and concurrency for the pair (A, B), the median per concurrency,
+    and both p99s (ms) per round."""
     a, b = pair
     out = {}
     if a not in raw or b not in raw:
@@ -869,13 +866,16 @@ def paired_ratios(raw, pair, concs):
     for c in concs:
         ra = {r["round"]: r for r in raw[a][c] if "error" not in r}
         rb = {r["round"]: r for r in raw[b][c] if "error" not in r}
-        rs = [ra[k]["rps"] / rb[k]["rps"] for k in ra if k in rb and rb[k]["rps"]]
-        cpu = [rb[k]["server_cpu_us_per_req"] / ra[k]["server_cpu_us_per_req"] for k in ra
-               if k in rb and ra[k].get("server_cpu_us_per_req") and rb[k].get("server_cpu_us_per_req")]
+        rounds = [k for k in ra if k in rb and rb[k]["rps"]]
+        rs = [ra[k]["rps"] / rb[k]["rps"] for k in rounds]
+        cpu = [rb[k]["server_cpu_us_per_req"] / ra[k]["server_cpu_us_per_req"] for k in rounds
+               if ra[k].get("server_cpu_us_per_req") and rb[k].get("server_cpu_us_per_req")]
         if rs:
             out[str(c)] = {"rps_ratio_per_round": [round(x, 3) for x in rs],
                            "rps_ratio_median": round(statistics.median(rs), 3),
-                           "cpu_advantage_median": round(statistics.median(cpu), 3) if cpu else None}
+                           "cpu_advantage_median": round(statistics.median(cpu), 3) if cpu else None,
+                           "p99_ms_per_round": [[round(ra[k]["lat_p99_us"] / 1000, 2),
+                                                 round(rb[k]["lat_p99_us"] / 1000, 2)] for k in rounds]}
     return out
 
 
