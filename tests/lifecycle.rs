@@ -3,7 +3,8 @@
 //! max_worker_memory, a request-timeout recycle, a TERM sent to the worker), a full-rate
 //! keep-alive load ([`common::load`]) sees zero failures. Run with an inline app (the
 //! built-in welcome) and a threaded one (the custom_app example), so both the loop's
-//! and the app threads' paths are covered. Counts are asserted, never speed.
+//! and the app threads' paths are covered, and with requests queued for the app threads,
+//! where the loop paces its turns. Counts are asserted, never speed.
 
 mod common;
 
@@ -24,6 +25,10 @@ enum Served {
     Inline,
     /// The custom_app example, run on app threads.
     Threaded,
+    /// The custom_app example answering after a millisecond on two app threads per
+    /// worker: the clients' requests queue for a thread, so the worker's loop pauses
+    /// between its turns instead of waking for each event (`Pool::pace`).
+    Queued,
 }
 
 impl Served {
@@ -31,6 +36,10 @@ impl Served {
         match self {
             Served::Inline => Server::start(args),
             Served::Threaded => Server::start_bin(&custom_app_bin(), args, &[]),
+            Served::Queued => {
+                let args = [args, &["--threads", "2"]].concat();
+                Server::start_bin(&custom_app_bin(), &args, &[])
+            }
         }
     }
 
@@ -38,6 +47,7 @@ impl Served {
         match self {
             Served::Inline => WELCOME_PATH,
             Served::Threaded => "/hello",
+            Served::Queued => "/slow?ms=1",
         }
     }
 }
@@ -102,6 +112,11 @@ fn hup_at_full_rate_fails_no_request_threaded() {
     hup(Served::Threaded);
 }
 
+#[test]
+fn hup_at_full_rate_fails_no_request_queued_for_app_threads() {
+    hup(Served::Queued);
+}
+
 /// The front's way in: workers on a unix socket.
 #[test]
 fn hup_at_full_rate_fails_no_request_over_a_unix_socket() {
@@ -164,6 +179,11 @@ fn term_of_a_worker_at_full_rate_fails_no_request_threaded() {
     term_one_worker(Served::Threaded);
 }
 
+#[test]
+fn term_of_a_worker_at_full_rate_fails_no_request_queued_for_app_threads() {
+    term_one_worker(Served::Queued);
+}
+
 fn max_requests(served: Served) {
     let server = served.start(&[
         "-w",
@@ -190,6 +210,11 @@ fn max_requests_at_full_rate_fails_no_request_inline() {
 #[test]
 fn max_requests_at_full_rate_fails_no_request_threaded() {
     max_requests(Served::Threaded);
+}
+
+#[test]
+fn max_requests_at_full_rate_fails_no_request_queued_for_app_threads() {
+    max_requests(Served::Queued);
 }
 
 #[test]

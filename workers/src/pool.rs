@@ -29,6 +29,15 @@ use rgunicorn_metrics::Recorder;
 /// Chunks of a streamed body an app thread may produce ahead of the client.
 const STREAM_AHEAD: usize = 4;
 
+/// The shortest pause worth taking ([`Pool::pace`]): when the threads answer so often
+/// that the pause would be shorter, the loop is busy anyway and keeps waking for each
+/// event.
+const PACE_MIN: Duration = Duration::from_micros(50);
+/// The longest pause between the loop's turns while jobs wait for a thread. Threads
+/// that answer less often than this keep waking the loop for each answer: it wakes
+/// rarely then, and a pause would only add latency.
+const PACE_MAX: Duration = Duration::from_millis(1);
+
 /// Wakes the event loop at most once per sleep: the loop clears `awake` just before it
 /// blocks in poll, and whoever flips it back sends the one eventfd write.
 pub struct Wake {
@@ -175,6 +184,7 @@ pub struct Pool {
     jobs: Option<Sender<Job>>,
     msgs: Receiver<Msg>,
     threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 /// Shared by every app thread.
@@ -183,6 +193,48 @@ struct Shared {
     wake: Arc<Wake>,
     /// Where busy and idle threads are counted (utilisation), when metrics are on.
     metrics: Option<Recorder>,
+    /// How often the threads answer while jobs wait for them.
+    pace: AnswerGap,
+}
+
+/// The time between two answers of the pool (any threads) while jobs wait in the
+/// queue: how fast the threads get through it, GIL and all. A moving average (an eighth
+/// of each new gap), in nanoseconds. It is not the time one job takes: with the GIL,
+/// a thread that took a job may wait milliseconds for its turn while another thread
+/// answers job after job. Threads update it without a lock; a lost update between two
+/// threads only delays the average by one answer.
+#[derive(Default)]
+struct AnswerGap {
+    /// When the last answer was ready (nanoseconds from [`epoch`], 0 for never).
+    last: AtomicU64,
+    gap: AtomicU64,
+}
+
+impl AnswerGap {
+    /// An answer is ready at `now`; `queued`: jobs still wait for a thread, so the
+    /// pool was most likely busy since the answer before. A gap counts as at most twice
+    /// [`PACE_MAX`]: enough to stop pacing threads that answer rarely, while the first
+    /// answer of a burst after a quiet minute moves the average no further.
+    fn note(&self, now: Instant, queued: bool) {
+        let now = u64::try_from(now.duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX);
+        let last = self.last.swap(now, Ordering::Relaxed);
+        if !queued || last == 0 || now <= last {
+            return;
+        }
+        let longest = u64::try_from((2 * PACE_MAX).as_nanos()).unwrap_or(u64::MAX);
+        let gap = (now - last).min(longest);
+        let old = self.gap.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            gap
+        } else {
+            old - old / 8 + gap / 8
+        };
+        self.gap.store(new, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Duration {
+        Duration::from_nanos(self.gap.load(Ordering::Relaxed))
+    }
 }
 
 impl Pool {
@@ -197,7 +249,12 @@ impl Pool {
         // Unbounded, yet bounded by construction: each job in flight has at most one
         // `Done`, one `StreamReady` per chunk its stream channel holds, and one `StreamEnd`.
         let (msg_tx, msg_rx) = crossbeam_channel::unbounded::<Msg>();
-        let shared = Arc::new(Shared { app, wake, metrics });
+        let shared = Arc::new(Shared {
+            app,
+            wake,
+            metrics,
+            pace: AnswerGap::default(),
+        });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = job_rx.clone();
@@ -213,7 +270,26 @@ impl Pool {
             jobs: Some(job_tx),
             msgs: msg_rx,
             threads: handles,
+            shared,
         })
+    }
+
+    /// How long the loop may pause before its next turn instead of waking for each
+    /// event; `None` to wake for each.
+    ///
+    /// While jobs wait in the queue for a thread, an answer or a new request the loop
+    /// takes at once makes no job start sooner. With jobs of a few hundred microseconds
+    /// (a Flask view), waking for each answer and again for each client's next request
+    /// costs the loop about two sleeps and wake-ups per request, each a context switch
+    /// (often across cores) that costs more than the work it wakes for. Pausing takes
+    /// them in batches instead: for half the time the threads need to empty the queue
+    /// (`queued × the time between two answers / 2`, see [`AnswerGap`]), so they are
+    /// still busy when the loop looks again, and at most [`PACE_MAX`]. Short pauses are
+    /// not worth it: with short jobs the loop is busy anyway; nor is pacing threads that
+    /// answer less often than [`PACE_MAX`]: the loop wakes rarely then.
+    pub fn pace(&self) -> Option<Duration> {
+        let queued = self.jobs.as_ref().map_or(0, Sender::len);
+        pace_for(queued, self.shared.pace.get())
     }
 
     /// How many app threads there are.
@@ -299,6 +375,7 @@ fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &
             let _current = Current::enter(&mut reply);
             try_call_app(shared.app.as_ref(), &environ, input)
         };
+        shared.pace.note(Instant::now(), !jobs.is_empty());
         let early = reply.stream.take();
         let response = match answered {
             Some(response) => response,
@@ -562,5 +639,72 @@ impl Iterator for FileChunks {
             }
             Err(e) => Some(Err(e)),
         }
+    }
+}
+
+/// [`Pool::pace`] with `queued` jobs waiting for threads that answer every
+/// `between_answers`.
+fn pace_for(queued: usize, between_answers: Duration) -> Option<Duration> {
+    if between_answers > PACE_MAX {
+        return None;
+    }
+    let queued = u32::try_from(queued).unwrap_or(u32::MAX);
+    let pause = between_answers.saturating_mul(queued) / 2;
+    (pause >= PACE_MIN).then(|| pause.min(PACE_MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Flask view's answers on a busy pool.
+    const FLASK: Duration = Duration::from_micros(150);
+
+    #[test]
+    fn the_loop_pauses_for_half_the_time_the_threads_need_for_the_queue() {
+        assert_eq!(pace_for(0, FLASK), None);
+        assert_eq!(pace_for(1, FLASK), Some(Duration::from_micros(75)));
+        assert_eq!(pace_for(4, FLASK), Some(Duration::from_micros(300)));
+    }
+
+    #[test]
+    fn short_jobs_keep_the_loop_waking_for_each_event() {
+        assert_eq!(pace_for(1, Duration::from_micros(99)), None);
+        assert_eq!(pace_for(8, Duration::from_micros(10)), None);
+        assert_eq!(pace_for(64, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn the_pause_is_at_most_a_millisecond() {
+        assert_eq!(pace_for(64, FLASK), Some(PACE_MAX));
+        assert_eq!(pace_for(usize::MAX, PACE_MAX), Some(PACE_MAX));
+    }
+
+    #[test]
+    fn threads_that_answer_rarely_keep_the_loop_waking_for_each_answer() {
+        assert_eq!(pace_for(64, PACE_MAX + Duration::from_nanos(1)), None);
+        assert_eq!(pace_for(64, Duration::from_millis(100)), None);
+    }
+
+    #[test]
+    fn the_gap_counts_only_answers_given_while_jobs_waited() {
+        let gap = AnswerGap::default();
+        let t0 = epoch() + Duration::from_secs(1);
+        gap.note(t0, true);
+        assert_eq!(gap.get(), Duration::ZERO, "one answer is no gap yet");
+        gap.note(t0 + Duration::from_micros(800), true);
+        assert_eq!(gap.get(), Duration::from_micros(800));
+        // Idle between these two: the gap is not the threads' pace.
+        gap.note(t0 + Duration::from_secs(5), false);
+        assert_eq!(gap.get(), Duration::from_micros(800));
+        // An eighth of the way to each new gap.
+        gap.note(
+            t0 + Duration::from_secs(5) + Duration::from_micros(1600),
+            true,
+        );
+        assert_eq!(gap.get(), Duration::from_micros(900));
+        // A burst after a quiet minute counts as two milliseconds.
+        gap.note(t0 + Duration::from_secs(65), true);
+        assert_eq!(gap.get(), Duration::from_nanos(900_000 - 112_500 + 250_000));
     }
 }

@@ -192,15 +192,27 @@ impl Worker {
             if let Some(retry) = self.accepting.retry_at() {
                 wake_at = wake_at.min(retry);
             }
-            self.wake.going_to_sleep();
-            let pending = self.pool.as_ref().is_some_and(Pool::has_msgs);
-            let timeout = if pending {
-                Duration::ZERO
-            } else {
-                wake_at.saturating_duration_since(now)
+            let until_tick = wake_at.saturating_duration_since(now);
+            let pace = (self.pool.as_ref())
+                .filter(|pool| !pool.has_msgs())
+                .and_then(Pool::pace);
+            let result = match pace {
+                // Jobs wait for a thread: take what arrives in one turn after a pause
+                // (`Pool::pace`). The threads do not wake the loop meanwhile (it counts
+                // as awake), and sockets and signals wait for the turn.
+                Some(pause) => {
+                    std::thread::sleep(pause.min(until_tick));
+                    self.poll.poll(&mut events, Some(Duration::ZERO))
+                }
+                None => {
+                    self.wake.going_to_sleep();
+                    let pending = self.pool.as_ref().is_some_and(Pool::has_msgs);
+                    let timeout = if pending { Duration::ZERO } else { until_tick };
+                    let result = self.poll.poll(&mut events, Some(timeout));
+                    self.wake.woke_up();
+                    result
+                }
             };
-            let result = self.poll.poll(&mut events, Some(timeout));
-            self.wake.woke_up();
             if let Err(err) = result {
                 if err.kind() != ErrorKind::Interrupted {
                     crate::log_error!("worker event loop failed: poll: {err}");
