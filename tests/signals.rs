@@ -241,6 +241,52 @@ fn request_timeout_counts_from_when_a_thread_takes_the_request() {
     );
 }
 
+/// A thread stuck past `--request-timeout` is given up on (a 504) and its worker
+/// retires. The requests already queued behind it, on the worker's only thread, are
+/// answered by a thread started in its place, not closed unanswered when the graceful
+/// timeout ends (the stuck request never ends).
+#[test]
+fn requests_queued_behind_a_stuck_thread_are_answered() {
+    let server = Server::start_bin(
+        &custom_app_bin(),
+        &[
+            "-w",
+            "1",
+            "--threads",
+            "1",
+            "--request-timeout",
+            "1",
+            "--graceful-timeout",
+            "3",
+        ],
+        &[],
+    );
+    let before = server.wait_for_workers(1, Duration::from_secs(10));
+    let addr = server.addr;
+    let stuck = std::thread::spawn(move || get(addr, "/spin"));
+    // Let the spin take the only thread first (if it does not, the others are answered
+    // before it and the test proves less, but still passes).
+    std::thread::sleep(Duration::from_millis(300));
+    let queued: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(addr, "/hello")))
+        .collect();
+    for client in queued {
+        let resp = client.join().expect("a queued request got no answer");
+        assert_eq!(resp.status, 200, "{}", server.log());
+        assert_eq!(resp.text(), format!("hello from pid {}\n", before[0]));
+    }
+    assert_eq!(stuck.join().expect("the stuck request").status, 504);
+    let log = server.log();
+    assert!(
+        log.contains("started 1 app thread(s) in place of stuck ones"),
+        "{log}"
+    );
+    wait_until(Duration::from_secs(10), "the worker's replacement", || {
+        let now = server.worker_pids();
+        now.len() == 1 && now[0] != before[0]
+    });
+}
+
 #[test]
 fn max_requests_recycles_under_load_without_failures() {
     let server = Server::start(&[

@@ -185,6 +185,12 @@ pub struct Pool {
     msgs: Receiver<Msg>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// The threads' ends of the two channels, for threads started later
+    /// ([`Pool::replace_stuck`]).
+    job_rx: Receiver<Job>,
+    msg_tx: Sender<Msg>,
+    /// How many threads the pool started with.
+    size: usize,
 }
 
 /// Shared by every app thread.
@@ -255,23 +261,48 @@ impl Pool {
             metrics,
             pace: AnswerGap::default(),
         });
-        let mut handles = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let rx = job_rx.clone();
-            let tx = msg_tx.clone();
-            let shared = Arc::clone(&shared);
-            handles.push(
-                thread::Builder::new()
-                    .name(format!("app-{i}"))
-                    .spawn(move || app_thread(rx, tx, shared))?,
-            );
-        }
-        Ok(Pool {
+        let mut pool = Pool {
             jobs: Some(job_tx),
             msgs: msg_rx,
-            threads: handles,
+            threads: Vec::with_capacity(threads),
             shared,
-        })
+            job_rx,
+            msg_tx,
+            size: threads,
+        };
+        for _ in 0..threads {
+            pool.spawn_thread()?;
+        }
+        Ok(pool)
+    }
+
+    fn spawn_thread(&mut self) -> io::Result<()> {
+        let rx = self.job_rx.clone();
+        let tx = self.msg_tx.clone();
+        let shared = Arc::clone(&self.shared);
+        let handle = thread::Builder::new()
+            .name(format!("app-{}", self.threads.len()))
+            .spawn(move || app_thread(rx, tx, shared))?;
+        self.threads.push(handle);
+        Ok(())
+    }
+
+    /// Start a thread in place of each of `stuck` threads the loop gave up on (their
+    /// requests answered 504, the worker retiring), so that the requests queued behind
+    /// them are still served, as gunicorn's next worker would serve them from the
+    /// backlog. At most as many as the pool started with, over its life: a worker whose
+    /// every request gets stuck does not pile up threads. Returns how many it started.
+    pub fn replace_stuck(&mut self, stuck: usize) -> usize {
+        let room = (2 * self.size).saturating_sub(self.threads.len());
+        let mut started = 0;
+        for _ in 0..stuck.min(room) {
+            if let Err(err) = self.spawn_thread() {
+                crate::log_error!("could not start an app thread in place of a stuck one: {err}");
+                break;
+            }
+            started += 1;
+        }
+        started
     }
 
     /// How long the loop may pause before its next turn instead of waking for each

@@ -294,9 +294,13 @@ impl Worker {
                     crate::log_info!("Parent changed, shutting down: {}", std::process::id());
                     return EXIT_OK;
                 }
-                if self.check_deadlines(now) && self.stop_by.is_none() {
-                    hooks.retiring(Retire::StuckRequest);
-                    self.begin_stop("Retiring: an app thread is stuck on a request");
+                let stuck = self.check_deadlines(now);
+                if stuck > 0 {
+                    self.replace_stuck(stuck);
+                    if self.stop_by.is_none() {
+                        hooks.retiring(Retire::StuckRequest);
+                        self.begin_stop("Retiring: an app thread is stuck on a request");
+                    }
                 }
             }
             if let Some(stop_by) = self.stop_by {
@@ -380,11 +384,11 @@ impl Worker {
     }
 
     /// Enforce every connection's deadlines, and `--request-timeout` on the requests the
-    /// app threads hold. Returns whether an app thread overran: the worker must retire,
-    /// since that thread may never come back.
-    fn check_deadlines(&mut self, now: Instant) -> bool {
+    /// app threads hold. Returns how many app threads overran: the worker must retire,
+    /// since they may never come back.
+    fn check_deadlines(&mut self, now: Instant) -> usize {
         let limit = self.cx.cfg.request_timeout;
-        let mut overran = false;
+        let mut overran = 0;
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
         keys.extend(self.conns.iter().map(|(k, _)| k));
@@ -397,7 +401,7 @@ impl Worker {
                     "request timeout: the app spent over {}s on a request: giving up on it",
                     limit.as_secs()
                 );
-                overran = true;
+                overran += 1;
                 conn.abandon_app(&mut self.cx)
             } else {
                 conn.check_deadline(now, &mut self.cx)
@@ -406,6 +410,20 @@ impl Worker {
         }
         self.keys = keys;
         overran
+    }
+
+    /// `stuck` app threads were given up on: start as many in their place, so that the
+    /// requests queued behind them are answered (`Pool::replace_stuck`).
+    fn replace_stuck(&mut self, stuck: usize) {
+        let Some(pool) = &mut self.pool else {
+            return;
+        };
+        let started = pool.replace_stuck(stuck);
+        if started > 0 {
+            crate::log_warning!(
+                "started {started} app thread(s) in place of stuck ones, for the requests queued behind them"
+            );
+        }
     }
 
     /// Stop accepting, then let every connection answer what it has received and close.
