@@ -197,9 +197,9 @@ impl Worker {
                 .filter(|pool| !pool.has_msgs())
                 .and_then(Pool::pace);
             let result = match pace {
-                // Jobs wait for a thread: take what arrives in one turn after a pause
-                // (`Pool::pace`). The threads do not wake the loop meanwhile (it counts
-                // as awake), and sockets and signals wait for the turn.
+                // Two jobs or more wait for each thread: take what arrives in one turn
+                // after a pause (`Pool::pace`). The threads do not wake the loop meanwhile
+                // (it counts as awake), and sockets and signals wait for the turn.
                 Some(pause) => {
                     std::thread::sleep(pause.min(until_tick));
                     self.poll.poll(&mut events, Some(Duration::ZERO))
