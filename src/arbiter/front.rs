@@ -217,25 +217,20 @@ impl Front {
         }
         let embedded = self.embedded_app_threads;
         let reload = move || match config::load(args, &|key| std::env::var(key).ok()) {
-            Ok(Command::Run(s) | Command::CheckConfig(s) | Command::PrintConfig(s)) => {
-                let mut front = s
-                    .front
-                    .ok_or_else(|| "the configuration no longer has a [front] table".to_string())?;
-                if let Some(app_threads) = embedded {
-                    front.upstream_app_threads = app_threads;
-                }
-                Ok(front)
-            }
+            Ok(Command::Run(s) | Command::CheckConfig(s) | Command::PrintConfig(s)) => s
+                .front
+                .map(|front| with_embedded_app(front, embedded))
+                .ok_or_else(|| "the configuration no longer has a [front] table".to_string()),
             Err(err) => Err(err.to_string()),
         };
-        front::serve_with_reload(self.settings.clone(), listeners, &reload)
+        let settings = with_embedded_app(self.settings.clone(), embedded);
+        front::serve_with_reload(settings, listeners, &reload)
     }
 
     /// The workers run the app this program embeds, on app threads or not: the front's
     /// batches follow that rather than the configuration's APP.
     pub fn serve_embedded(&mut self, app_threads: bool) {
         self.embedded_app_threads = Some(app_threads);
-        self.settings.upstream_app_threads = app_threads;
     }
 
     /// Have the front count into `cells` (from its next start on).
@@ -321,6 +316,18 @@ impl Restarts {
                 .min(MAX_BACKOFF),
         }
     }
+}
+
+/// `front` as the front serves it: with the mode of the app this program embeds, if it
+/// embeds one, in place of what the configuration's APP says (at start and on reloads).
+fn with_embedded_app(
+    mut front: FrontSettings,
+    embedded_app_threads: Option<bool>,
+) -> FrontSettings {
+    if let Some(app_threads) = embedded_app_threads {
+        front.upstream_app_threads = app_threads;
+    }
+    front
 }
 
 #[cfg(test)]
