@@ -103,7 +103,7 @@ impl Taken {
 
     /// The job is taken now.
     pub fn mark(&self) {
-        let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        let nanos = nanos_since_epoch(Instant::now()).min(u64::MAX - 1);
         self.0.store(nanos + 1, Ordering::Release);
     }
 
@@ -116,10 +116,15 @@ impl Taken {
     }
 }
 
-/// What [`Taken`] counts from: the first use in this process.
+/// What [`Taken`] and [`AnswerGap`] count from: the first use in this process.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
+}
+
+/// `at` in nanoseconds from [`epoch`] (0 before it), for an atomic cell.
+fn nanos_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What an app thread tells the event loop.
@@ -222,7 +227,7 @@ impl AnswerGap {
     /// [`PACE_MAX`]: enough to stop pacing threads that answer rarely, while the first
     /// answer of a burst after a quiet minute moves the average no further.
     fn note(&self, now: Instant, queued: bool) {
-        let now = u64::try_from(now.duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX);
+        let now = nanos_since_epoch(now);
         let last = self.last.swap(now, Ordering::Relaxed);
         if !queued || last == 0 || now <= last {
             return;
