@@ -8,6 +8,7 @@
 //! - [`chunked`]: chunked decoding (requests and responses alike) and encoding;
 //! - [`fields`]: the field-line grammar, borrowed [`Fields`], hop-by-hop names;
 //! - [`limits`]: gunicorn's three request limits, one table for workers and front;
+//! - [`resend`]: a request a worker hands back to the front, unstarted;
 //! - [`Version`], [`reason`], and [`date`] (the `Date` header, log timestamps).
 //!
 //! It knows nothing of apps, WSGI or sockets: the workers crate builds environs and
@@ -22,6 +23,7 @@ pub mod fields;
 pub mod limits;
 mod lines;
 pub mod request;
+pub mod resend;
 pub mod response;
 mod status;
 pub mod target;
