@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::app::{App, Environ, Input, Mode, Response};
 use crate::config::WorkerConfig;
 use crate::environ::{self, ConnInfo};
-use crate::http::{ChunkedDecoder, Framing, Version};
+use crate::http::{resend, ChunkedDecoder, Framing, Version};
 use crate::log::AccessLog;
 use crate::pool::{Job, Taken, Ticket};
 use crate::respond::{
@@ -51,6 +51,10 @@ pub struct Context {
     /// the last with `Connection: close`, and an idle one waits only a short while for
     /// its next request.
     pub retiring: bool,
+    /// No app thread has answered or been free for a while (`Worker::note_progress`):
+    /// requests the front offers to take back go back to it unstarted
+    /// (`rgunicorn_http::resend`).
+    pub stalled: bool,
 }
 
 impl Context {
@@ -95,6 +99,9 @@ struct Request {
     keep_alive: bool,
     body: Framing,
     expect_continue: bool,
+    /// The front offered to take this request back (`rgunicorn_http::resend`), and this
+    /// connection is from a trusted unix-socket peer, so the offer counts.
+    resend_offered: bool,
 }
 
 /// What a connection waits for, with the times its deadlines count from.
@@ -391,6 +398,8 @@ impl Conn {
                         keep_alive: head.keep_alive,
                         body: head.body,
                         expect_continue: head.expect_continue,
+                        resend_offered: self.info.trusted_unix_peer
+                            && head.header(resend::OFFER_FIELD).is_some(),
                     };
                     self.inbuf.drain(..head.head_len);
                     return self.start_request(request, cx);
@@ -499,7 +508,13 @@ impl Conn {
         }
         let pending = match head.body {
             Framing::NoBody | Framing::UntilClose | Framing::Length(0) => {
-                return self.dispatch(environ, Input::Empty, ctx, started, cx)
+                // Only a whole request the front still holds may go back to it.
+                let resendable =
+                    head.resend_offered && head.keep_alive && cx.mode == Mode::Threaded;
+                if resendable && cx.stalled && !cx.retiring {
+                    return self.hand_back(environ);
+                }
+                return self.dispatch(environ, Input::Empty, ctx, started, resendable, cx);
             }
             Framing::Length(n) => {
                 if cx.cfg.limit_request_body > 0 && n > cx.cfg.limit_request_body {
@@ -550,7 +565,9 @@ impl Conn {
             return Step::Wait;
         };
         match pending.finish() {
-            Ok((environ, input, ctx, started)) => self.dispatch(environ, input, ctx, started, cx),
+            Ok((environ, input, ctx, started)) => {
+                self.dispatch(environ, input, ctx, started, false, cx)
+            }
             Err(err) => {
                 crate::log_error!("cannot rewind spooled request body: {err}");
                 self.fail(500, cx);
@@ -576,12 +593,15 @@ impl Conn {
         !self.inbuf.is_empty()
     }
 
+    /// `resendable`: the front offered to take the request back and may have it back
+    /// while it waits for a thread ([`Conn::hand_back_queued`]).
     fn dispatch(
         &mut self,
         environ: Environ,
         input: Input,
         ctx: ResponseContext,
         started: Instant,
+        resendable: bool,
         cx: &mut Context,
     ) -> Step {
         self.served += 1;
@@ -607,6 +627,7 @@ impl Conn {
                     environ,
                     input,
                     taken: taken.clone(),
+                    resendable,
                 })
             }
             Mode::Inline => {
@@ -616,6 +637,36 @@ impl Conn {
                 Step::Again
             }
         }
+    }
+
+    /// Give the front back a request it offered to take back, unstarted: the app never
+    /// sees it and it is not counted (`rgunicorn_http::resend`). The connection stays
+    /// open for the front's next request.
+    fn hand_back(&mut self, environ: Environ) -> Step {
+        self.environ = environ;
+        self.method = Method::Other;
+        self.out.extend_from_slice(resend::HANDED_BACK);
+        self.state = State::Idle;
+        Step::Again
+    }
+
+    /// Whether `job`, which the loop took out of the queue before any thread did, is
+    /// this connection's current request and may go back to the front.
+    pub fn takes_back(&self, job: &Job) -> bool {
+        job.resendable && matches!(self.state, State::App { ticket, .. } if ticket == job.ticket)
+    }
+
+    /// Give the front back `job`'s request (see [`Conn::takes_back`]), undoing its
+    /// dispatch.
+    pub fn hand_back_queued(&mut self, job: Job, cx: &mut Context) -> Outcome {
+        self.served = self.served.saturating_sub(1);
+        cx.requests = cx.requests.saturating_sub(1);
+        if let Some(metrics) = self.metrics {
+            metrics.abandoned();
+        }
+        // The hand-back answers in place of the app: pipelined requests behind it follow.
+        let _ = self.hand_back(job.environ);
+        self.drive(cx)
     }
 
     /// Frame the app's answer into the output buffer and move to what follows it.

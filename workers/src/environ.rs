@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use rgunicorn_http::fields::trim_ows;
-use rgunicorn_http::{split_authority, RequestHead, TargetForm};
+use rgunicorn_http::{resend, split_authority, RequestHead, TargetForm};
 
 use crate::app::Environ;
 use crate::config::ForwardedAllow;
@@ -68,8 +68,15 @@ pub fn fill(
         _ => None,
     };
     let headers = &mut environ.headers;
-    headers.truncate(head.fields.len());
-    for (i, f) in head.fields.iter().enumerate() {
+    // The front's offer to take the request back is between the front and the worker
+    // (`rgunicorn_http::resend`): the app does not see it.
+    let fields = head
+        .fields
+        .iter()
+        .filter(|f| !f.name.eq_ignore_ascii_case(resend::OFFER_FIELD));
+    let mut kept = 0;
+    for (i, f) in fields.enumerate() {
+        kept = i + 1;
         let value = match absolute_authority {
             Some(authority) if f.name.eq_ignore_ascii_case("host") => authority.as_bytes(),
             _ => f.value,
@@ -82,6 +89,7 @@ pub fn fill(
             None => headers.push((f.name.to_owned(), latin1(value))),
         }
     }
+    headers.truncate(kept);
 
     let mut url_scheme = "http";
     let mut client = None;
@@ -261,6 +269,18 @@ mod tests {
             ("127.0.0.1", "http")
         );
         assert_eq!(refilled.content_length, "");
+    }
+
+    #[test]
+    fn the_fronts_offer_to_take_a_request_back_never_reaches_the_app() {
+        let e = environ(
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Rgunicorn-Resend: 1\r\nAccept: */*\r\n\r\n",
+            None,
+        );
+        assert_eq!(
+            e.headers,
+            vec![("Host".into(), "h".into()), ("Accept".into(), "*/*".into())]
+        );
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct Job {
     pub input: Input,
     /// Marked when a thread takes the job.
     pub taken: Taken,
+    /// The front may have the request back while no thread has taken it
+    /// ([`Pool::take_queued`]).
+    pub resendable: bool,
 }
 
 /// When an app thread took a connection's current job: marked by the thread, read by the
@@ -349,6 +352,13 @@ impl Pool {
         }
     }
 
+    /// The jobs no thread has taken yet, out of the queue (the loop hands back those the
+    /// front may have back and queues the others again).
+    pub fn take_queued(&self) -> Vec<Job> {
+        let waiting = self.job_rx.len();
+        self.job_rx.try_iter().take(waiting).collect()
+    }
+
     /// The next message from the threads, if one is waiting.
     pub fn next_msg(&self) -> Option<Msg> {
         self.msgs.try_recv().ok()
@@ -401,6 +411,7 @@ fn serve_jobs(jobs: &Receiver<Job>, msgs: &Sender<Msg>, shared: &Shared, idle: &
             environ,
             input,
             taken: _,
+            resendable: _,
         } = job;
         let link = Link {
             ticket,

@@ -6,10 +6,11 @@
 //! Each connection keeps its own state ([`crate::conn`]); the loop routes socket events,
 //! app-thread messages ([`crate::pool::Msg`]) and clock ticks to it, and acts on the
 //! [`Outcome`] it gives. Signals are read in one place ([`signals`]); accepting, with its
-//! pauses, in [`accept`].
+//! pauses, in [`accept`]; app threads that are all held up, in [`stall`].
 
 mod accept;
 mod signals;
+mod stall;
 
 use std::io::{self, ErrorKind};
 use std::sync::Arc;
@@ -92,6 +93,9 @@ struct Worker {
     wake: Arc<Wake>,
     /// Jobs an app thread holds: submitted and not yet let go (see [`Msg::frees_thread`]).
     busy_threads: usize,
+    /// When an app thread last answered or was free: long ago means the worker is
+    /// stalled ([`stall`]).
+    progress_at: Instant,
     /// Set once the worker begins its graceful stop: when it must be gone.
     stop_by: Option<Instant>,
     parent: nix::unistd::Pid,
@@ -171,10 +175,12 @@ impl Worker {
                 scratch: vec![0; SCRATCH],
                 requests: 0,
                 retiring: false,
+                stalled: false,
             },
             pool,
             wake,
             busy_threads: 0,
+            progress_at: Instant::now(),
             stop_by: None,
             parent: nix::unistd::getppid(),
         };
@@ -191,6 +197,9 @@ impl Worker {
             let mut wake_at = next_tick;
             if let Some(retry) = self.accepting.retry_at() {
                 wake_at = wake_at.min(retry);
+            }
+            if let Some(stall) = self.stall_due() {
+                wake_at = wake_at.min(stall);
             }
             let until_tick = wake_at.saturating_duration_since(now);
             let pace = (self.pool.as_ref())
@@ -224,7 +233,9 @@ impl Worker {
                     WAKER => {}
                     SIGNALS => signals.read(),
                     Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
-                        if self.accepting.is_open() {
+                        // A stalled worker leaves new connections to the others; it
+                        // takes what waited once it is not (`note_progress`).
+                        if self.accepting.is_open() && !self.cx.stalled {
                             self.accept(t - LISTENER_BASE);
                         }
                     }
@@ -255,7 +266,7 @@ impl Worker {
                     }
                 }
             }
-            self.take_msgs();
+            let freed = self.take_msgs();
 
             loop {
                 match signals.take() {
@@ -284,6 +295,7 @@ impl Worker {
             }
 
             let now = Instant::now();
+            self.note_progress(now, freed);
             if self.accepting.retry_due(now) {
                 self.accept_all();
             }
@@ -343,14 +355,17 @@ impl Worker {
         }
     }
 
-    /// Route what the app threads said to the connections they concern.
-    fn take_msgs(&mut self) {
+    /// Route what the app threads said to the connections they concern. Returns whether
+    /// a thread let go of its job (the threads made progress).
+    fn take_msgs(&mut self) -> bool {
+        let mut freed = false;
         for _ in 0..MSGS_PER_TURN {
             let Some(msg) = self.pool.as_ref().and_then(Pool::next_msg) else {
-                return;
+                return freed;
             };
             if msg.frees_thread() {
                 self.busy_threads = self.busy_threads.saturating_sub(1);
+                freed = true;
             }
             let key = msg.ticket().key;
             let Some(conn) = self.conns.get_mut(key) else {
@@ -368,6 +383,7 @@ impl Worker {
             };
             self.settle(key, outcome);
         }
+        freed
     }
 
     fn close(&mut self, key: usize) {

@@ -20,6 +20,7 @@ fn context(mode: Mode) -> Context {
         scratch: vec![0; 4096],
         requests: 0,
         retiring: false,
+        stalled: false,
     }
 }
 
