@@ -398,3 +398,88 @@ fn workers_on_app_threads_get_batches_of_at_most_four() {
         "eight requests of one pass, by connection: {per_conn:?}"
     );
 }
+
+/// A worker whose app threads are all held up hands a request the front offered back,
+/// unstarted (`rgunicorn_http::resend`): the front sends it again, on a new connection
+/// and without the offer, and the client sees only the second answer. The front offers
+/// only to workers on app threads (here known from its file's `wsgi_app`), a client
+/// cannot make the offer itself, and a request with a body is never offered (the front
+/// could not send it again).
+#[test]
+fn a_request_handed_back_by_a_stalled_worker_is_sent_again_on_a_new_connection() {
+    let scripted = Scripted::start("threads = 1");
+    let front = &scripted.front;
+    let offers = |target: &str| -> Vec<bool> {
+        let seen = scripted.upstream.seen.lock().expect("upstream log");
+        seen.iter()
+            .filter(|s| s.target == target)
+            .map(|s| s.offered)
+            .collect()
+    };
+    let mut tls = connect(&scripted.client, front.addr);
+
+    // Workers with a built-in app get no offer, and a client's own is dropped.
+    write!(
+        tls,
+        "GET /handback?client HTTP/1.1\r\nHost: localhost\r\nX-Rgunicorn-Resend: 1\r\n\r\n"
+    )
+    .expect("write");
+    tls.flush().expect("flush");
+    assert_eq!(read_response(&mut tls, false).expect("answer").status, 200);
+    assert_eq!(offers("/handback?client"), [false]);
+
+    let text = std::fs::read_to_string(&front.config).expect("read config");
+    std::fs::write(
+        &front.config,
+        format!("wsgi_app = \"myproject.app:app\"\n{text}"),
+    )
+    .expect("write config");
+    front.proc.signal(libc::SIGHUP);
+    assert!(front
+        .proc
+        .wait_line("HUP: reloaded", Duration::from_secs(10))
+        .is_some());
+    // The event loops take the new settings on their next pass: until a request is offered.
+    let mut tls = connect(&scripted.client, front.addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for probe in 0.. {
+        let target = format!("/count?probe{probe}");
+        assert_eq!(get_on(&mut tls, &target).status, 200);
+        if offers(&target) == [true] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the front never offered after HUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let resp = get_on(&mut tls, "/handback?first");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen: Vec<Seen> = {
+        let seen = scripted.upstream.seen.lock().expect("upstream log");
+        seen.iter()
+            .filter(|s| s.target == "/handback?first")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(offers("/handback?first"), [true, false], "{seen:?}");
+    assert_ne!(seen[0].conn, seen[1].conn, "{seen:?}");
+    assert_eq!(
+        resp.text(),
+        format!("conn={} req={}", seen[1].conn, seen[1].n)
+    );
+    // The client's connection goes on as before.
+    assert_eq!(get_on(&mut tls, "/count?after").status, 200);
+
+    // A request with a body is not offered: the worker's 503 would reach the client.
+    write!(
+        tls,
+        "POST /count?body HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    .expect("write");
+    tls.flush().expect("flush");
+    assert_eq!(read_response(&mut tls, false).expect("answer").status, 200);
+    assert!(!wait_seen(&scripted.upstream, "/count?body").offered);
+}

@@ -9,14 +9,14 @@ use std::io::Write;
 
 use rgunicorn_http::date::with_http_date;
 use rgunicorn_http::{
-    is_framing_field, reason, Fields, Framing, RequestHead, ResponseHead, Version,
+    is_framing_field, reason, resend, Fields, Framing, RequestHead, ResponseHead, Version,
 };
 
 use super::settings::FrontSettings;
 
 /// Fields only the front may set on the way in: a client sending them could otherwise
-/// pose as another address or scheme to the workers, which trust the front. (`Expect` is
-/// answered by the front itself.)
+/// pose as another address or scheme to the workers, which trust the front, or offer
+/// its request to be handed back. (`Expect` is answered by the front itself.)
 const FRONT_OWNED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
@@ -26,6 +26,7 @@ const FRONT_OWNED: &[&str] = &[
     "x-forwarded-port",
     "x-real-ip",
     "expect",
+    resend::OFFER_FIELD,
 ];
 
 /// Whether a field of `fields` named `name` stops at this hop: hop-by-hop by definition or

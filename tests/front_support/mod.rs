@@ -596,6 +596,8 @@ pub fn get(
 /// - `/hang`: never answers
 /// - `/big/<bytes>`: a chunked body of that many `x`
 /// - `/until-close/<bytes>`: HTTP/1.0-style body ended by closing
+/// - `/handback`: handed back unstarted, as a stalled worker does, when the front offered
+///   it (`rgunicorn_http::resend`); else as `/count`
 ///
 /// A query (`/count?a`) changes nothing but marks the request in `seen`.
 pub struct TestUpstream {
@@ -614,6 +616,8 @@ pub struct Seen {
     pub conn: usize,
     pub n: usize,
     pub target: String,
+    /// The front offered to take the request back.
+    pub offered: bool,
 }
 
 impl TestUpstream {
@@ -657,6 +661,7 @@ fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize, seen: 
             return;
         }
         let mut length = 0usize;
+        let mut offered = false;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -669,6 +674,7 @@ fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize, seen: 
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
                 }
+                offered |= name.eq_ignore_ascii_case(rgunicorn_http::resend::OFFER_FIELD);
             }
         }
         let mut body = vec![0u8; length];
@@ -684,11 +690,14 @@ fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize, seen: 
                 conn: id,
                 n,
                 target: target.clone(),
+                offered,
             });
         }
         // A query only marks the request (for `seen`).
         let path = target.split('?').next().unwrap_or("/").to_string();
-        let result = if path == "/count" {
+        let result = if path == "/handback" && offered {
+            out.write_all(rgunicorn_http::resend::HANDED_BACK)
+        } else if path == "/count" || path == "/handback" {
             let body = format!("conn={id} req={n}");
             write!(
                 out,

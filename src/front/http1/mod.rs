@@ -499,6 +499,16 @@ impl Session {
         Ok(self.exchanges.drain(pos + 1..).collect())
     }
 
+    /// The worker handed exchange `id` back unstarted: it waits for another connection
+    /// (a new one: it has been sent before).
+    pub fn resend(&mut self, id: u64) {
+        if let Some(x) = self.exchanges.iter_mut().find(|x| x.id == id) {
+            if x.answer == Answer::Awaiting {
+                x.upstream = None;
+            }
+        }
+    }
+
     /// Position of the exchange a response event is for, if it is first in line.
     fn first(&mut self, id: u64) -> Option<&mut Exchange> {
         self.exchanges.front_mut().filter(|x| x.id == id)

@@ -9,6 +9,7 @@ use crate::front::buffer::BUF_CAP;
 use crate::front::context::{Ctx, Key};
 use crate::front::http1::{Exchange, RequestBody};
 use crate::front::upstream::{Batch, InFlight, Phase, Upstream, MAX_DEPTH};
+use rgunicorn_http::resend;
 
 impl Relay {
     /// Hand the client's unsent exchanges to upstream connections, in order.
@@ -65,7 +66,24 @@ impl Relay {
             if let Phase::Idle { .. } = up.phase {
                 up.unpark(ctx.now);
             }
-            up.out.extend(&x.head);
+            // A worker on app threads may hand a whole request without a body back,
+            // once, when its threads are all held up (`rgunicorn_http::resend`).
+            let offer = (x.attempts == 1
+                && ctx.rt.settings.upstream_app_threads
+                && matches!(x.body, RequestBody::Done)
+                && x.body_received == 0
+                && x.body_out.is_empty())
+            .then(|| x.head.strip_suffix(b"\r\n"))
+            .flatten();
+            let offered = offer.is_some();
+            match offer {
+                Some(fields) => {
+                    up.out.extend(fields);
+                    up.out.extend(resend::OFFER_LINE);
+                    up.out.extend(b"\r\n");
+                }
+                None => up.out.extend(&x.head),
+            }
             if !matches!(x.body, RequestBody::Done) {
                 // Only a request without a body is kept to be sent again.
                 x.head = Vec::new();
@@ -76,6 +94,7 @@ impl Relay {
                 head_request: x.head_request,
                 body_done: !x.body.in_progress() && x.body_out.is_empty(),
                 answered: false,
+                offered,
             });
             up.batch.requests += 1;
             self.push_dirty(target);

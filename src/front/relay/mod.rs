@@ -542,4 +542,9 @@ impl ResponseSink for ClientSink<'_, '_> {
             .on_end(self.id, &mut c.transport.output, self.ctx.log, self.ctx.now);
         self.moved = true;
     }
+
+    fn handed_back(&mut self) {
+        self.client.session.resend(self.id);
+        self.moved = true;
+    }
 }

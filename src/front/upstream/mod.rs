@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use mio::{Interest, Registry, Token};
-use rgunicorn_http::{parse_response_head, BodyDecoder, Framing, ParseError, ResponseHead};
+use rgunicorn_http::{parse_response_head, resend, BodyDecoder, Framing, ParseError, ResponseHead};
 
 use super::buffer::{ByteQueue, BUF_CAP};
 use super::context::{Key, Readiness};
@@ -35,6 +35,8 @@ pub struct InFlight {
     pub body_done: bool,
     /// Its response head has been handed on.
     pub answered: bool,
+    /// The worker may hand it back unstarted (`rgunicorn_http::resend`).
+    pub offered: bool,
 }
 
 /// The requests a connection took in the pass it started them, and how their answers came.
@@ -86,6 +88,8 @@ pub trait ResponseSink {
     /// At most `room()` bytes.
     fn data(&mut self, data: &[u8]);
     fn end(&mut self);
+    /// The worker handed the request back unstarted: it is to be sent again elsewhere.
+    fn handed_back(&mut self);
 }
 
 /// A response nobody waits for any more: read and dropped.
@@ -98,6 +102,15 @@ impl ResponseSink for Discard {
     fn head(&mut self, _: &ResponseHead<'_>) {}
     fn data(&mut self, _: &[u8]) {}
     fn end(&mut self) {}
+    fn handed_back(&mut self) {}
+}
+
+/// Whether `head` is a worker handing its request back (`rgunicorn_http::resend`): only
+/// ever looked at for a request the front offered.
+fn handed_back(head: &ResponseHead<'_>) -> bool {
+    head.status == 503
+        && head.fields.get(resend::OFFER_FIELD).is_some()
+        && matches!(head.framing, Framing::Length(0) | Framing::NoBody)
 }
 
 /// What one call of [`Upstream::deliver`] did.
@@ -300,6 +313,13 @@ impl Upstream {
                         // Nothing the front forwards asks to switch protocols.
                         return Err(BadResponse::Upgrade);
                     }
+                    if item.offered && handed_back(&head) {
+                        self.closing |= !keep_alive;
+                        self.inbuf.consume(len);
+                        sink.handed_back();
+                        self.inflight.pop_front();
+                        return Ok(Delivered::Ended);
+                    }
                     let interim = (100..200).contains(&head.status);
                     if !interim {
                         item.answered = true;
@@ -368,6 +388,7 @@ mod tests {
         body: Vec<u8>,
         ends: usize,
         room: usize,
+        handed_back: usize,
     }
 
     impl ResponseSink for Recorder {
@@ -383,6 +404,9 @@ mod tests {
         }
         fn end(&mut self) {
             self.ends += 1;
+        }
+        fn handed_back(&mut self) {
+            self.handed_back += 1;
         }
     }
 
@@ -410,9 +434,29 @@ mod tests {
                 head_request: false,
                 body_done: true,
                 answered: false,
+                offered: false,
             });
         }
         up
+    }
+
+    #[test]
+    fn a_worker_hands_back_only_what_was_offered() {
+        let mut up = upstream(2);
+        up.inflight[0].offered = true;
+        for _ in 0..2 {
+            up.inbuf.extend(rgunicorn_http::resend::HANDED_BACK);
+        }
+        let mut sink = Recorder {
+            room: 64,
+            ..Recorder::default()
+        };
+        assert_eq!(up.deliver(&mut sink).expect("valid"), Delivered::Ended);
+        assert_eq!((sink.handed_back, sink.heads.len()), (1, 0));
+        // Not offered: the same answer is an answer, passed on.
+        assert_eq!(up.deliver(&mut sink).expect("valid"), Delivered::Ended);
+        assert_eq!((sink.handed_back, sink.heads.as_slice()), (1, &[503][..]));
+        assert!(up.inflight.is_empty() && up.reusable());
     }
 
     #[test]
