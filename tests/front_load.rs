@@ -197,6 +197,67 @@ fn request_timeout_recycle_fails_no_other_request_through_the_front() {
     assert_clean(&tally, "request-timeout recycle", &stack);
 }
 
+/// A slow request on a worker with one app thread holds up no other request: the worker
+/// counts as stalled after 50 ms, takes no new connection and hands the requests the
+/// front offers back to it, which the front sends to the other worker (DESIGN.md, "A
+/// worker whose app threads are all held up"). Before, the requests the front had sent
+/// that worker waited for the slow one: about half of them, with two workers.
+#[test]
+fn a_slow_request_on_a_one_thread_worker_holds_up_no_other_request() {
+    let stack = Stack::with(
+        &common::custom_app_bin(),
+        "/hello",
+        &["-w", "2", "--threads", "1"],
+        "",
+    );
+    // Both workers hold connections from the front.
+    let warm = stack.load_with("/hello", None, 16, 1);
+    warm.run_for(400, Duration::from_secs(20));
+    assert_clean(&warm.finish(), "warm-up", &stack);
+
+    let slow_ms = 4000;
+    let slow = {
+        let (client, front) = (stack.config.client.clone(), stack.front);
+        std::thread::spawn(move || get(&client, front, &format!("/slow?ms={slow_ms}")))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, front) = (stack.config.client.clone(), stack.front);
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_millis(1500);
+                let mut longest = Duration::ZERO;
+                let mut answered = 0;
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    let resp = get(&client, front, "/hello").expect("an answer");
+                    assert_eq!(resp.status, 200, "{}", resp.text());
+                    longest = longest.max(sent.elapsed());
+                    answered += 1;
+                }
+                (answered, longest)
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    let mut longest = Duration::ZERO;
+    for client in clients {
+        let (n, l) = client.join().expect("a client failed");
+        answered += n;
+        longest = longest.max(l);
+    }
+    let resp = slow.join().expect("slow client").expect("the slow answer");
+    assert_eq!(resp.status, 200);
+    assert!(answered > 16, "{answered} answers");
+    // A request held up by the slow one waits at least 2 s (it began 300 ms after it, and
+    // it sleeps 4 s): the margin is wide on a busy machine.
+    assert!(
+        longest < Duration::from_millis(slow_ms / 2),
+        "a request waited {longest:?} behind the slow one ({answered} answered)\n{}",
+        stack.server.log()
+    );
+}
+
 #[test]
 fn kill_9_of_the_front_fails_no_request() {
     let stack = Stack::start(&["-w", "2"], "");
