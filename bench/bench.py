@@ -14,7 +14,8 @@ Scenarios (see issue 6):
   5 cpu     server CPU per request from /proc (utime+stime of the whole process tree), every run
   6 python  Python WSGI apps (issue 9): the plain WSGI and Flask apps under rgunicorn, granian
             and gunicorn gthread; the reference stack rebuilt over HTTPS (front + workers +
-            Flask) against nginx -> gunicorn sync -> Flask; RSS per worker with Flask
+            Flask) against nginx -> gunicorn sync -> Flask; RSS per worker with Flask; (6b)
+            the same stacks while one slow request is always in flight: the others' p99
   7 metrics rgunicorn with --metrics-bind (shared counters on, scraped every second) against
             the same server without it: CPU per request, interleaved (issue 13's target <= 1.03x)
   8 handshake full TLS handshakes (openssl s_time -new), the front against nginx, ECDSA P-256
@@ -52,6 +53,8 @@ RESULTS = os.path.join(HERE, "results")
 APPS = os.path.join(HERE, "apps")
 VENV_BIN = os.path.join(WORK, "venv", "bin")
 RGUNICORN = os.path.join(ROOT, "target", "release", "rgunicorn")
+# The README's default build (no Python support), kept aside by run.sh for the idle-memory row.
+RGUNICORN_DEFAULT = os.path.join(WORK, "default-build", "rgunicorn")
 
 PATH = "/api/v1/welcome/get_welcome_data"
 BODY = b'{"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke Website"}}'
@@ -911,6 +914,75 @@ def sweep(servers, concs, reps, duration, close=False, tag="", pair=(), pair_ext
     return res
 
 
+def slow_route_rounds(servers, reps, duration, conc=64, slow_ms=1000):
+    """Scenario 6b: while one client asks for the Flask app's slow route again and again (one
+    request of slow_ms always in flight), wrk asks for the welcome route at conc: its p99 and
+    max say whether the slow request holds up others (it should hold up only itself, as with
+    gunicorn sync, where a busy worker takes no connection). Interleaved, order rotated."""
+    raw = {s.key: [] for s in servers}
+    for rnd in range(reps):
+        for s in round_order(servers, rnd, ()):
+            if not all(p.alive() for p in s.procs):
+                raw[s.key].append({"error": f"{s.label} died"})
+                continue
+            stop = threading.Event()
+            slow = {"n": 0, "bad": 0}
+
+            def slow_client(s=s, stop=stop, slow=slow):
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                while not stop.is_set():
+                    try:
+                        c = http.client.HTTPSConnection("127.0.0.1", s.port, timeout=slow_ms / 1000 + 10, context=ctx)
+                        c.request("GET", f"/api/v1/slow?ms={slow_ms}")
+                        ok = c.getresponse().status == 200
+                        c.close()
+                    except OSError:
+                        ok = False
+                    slow["n" if ok else "bad"] += 1
+
+            t = threading.Thread(target=slow_client, daemon=True)
+            t.start()
+            time.sleep(0.3)
+            r = wrk(s, conc, duration)
+            stop.set()
+            t.join(timeout=slow_ms / 1000 + 15)
+            r.update({"round": rnd, "slow_ok": slow["n"], "slow_failed": slow["bad"]})
+            raw[s.key].append(r)
+            if "error" in r:
+                log(f"  slow-route r{rnd} {s.key:28s} ERROR {r['error']}")
+            else:
+                log(f"  slow-route r{rnd} {s.key:28s} {r['rps']:>8.0f} req/s  p50 {r['lat_p50_us'] / 1000:7.2f} ms  "
+                    f"p99 {r['lat_p99_us'] / 1000:7.2f} ms  max {r['lat_max_us'] / 1000:7.1f} ms  slow {slow['n']} ok"
+                    + (f", {slow['bad']} failed" if slow["bad"] else "") + (f"  errors {r['errors']}" if r["errors"] else ""))
+    out = {}
+    for k, runs in raw.items():
+        good = [r for r in runs if "error" not in r]
+        med = lambda f: statistics.median([r[f] for r in good]) if good else None  # noqa: E731
+        out[k] = {"runs": runs, "median": {"rps": med("rps"), "lat_p50_us": med("lat_p50_us"),
+                                           "lat_p99_us": med("lat_p99_us"), "lat_max_us": med("lat_max_us"),
+                                           "errors": sum(r["errors"] for r in good),
+                                           "slow_failed": sum(r["slow_failed"] for r in good)}}
+    return {"conc": conc, "slow_ms": slow_ms, "servers": out}
+
+
+def md_slow_route(res, servers):
+    sr = res.get("slow_route")
+    if not sr:
+        return []
+    L = [f"#### 6b. One slow request always in flight (the Flask app's {sr['slow_ms']} ms route, asked for again "
+         f"and again) while wrk asks for the welcome route at c={sr['conc']}: medians over the rounds",
+         "", "| stack | req/s | p50 | p99 | max | errors | slow requests failed |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for s in servers:
+        m = sr["servers"].get(s.key, {}).get("median")
+        if not m or m["rps"] is None:
+            continue
+        L.append(f"| {s.label} | {fmt_rps(m['rps'])} | {m['lat_p50_us'] / 1000:.1f} ms | {m['lat_p99_us'] / 1000:.1f} ms | "
+                 f"{m['lat_max_us'] / 1000:.0f} ms | {m['errors']} | {m['slow_failed']} |")
+    return L + [""]
+
+
 def hold_conns(server, n, timeout):
     """Open n idle keep-alive connections (each served one request), sample memory, release."""
     before = mem(server.roots)
@@ -1045,13 +1117,19 @@ def targets(res):
     if not any(r[0].startswith("TLS") for r in out):
         out.append(("TLS: rgunicorn front vs nginx / reference", "not measured (front not runnable)", None))
     memr = res.get("memory", {})
-    idle = memr.get("idle", {}).get("rgunicorn-front") or memr.get("idle", {}).get("rgunicorn")
+    idles = memr.get("idle", {})
+    idle = idles.get("rgunicorn-front-default") or idles.get("rgunicorn-front") or idles.get("rgunicorn")
     if idle:
-        which = "master + workers + front" if memr.get("idle", {}).get("rgunicorn-front") else "master + workers (no front)"
+        which = "master + workers + front" if (idles.get("rgunicorn-front-default") or idles.get("rgunicorn-front")) \
+            else "master + workers (no front)"
         mb = idle["rss_kb"] / 1024
-        out.append((f"idle RSS, {which} < 20 MB",
-                    f"{mb:.1f} MB RSS sum ({idle['pss_kb'] / 1024:.1f} MB PSS), {idle['processes']} processes",
-                    mb < 20))
+        got = f"{mb:.1f} MB RSS sum ({idle['pss_kb'] / 1024:.1f} MB PSS), {idle['processes']} processes"
+        py = idles.get("rgunicorn-front")
+        if idles.get("rgunicorn-front-default") and py:
+            which += ", the README's default build"
+            got += (f"; built with --features python: {py['rss_kb'] / 1024:.1f} MB RSS "
+                    f"({py['pss_kb'] / 1024:.1f} MB PSS), libpython mapped in every process")
+        out.append((f"idle RSS, {which} < 20 MB", got, mb < 20))
     else:
         out.append(("idle RSS < 20 MB", "not measured", None))
     for c, v in sorted(res.get("metrics_cost", {}).items(), key=lambda kv: int(kv[0])):
@@ -1146,6 +1224,7 @@ def markdown(res, servers_by_scn):
                       servers_by_scn["python_tls"], m["concs_python"])
         L += md_flask_alone(res)
         L += md_threads(res)
+        L += md_slow_route(res, servers_by_scn["python_tls"])
     if res.get("metrics_cost"):
         L += ["### 7. Metrics on against off (same binary, interleaved pairs)", "",
               "| concurrency | CPU/req on ÷ off, median | per round | req/s on | req/s off |",
@@ -1484,6 +1563,21 @@ def main():
                     log(f"  held {s.key}: {h.get('still_open')} open, {h.get('per_conn_bytes_rss')} B/conn")
         for s in tls:
             s.stop()
+        if "memory" in only and os.access(RGUNICORN_DEFAULT, os.X_OK):
+            # The same stack from the binary the README's run command builds: a binary built
+            # with Python support maps libpython even when it serves a built-in app.
+            log("== scenario 4: idle memory of the default build (no Python support)")
+            crt, key = cert
+
+            def rg_default(p):
+                sock = os.path.join(RUN, "rgunicorn-default-upstream.sock")
+                conf = rgunicorn_front_conf(p, sock, crt, key, name="rgunicorn-front-default")
+                return [("rgunicorn-front-default", [RGUNICORN_DEFAULT, "-c", conf], None)]
+            default = bring_up([("rgunicorn-front-default", "rgunicorn front + workers (TLS), default build",
+                                 "rgunicorn", rg_default)], "tls")
+            servers_by_scn["all"] += default
+            for s in default:
+                s.stop()
 
     # ---- scenario 6: Python WSGI apps (plain, then HTTPS), each pair interleaved
     if only & {"python", "python-plain", "python-tls"}:
@@ -1513,6 +1607,8 @@ def main():
                                       pair=("py-rgunicorn-front-flask", "py-reference"),
                                       pair_extra=pair_extra // 2)
             record_load(res["python_tls"], pytls, max(concs_python))
+            log("== scenario 6b: one slow request always in flight, HTTPS")
+            res["slow_route"] = slow_route_rounds(pytls, reps, dur + 1)
             for s in pytls:
                 s.stop()
             res["flask_alone"] = flask_alone()

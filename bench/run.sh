@@ -7,7 +7,8 @@
 #   bench/run.sh --only plain,tls --reps 5 --duration 5    # any bench.py option passes through
 #
 # Installs what it needs (wrk, nginx, h2load from Debian; gunicorn, flask, granian, matplotlib
-# into a venv under bench/work/), builds rgunicorn with `cargo build --release`, then runs
+# into a venv under bench/work/), builds rgunicorn with `cargo build --release` (kept aside for
+# the idle-memory row) and with `--features python`, then runs
 # bench/bench.py, which prints a markdown table and writes bench/results/<date>.{json,md,png}.
 # Binds to 127.0.0.1 only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -46,6 +47,17 @@ fi
 
 # --- rgunicorn ---
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    # The binary the README's run command builds (no Python support): the idle-memory row is
+    # measured with it too, since a Python-enabled binary maps libpython even for a built-in
+    # app. Kept aside, as the next build replaces target/release/rgunicorn.
+    say "cargo build --release (the default build, kept in $WORK/default-build)"
+    if (cd "$ROOT" && cargo build --release 2>"$WORK/cargo-build-default.log"); then
+        mkdir -p "$WORK/default-build"
+        cp "$ROOT/target/release/rgunicorn" "$WORK/default-build/rgunicorn"
+    else
+        rm -rf "$WORK/default-build"
+        say "cargo build --release failed (see $WORK/cargo-build-default.log): the default build's idle memory is not measured"
+    fi
     # With Python support (scenario 6), built against the python3 the venv above comes from.
     say "cargo build --release --features python"
     if ! (cd "$ROOT" && cargo build --release --features python 2>"$WORK/cargo-build.log"); then

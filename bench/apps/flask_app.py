@@ -6,8 +6,9 @@ the reference bytes: {"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke We
 """
 
 import json
+import time
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 app = Flask(__name__)
 application = app
@@ -17,3 +18,11 @@ application = app
 def get_welcome_data():
     body = json.dumps({"code": "SUCCESS", "data": {"title": "Welcome to HUO Ke Website"}})
     return Response(body, status=200, content_type="application/json; charset=utf-8")
+
+
+@app.get("/api/v1/slow")
+def slow():
+    """A slow route (a long database call, say): the bench's slow-request rounds ask for it
+    while wrk asks for the welcome route, to see whether the slow one holds others up."""
+    time.sleep(int(request.args.get("ms", "1000")) / 1000)
+    return Response("slow\n", status=200, content_type="text/plain")
