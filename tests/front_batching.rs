@@ -483,3 +483,34 @@ fn a_request_handed_back_by_a_stalled_worker_is_sent_again_on_a_new_connection()
     assert_eq!(read_response(&mut tls, false).expect("answer").status, 200);
     assert!(!wait_seen(&scripted.upstream, "/count?body").offered);
 }
+
+/// A request the worker never took (the one before it on the connection was answered with
+/// `Connection: close`) is sent again on another connection, whole: one whose body had
+/// all arrived goes again with its body. (It went again with its head alone: the worker
+/// then waited for a body that never came.)
+#[test]
+fn a_request_not_processed_is_sent_again_with_its_body() {
+    let scripted = Scripted::start("threads = 1");
+    let (front, config) = (&scripted.front, &scripted.client);
+    // Pipelined by one client: its requests share an upstream connection, in order.
+    let mut tls = connect(config, front.addr);
+    let post = "POST /count?body HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello";
+    write!(tls, "{}{post}", request("/close")).expect("write");
+    tls.flush().expect("flush");
+    assert_eq!(read_response(&mut tls, false).expect("answer").status, 200);
+    let resp = read_response(&mut tls, false).expect("the POST's answer");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let closed = wait_seen(&scripted.upstream, "/close");
+    let post = wait_seen(&scripted.upstream, "/count?body");
+    assert_eq!(post.body, b"hello");
+    // The POST had gone behind /close on its connection (it had arrived when the
+    // upstream read /close), and was taken on another.
+    assert!(
+        scripted
+            .upstream
+            .pipelined
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    );
+    assert_ne!(post.conn, closed.conn, "{post:?} {closed:?}");
+}

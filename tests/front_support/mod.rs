@@ -598,6 +598,7 @@ pub fn get(
 /// - `/until-close/<bytes>`: HTTP/1.0-style body ended by closing
 /// - `/handback`: handed back unstarted, as a stalled worker does, when the front offered
 ///   it (`rgunicorn_http::resend`); else as `/count`
+/// - `/close`: as `/count`, with `Connection: close`, and the connection closed unread
 ///
 /// A query (`/count?a`) changes nothing but marks the request in `seen`.
 pub struct TestUpstream {
@@ -618,6 +619,8 @@ pub struct Seen {
     pub target: String,
     /// The front offered to take the request back.
     pub offered: bool,
+    /// The request body as received.
+    pub body: Vec<u8>,
 }
 
 impl TestUpstream {
@@ -691,11 +694,20 @@ fn serve_upstream(stream: UnixStream, id: usize, pipelined: &AtomicUsize, seen: 
                 n,
                 target: target.clone(),
                 offered,
+                body: body.clone(),
             });
         }
         // A query only marks the request (for `seen`).
         let path = target.split('?').next().unwrap_or("/").to_string();
-        let result = if path == "/handback" && offered {
+        let result = if path == "/close" {
+            let body = format!("conn={id} req={n}");
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            return;
+        } else if path == "/handback" && offered {
             out.write_all(rgunicorn_http::resend::HANDED_BACK)
         } else if path == "/count" || path == "/handback" {
             let body = format!("conn={id} req={n}");

@@ -66,6 +66,12 @@ impl Relay {
             if let Phase::Idle { .. } = up.phase {
                 up.unpark(ctx.now);
             }
+            if matches!(x.body, RequestBody::Done) && !x.body_out.is_empty() {
+                // The whole body has arrived: it goes with the head and stays with it, so
+                // the request can be sent again whole (`Exchange::replayable`).
+                x.head.extend_from_slice(x.body_out.as_slice());
+                x.body_out.clear();
+            }
             // A worker on app threads may hand a whole request without a body back,
             // once, when its threads are all held up (`rgunicorn_http::resend`).
             let offer = (x.attempts == 1
