@@ -120,6 +120,22 @@ fn wait_seen(upstream: &TestUpstream, target: &str) -> Seen {
     }
 }
 
+/// Add a Python `wsgi_app` to the front's file and have it read on HUP: `rgunicorn-front`
+/// alone then knows its workers run their app on app threads.
+fn tell_app_threads(front: &Front) {
+    let text = std::fs::read_to_string(&front.config).expect("read config");
+    std::fs::write(
+        &front.config,
+        format!("wsgi_app = \"myproject.app:app\"\n{text}"),
+    )
+    .expect("write config");
+    front.proc.signal(libc::SIGHUP);
+    assert!(front
+        .proc
+        .wait_line("HUP: reloaded", Duration::from_secs(10))
+        .is_some());
+}
+
 /// Files of process `pid` that are deleted yet open: the front's temp files.
 fn temp_files(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -380,17 +396,7 @@ fn a_slow_request_holds_up_no_other_client() {
 fn workers_on_app_threads_get_batches_of_at_most_four() {
     let scripted = Scripted::start("threads = 1");
     let front = &scripted.front;
-    let text = std::fs::read_to_string(&front.config).expect("read config");
-    std::fs::write(
-        &front.config,
-        format!("wsgi_app = \"myproject.app:app\"\n{text}"),
-    )
-    .expect("write config");
-    front.proc.signal(libc::SIGHUP);
-    assert!(front
-        .proc
-        .wait_line("HUP: reloaded", Duration::from_secs(10))
-        .is_some());
+    tell_app_threads(front);
     let per_conn = requests_by_connection(&scripted, 8);
     assert_eq!(
         per_conn.values().copied().collect::<Vec<_>>(),
@@ -428,17 +434,7 @@ fn a_request_handed_back_by_a_stalled_worker_is_sent_again_on_a_new_connection()
     assert_eq!(read_response(&mut tls, false).expect("answer").status, 200);
     assert_eq!(offers("/handback?client"), [false]);
 
-    let text = std::fs::read_to_string(&front.config).expect("read config");
-    std::fs::write(
-        &front.config,
-        format!("wsgi_app = \"myproject.app:app\"\n{text}"),
-    )
-    .expect("write config");
-    front.proc.signal(libc::SIGHUP);
-    assert!(front
-        .proc
-        .wait_line("HUP: reloaded", Duration::from_secs(10))
-        .is_some());
+    tell_app_threads(front);
     // The event loops take the new settings on their next pass: until a request is offered.
     let mut tls = connect(&scripted.client, front.addr);
     let deadline = Instant::now() + Duration::from_secs(10);
