@@ -122,8 +122,9 @@ pub struct Exchange {
     pub body_received: u64,
     /// Last time request body bytes arrived.
     pub last_read: Instant,
-    /// The head forwarded to the workers, kept while the request may be sent again
-    /// (no body); taken by the relay when it is handed to an upstream connection.
+    /// The head forwarded to the workers, kept while the request may be sent again: with
+    /// the whole body appended once it has all arrived (the relay does so when it sends
+    /// the request), emptied when the body is still coming as it is sent.
     pub head: Vec<u8>,
     /// Whether the request may be sent again after a connection closed before any byte
     /// of its answer (RFC 9110 9.2.2: an idempotent method, and no body to replay).
