@@ -1,9 +1,10 @@
-//! A worker whose app threads are all held up: every thread is on a request, none has
-//! answered for [`STALL_AFTER`], and more requests wait. gunicorn's sync worker takes
-//! no connection while its one request runs, so a slow request holds up only itself.
-//! Here the event loop goes on taking requests, and a request queued behind a slow one
-//! would wait for it while other workers idle (with one thread, a 1 s request held up
-//! about half of the front's requests for that second). So while it is stalled:
+//! A worker whose app threads are all held up: every thread is on a request (or has one
+//! queued for it), and none has answered or been free for [`STALL_AFTER`]. gunicorn's
+//! sync worker takes no connection while its one request runs, so a slow request holds
+//! up only itself. Here the event loop goes on taking requests, and a request queued
+//! behind a slow one would wait for it while other workers idle (with one thread, a 1 s
+//! request held up about half of the front's requests for that second). So while it is
+//! stalled:
 //!
 //! - the worker takes no new connections (they wait in the backlog for another worker);
 //! - requests the front offered to take back (`rgunicorn_http::resend`: whole requests
