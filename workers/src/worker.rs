@@ -447,7 +447,7 @@ impl Worker {
         crate::log_info!("{why} (pid: {})", std::process::id());
         // Take what already waits in the accept queue: with --reuse-port the queue is this
         // worker's own and closing the socket would reset those connections.
-        self.accept_all();
+        self.drain_listeners();
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }

@@ -68,8 +68,16 @@ fn about_one_connection(err: &io::Error) -> bool {
 }
 
 impl Worker {
-    /// Try every listener (after a pause, or before closing them).
+    /// Try every listener after a pause, unless the worker is stalled ([`super::stall`]):
+    /// it tries again when the stall ends.
     pub(super) fn accept_all(&mut self) {
+        if !self.cx.stalled {
+            self.drain_listeners();
+        }
+    }
+
+    /// Take what waits on every listener, stalled or not: before they are closed.
+    pub(super) fn drain_listeners(&mut self) {
         for i in 0..self.listeners.len() {
             self.accept(i);
         }
