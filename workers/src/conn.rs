@@ -390,7 +390,8 @@ impl Conn {
                 Ok(Some(head)) => {
                     // The head borrows the input: take what the request needs, then drain.
                     let mut environ = std::mem::take(&mut self.environ);
-                    environ::fill(&mut environ, &head, &self.info, &cx.cfg.forwarded_allow);
+                    let offered =
+                        environ::fill(&mut environ, &head, &self.info, &cx.cfg.forwarded_allow);
                     let request = Request {
                         environ,
                         version: head.version,
@@ -398,8 +399,7 @@ impl Conn {
                         keep_alive: head.keep_alive,
                         body: head.body,
                         expect_continue: head.expect_continue,
-                        resend_offered: self.info.trusted_unix_peer
-                            && head.header(resend::OFFER_FIELD).is_some(),
+                        resend_offered: offered && self.info.trusted_unix_peer,
                     };
                     self.inbuf.drain(..head.head_len);
                     return self.start_request(request, cx);

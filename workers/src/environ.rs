@@ -47,19 +47,22 @@ impl ConnInfo {
 /// own with [`fill`] instead.
 pub fn build(head: &RequestHead<'_>, conn: &ConnInfo, trust: &ForwardedAllow) -> Environ {
     let mut environ = Environ::default();
-    fill(&mut environ, head, conn, trust);
+    let _ = fill(&mut environ, head, conn, trust);
     environ
 }
 
 /// Overwrite `environ` with this request's keys. Every string is cleared and written in
 /// place, and header entries are reused in order, so a keep-alive connection that
 /// refills the same environ allocates nothing once its strings have grown to fit.
+/// Returns whether the head carries the front's offer to take the request back
+/// (`rgunicorn_http::resend`), which the environ leaves out.
+#[must_use]
 pub fn fill(
     environ: &mut Environ,
     head: &RequestHead<'_>,
     conn: &ConnInfo,
     trust: &ForwardedAllow,
-) {
+) -> bool {
     let target = &head.target;
     // RFC 9112 3.2.2: with an absolute-form target the server must ignore Host and use
     // the target's authority; the app sees it in HTTP_HOST too, as a proxy would send it.
@@ -70,10 +73,12 @@ pub fn fill(
     let headers = &mut environ.headers;
     // The front's offer to take the request back is between the front and the worker
     // (`rgunicorn_http::resend`): the app does not see it.
-    let fields = head
-        .fields
-        .iter()
-        .filter(|f| !f.name.eq_ignore_ascii_case(resend::OFFER_FIELD));
+    let mut offered = false;
+    let fields = head.fields.iter().filter(|f| {
+        let offer = f.name.eq_ignore_ascii_case(resend::OFFER_FIELD);
+        offered |= offer;
+        !offer
+    });
     let mut kept = 0;
     for (i, f) in fields.enumerate() {
         kept = i + 1;
@@ -163,6 +168,7 @@ pub fn fill(
     );
     set(&mut environ.server_protocol, head.version.as_str());
     set(&mut environ.url_scheme, url_scheme);
+    offered
 }
 
 fn set(field: &mut String, value: &str) {
@@ -256,7 +262,7 @@ mod tests {
             let head = parse_request_head(raw, &limits)
                 .expect("valid")
                 .expect("complete");
-            fill(&mut refilled, &head, &conn, &trust);
+            let _ = fill(&mut refilled, &head, &conn, &trust);
         }
         let head = parse_request_head(second, &limits)
             .expect("valid")
@@ -269,6 +275,25 @@ mod tests {
             ("127.0.0.1", "http")
         );
         assert_eq!(refilled.content_length, "");
+    }
+
+    #[test]
+    fn fill_says_whether_the_front_offered_to_take_the_request_back() {
+        let conn = ConnInfo::new(None, None);
+        let trust = ForwardedAllow::Ips(Vec::new());
+        let mut environ = Environ::default();
+        for (raw, offered) in [
+            (
+                &b"GET / HTTP/1.1\r\nHost: h\r\nX-Rgunicorn-Resend: 1\r\n\r\n"[..],
+                true,
+            ),
+            (&b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..], false),
+        ] {
+            let head = parse_request_head(raw, &Limits::default())
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(fill(&mut environ, &head, &conn, &trust), offered);
+        }
     }
 
     #[test]
