@@ -317,11 +317,11 @@ impl Pool {
     /// event; `None` to wake for each.
     ///
     /// While at least twice as many jobs wait in the queue as there are threads, an
-    /// answer or a new request the loop takes at once makes no job start sooner. With jobs of a few
-    /// hundred microseconds
-    /// (a Flask view), waking for each answer and again for each client's next request
-    /// costs the loop about two sleeps and wake-ups per request, each a context switch
-    /// (often across cores) that costs more than the work it wakes for. Pausing takes
+    /// answer or a new request the loop takes at once makes no job start sooner. With
+    /// jobs of a few hundred microseconds (a Flask view), waking for each answer and
+    /// again for each client's next request costs the loop about two sleeps and wake-ups
+    /// per request, each a context switch (often across cores) that costs more than the
+    /// work it wakes for. Pausing takes
     /// them in batches instead: for half the time the threads need to empty the queue
     /// (`queued × the time between two answers / 2`, see [`AnswerGap`]), so they are
     /// still busy when the loop looks again, and at most [`PACE_MAX`]. Short pauses are
