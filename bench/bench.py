@@ -542,7 +542,8 @@ def granian_cmd(port, app, extra=()):
 
 def define_python_servers(have_rg_py):
     """Scenario 6, plain HTTP: the same app files under each server, NCPU workers each, every
-    server with its default threads (rgunicorn 4, gunicorn gthread 4 as in scenario 1)."""
+    server with its default threads (rgunicorn 1, as gunicorn sync), gunicorn gthread with 4 as in
+    scenario 1."""
     out = []
     for app, mod, name in (("wsgi", "wsgi_app:application", "WSGI"), ("flask", "flask_app:app", "Flask")):
         if have_rg_py:
@@ -559,8 +560,8 @@ def define_python_servers(have_rg_py):
 def define_python_tls_servers(have_rg_py, cert):
     """Scenario 6, HTTPS: the reference stack rebuilt (front + workers + the Flask app) against
     the reference (nginx TLS -> gunicorn sync -> Flask over a unix socket). The stack runs
-    twice, with rgunicorn's default threads and with one app thread per worker (gunicorn
-    sync's one request at a time), interleaved, so the default can be judged in one run."""
+    twice, with rgunicorn's default threads (one per worker, as gunicorn sync) and with four,
+    interleaved, so the default can be judged in one run."""
     crt, key = cert
     out = []
     if have_rg_py:
@@ -576,7 +577,7 @@ def define_python_tls_servers(have_rg_py, cert):
             return rg
         out.append(("py-rgunicorn-front-flask", "rgunicorn front + workers + Flask (TLS)", "rgunicorn",
                     rg_with(None)))
-        out.append(("py-rgunicorn-front-flask-t1", "the same, --threads 1", "rgunicorn", rg_with(1)))
+        out.append(("py-rgunicorn-front-flask-t4", "the same, --threads 4", "rgunicorn", rg_with(4)))
     out.append(("py-reference", "nginx TLS -> gunicorn sync + Flask (reference)", "reference",
                 reference_stack("ref-py", cert)))
     return out
@@ -646,9 +647,9 @@ def md_flask_alone(res):
 
 
 def md_threads(res):
-    """The HTTPS Flask stack with one app thread per worker against its default, round by round."""
+    """The HTTPS Flask stack with its default one app thread per worker against four, round by round."""
     tls = res.get("python_tls", {})
-    pair = ("py-rgunicorn-front-flask-t1", "py-rgunicorn-front-flask")
+    pair = ("py-rgunicorn-front-flask", "py-rgunicorn-front-flask-t4")
     raw = {k: {c: d.get("runs", []) for c, d in tls.get(k, {}).items()} for k in pair}
     concs = sorted(set(raw[pair[0]]) & set(raw[pair[1]]), key=int)
     L = []
@@ -658,8 +659,8 @@ def md_threads(res):
                  f"p99 {', '.join(f'{x:.0f}/{y:.0f}' for x, y in p['p99_ms_per_round'])} ms")
     if not L:
         return []
-    return ["`--threads 1` against the default threads, the same stack, per round "
-            "(req/s ratio; p99 with one thread / with the default):", ""] + L + [""]
+    return ["The default one thread against `--threads 4`, the same stack, per round "
+            "(req/s ratio; p99 with one thread / with four):", ""] + L + [""]
 
 
 def python_targets(res):

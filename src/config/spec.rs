@@ -276,7 +276,7 @@ pub(crate) const SPECS: &[Spec] = &[
         "threads",
         None,
         "INT",
-        "App threads per worker, for apps that may block [default: 4]",
+        "App threads per worker, for apps that may block [default: 1]",
     ),
     value(
         "worker_connections",

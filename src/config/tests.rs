@@ -76,7 +76,8 @@ fn defaults_are_gunicorns() {
     assert!(!s.reuse_port);
     let w = &s.worker;
     assert_eq!(w.app, "welcome");
-    assert_eq!(w.threads, 4);
+    assert_eq!(w.threads, 1);
+    assert!(!w.python.multithread);
     assert_eq!(w.worker_connections, 1000);
     assert_eq!(w.timeout, Duration::from_secs(30));
     assert_eq!(w.graceful_timeout, Duration::from_secs(30));

@@ -401,7 +401,11 @@ const CLIENTS: usize = 4;
 
 #[test]
 fn term_under_load_refuses_new_connections_at_once_while_requests_finish() {
-    let mut server = Server::start_bin(&custom_app_bin(), &["-w", "2"], &[]);
+    // Threads to spare beside the slow request: with one, the clients' requests on its
+    // worker's connections would wait for it (no front here to hand them back), and this
+    // test is about what TERM refuses.
+    let args = ["-w", "2", "--threads", "4"];
+    let mut server = Server::start_bin(&custom_app_bin(), &args, &[]);
     let addr = server.addr;
     // Each client stops at its refusal: it would go elsewhere.
     let options = Options {

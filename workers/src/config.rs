@@ -109,11 +109,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             app: crate::app::DEFAULT_APP.to_string(),
-            python: PythonConfig {
-                multithread: true, // threads: 4, below
-                ..PythonConfig::default()
-            },
-            threads: 4,
+            python: PythonConfig::default(),
+            threads: 1,
             worker_connections: 1000,
             keepalive: Duration::from_secs(2),
             timeout: Duration::from_secs(30),
