@@ -198,7 +198,7 @@ fn request_timeout_recycle_fails_no_other_request_through_the_front() {
 }
 
 /// A slow request on a worker with one app thread holds up no other request: the worker
-/// counts as stalled after 50 ms, takes no new connection and hands the requests the
+/// counts as stalled after 20 ms, takes no new connection and hands the requests the
 /// front offers back to it, which the front sends to the other worker (DESIGN.md, "A
 /// worker whose app threads are all held up"). Before, the requests the front had sent
 /// that worker waited for the slow one: about half of them, with two workers.

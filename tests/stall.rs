@@ -80,9 +80,9 @@ fn a_stalled_worker_hands_back_what_the_front_offered_and_queues_the_rest() {
     std::thread::sleep(Duration::from_millis(100));
 
     // The only app thread sleeps 3 s; an offered request queued just behind it is handed
-    // back once the worker counts as stalled (50 ms), long before the sleep ends.
+    // back once the worker counts as stalled (20 ms), long before the sleep ends.
     let slow = send(connect(), &plain("/slow?ms=3000"));
-    std::thread::sleep(Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(5));
     let mut offering = Reader::new(send(connect(), &offered("/hello?queued")));
     assert_handed_back(&offering.response(false).expect("answer"), &server.log());
     assert!(

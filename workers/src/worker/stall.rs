@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use super::Worker;
 
 /// How long app threads that are all busy may go without answering before the worker
-/// counts as stalled: above a Python app's usual request (about a millisecond) and its
-/// garbage collector's pauses, below what a client notices as a hang.
-pub const STALL_AFTER: Duration = Duration::from_millis(50);
+/// counts as stalled: well above a Python app's usual request (about a millisecond) and
+/// its garbage collector's pauses, and short, because every request queued behind a slow
+/// one waits this long (with one thread and one slow request, the others' p99 was 42-51
+/// ms at 50 ms and 15-25 ms at 20 ms; 10 ms gave no more).
+pub const STALL_AFTER: Duration = Duration::from_millis(20);
 
 impl Worker {
     /// When the loop must look again because the threads may have stalled by then.
