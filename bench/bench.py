@@ -541,9 +541,9 @@ def granian_cmd(port, app, extra=()):
 
 
 def define_python_servers(have_rg_py):
-    """Scenario 6, plain HTTP: the same app files under each server, NCPU workers each, every
-    server with its default threads (rgunicorn 1, as gunicorn sync), gunicorn gthread with 4 as in
-    scenario 1."""
+    """Scenario 6, plain HTTP: the same app files under each server, NCPU workers each:
+    rgunicorn with its default one app thread per worker (as gunicorn sync), granian with its
+    defaults, gunicorn gthread with 4 threads as in scenario 1."""
     out = []
     for app, mod, name in (("wsgi", "wsgi_app:application", "WSGI"), ("flask", "flask_app:app", "Flask")):
         if have_rg_py:
