@@ -77,10 +77,9 @@ impl Relay {
             let offer = (x.attempts == 1
                 && ctx.rt.settings.upstream_app_threads
                 && matches!(x.body, RequestBody::Done)
-                && x.body_received == 0
-                && x.body_out.is_empty())
-            .then(|| x.head.strip_suffix(b"\r\n"))
-            .flatten();
+                && x.body_received == 0)
+                .then(|| x.head.strip_suffix(b"\r\n"))
+                .flatten();
             let offered = offer.is_some();
             match offer {
                 Some(fields) => {
@@ -91,7 +90,8 @@ impl Relay {
                 None => up.out.extend(&x.head),
             }
             if !matches!(x.body, RequestBody::Done) {
-                // Only a request without a body is kept to be sent again.
+                // A body still coming goes out as it arrives: the request cannot be sent
+                // again whole, so its head is not kept.
                 x.head = Vec::new();
             }
             up.inflight.push_back(InFlight {
